@@ -1,0 +1,5 @@
+"""`python -m longdocvqa` runs the command line."""
+
+from longdocvqa.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""Exception taxonomy, named for what happens next (exit codes follow DESIGN.md §3)."""
+
+
+class LongDocVQAError(Exception):
+    """Base class; `exit_code` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class RecipeError(LongDocVQAError):
+    """The recipe or the command line is wrong: fix the input and run again (exit 2)."""
+
+    exit_code = 2
+
+
+class StageError(LongDocVQAError):
+    """A stage could not finish (error budget exceeded, inconsistent run directory)."""
+
+
+class ExternalServiceError(LongDocVQAError):
+    """A model endpoint or the Hub failed beyond the retry budget."""
+
+
+class RejectedInput(LongDocVQAError):
+    """One input item is unusable; it is recorded in rejects.jsonl and the build goes on."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail

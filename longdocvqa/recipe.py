@@ -1,0 +1,295 @@
+"""The recipe: one YAML file describes one dataset version, every stage's settings included.
+
+Models are strict (`extra="forbid"`): an unknown key is an error naming its dotted path. Relative
+paths are resolved against the recipe file's folder, so a recipe works from any working directory.
+Secrets never appear here: only the *names* of environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from longdocvqa.errors import RecipeError
+from longdocvqa.fingerprint import content_hash
+from longdocvqa.records import Task
+
+_SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class PoolConfig(Strict):
+    """Which PDFs enter the pool."""
+
+    paths: list[str] = Field(description="files, folders, globs, or .txt files listing paths (one per line)")
+    min_pages: int = Field(32, ge=1)
+    max_pages: int = Field(50, ge=1)
+    max_file_mb: float = Field(200.0, gt=0)
+    min_page_side_pt: float = Field(72.0, gt=0, description="pages smaller than 1 inch are rejected as absurd")
+    max_page_side_pt: float = Field(14400.0, gt=0, description="PDF's own limit: 200 inches")
+    licences: str | None = Field(None, description="optional TSV file: path-or-filename<TAB>licence<TAB>source")
+    max_reject_rate: float = Field(0.5, ge=0, le=1, description="stop the build when more of the pool is rejected")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PoolConfig:
+        if self.min_pages > self.max_pages:
+            raise ValueError(f"min_pages ({self.min_pages}) must be <= max_pages ({self.max_pages})")
+        return self
+
+
+class RenderConfig(Strict):
+    """How pages become images (PyMuPDF raster, Pillow encoder)."""
+
+    dpi: int = Field(144, ge=36, le=600)
+    format: Literal["jpeg", "png", "webp"] = "jpeg"
+    quality: int = Field(90, ge=1, le=100)
+
+
+class LayoutConfig(Strict):
+    """How pages become labelled blocks."""
+
+    backend: Literal["heuristic", "pymupdf-layout"] = "heuristic"
+    find_tables: bool = Field(True, description="run PyMuPDF's table finder on pages with ruled grids")
+    image_only_max_chars: int = Field(20, ge=0, description="a page with fewer text characters counts as scanned")
+    ocr: Literal["none", "vlm"] = Field("none", description="transcribe image-only pages with the generator's VLM")
+
+
+class SegmentConfig(Strict):
+    """Section-aligned page spans given to the generator."""
+
+    min_pages: int = Field(8, ge=1)
+    max_pages: int = Field(15, ge=1)
+    per_document: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SegmentConfig:
+        if self.min_pages > self.max_pages:
+            raise ValueError(f"min_pages ({self.min_pages}) must be <= max_pages ({self.max_pages})")
+        return self
+
+
+class BenchmarkSource(Strict):
+    """One evaluation benchmark to decontaminate against."""
+
+    name: str
+    kind: Literal["pdfs", "hub", "jsonl"]
+    path: str | None = Field(None, description="folder/glob of PDFs, JSONL file, or local dataset folder")
+    repo: str | None = Field(None, description="Hub dataset id (kind: hub)")
+    config: str | None = None
+    split: str = "test"
+    revision: str | None = None
+    text_column: str | None = None
+    image_column: str | None = None
+    doc_id_column: str | None = None
+    question_column: str | None = None
+    answer_column: str | None = None
+
+
+class DecontaminateConfig(Strict):
+    """Benchmark decontamination and within-pool near-duplicate removal."""
+
+    benchmarks: list[BenchmarkSource] = Field(default_factory=list)
+    num_perm: int = Field(128, ge=16)
+    shingle_words: int = Field(5, ge=1)
+    threshold: float = Field(0.7, gt=0, le=1)
+    window_pages: int = Field(10, ge=1, description="also compare every window of this many consecutive pages")
+    question_ngram: int = Field(13, ge=3)
+    within_pool: bool = True
+    backend: Literal["numpy", "datasketch", "rensa"] = "numpy"
+
+
+class EndpointConfig(Strict):
+    """An OpenAI-compatible endpoint. URL and key may come from environment variables."""
+
+    base_url: str | None = None
+    base_url_env: str | None = Field(None, description="environment variable holding the base URL")
+    model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
+    api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
+    timeout_s: float = Field(120.0, gt=0)
+    max_concurrency: int = Field(16, ge=1)
+    max_retries: int = Field(6, ge=0, description="transient errors: timeouts, resets, 429, 5xx")
+    response_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
+    max_tokens: int = Field(1024, ge=1)
+    temperature: float = Field(0.0, ge=0)
+    seed: int | None = 0
+    extra_body: dict[str, object] = Field(default_factory=dict)
+    price_input_per_mtok: float | None = None
+    price_output_per_mtok: float | None = None
+
+    def resolved_base_url(self) -> str | None:
+        """Base URL from the recipe, or from the named environment variable."""
+        if self.base_url_env and os.environ.get(self.base_url_env):
+            return os.environ[self.base_url_env]
+        return self.base_url
+
+
+class GeneratorConfig(Strict):
+    """Who writes the QA: `template` (offline baseline from the layout) or `openai` (any compatible API)."""
+
+    kind: Literal["template", "openai"] = "template"
+    endpoint: EndpointConfig = Field(default_factory=EndpointConfig)
+
+
+class VerifyConfig(Strict):
+    """Optional answerability check by a second model that sees only the evidence pages."""
+
+    enabled: bool = False
+    endpoint: EndpointConfig | None = None
+
+
+class GenerateConfig(Strict):
+    """QA generation settings."""
+
+    generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
+    tasks: list[Task] = Field(default_factory=lambda: ["extract-single", "extract-multi", "reasoning"])
+    questions_per_segment: int = Field(1, ge=1)
+    input_mode: Literal["images", "text", "images+text"] = "images"
+    prompt_version: str = "v1"
+    exemplars: str | None = Field(None, description="JSONL of in-context exemplars")
+    num_exemplars: int = Field(2, ge=0)
+    max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28, description="image size sent to the generator")
+    max_invalid_retries: int = Field(2, ge=0, description="re-asks after invalid output, with the error appended")
+    temperature_schedule: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.7])
+    ocr_needle_pages: tuple[int, int] = (1, 3)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+
+
+class ShortDataConfig(Strict):
+    """A second source of short instruction data in TRL format, mixed at a token share."""
+
+    path: str | None = None
+    repo: str | None = None
+    config: str | None = None
+    split: str = "train"
+    share: float = Field(0.0, ge=0, le=0.95)
+
+
+class AssembleConfig(Strict):
+    """Full-document examples, lengths, distribution, mixture and budget."""
+
+    tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    min_pixels: int = Field(3136, ge=1)
+    max_pixels: int = Field(12845056, ge=1)
+    min_tokens: int = Field(32768, ge=1)
+    max_tokens: int = Field(131072, ge=1)
+    distribution: Literal["pool-native", "long-biased", "target"] = "pool-native"
+    target: dict[str, float] | None = Field(None, description="histogram: {'lo-hi': share}, token bins")
+    mixture: dict[str, float] = Field(
+        default_factory=lambda: {"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2}
+    )
+    mixture_unit: Literal["tokens", "examples"] = "tokens"
+    budget_tokens: int | None = Field(None, ge=1, description="total token budget; none keeps everything")
+    on_shortfall: Literal["stop", "rescale"] = "rescale"
+    short_data: ShortDataConfig = Field(default_factory=ShortDataConfig)
+    page_labels: bool = True
+    question_position: Literal["after", "before"] = "after"
+    answer_instruction: bool = False
+    list_format: Literal["json", "comma"] = "json"
+    system_prompt: str | None = None
+
+    @model_validator(mode="after")
+    def _window(self) -> AssembleConfig:
+        if self.min_tokens > self.max_tokens:
+            raise ValueError(f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})")
+        return self
+
+
+class PublishConfig(Strict):
+    """The Hub-ready dataset folder."""
+
+    test_share: float = Field(0.0, ge=0, lt=1, description="share of documents held out as the test split")
+    max_shard_mb: int = Field(500, ge=1)
+    rows_per_group: int = Field(4, ge=1)
+    licence: str = "other"
+    repo: str | None = None
+    pretty_name: str | None = None
+
+
+class Recipe(Strict):
+    """One dataset version."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
+    version: str
+    seed: int = 0
+    description: str = ""
+    pool: PoolConfig
+    render: RenderConfig = Field(default_factory=RenderConfig)
+    layout: LayoutConfig = Field(default_factory=LayoutConfig)
+    segment: SegmentConfig = Field(default_factory=SegmentConfig)
+    decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+    assemble: AssembleConfig = Field(default_factory=AssembleConfig)
+    publish: PublishConfig = Field(default_factory=PublishConfig)
+
+    @field_validator("version")
+    @classmethod
+    def _semver(cls, value: str) -> str:
+        if not _SEMVER.match(value):
+            raise ValueError(f"version must be semantic (MAJOR.MINOR.PATCH), got {value!r}")
+        return value
+
+    def fingerprint(self) -> str:
+        """Content hash of the resolved recipe."""
+        return content_hash(self, length=16)
+
+    def to_yaml(self) -> str:
+        """The resolved recipe as YAML (the run directory's recipe.lock.yaml)."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read, validate and resolve a recipe file; errors name the file and each bad key's dotted path."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: recipe file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(data).__name__}")
+    recipe = parse_recipe(data, source=str(path))
+    return resolve_paths(recipe, path.resolve().parent)
+
+
+def parse_recipe(data: dict, source: str = "<recipe>") -> Recipe:
+    """Validate a recipe mapping; raise RecipeError with one line per problem."""
+    try:
+        return Recipe.model_validate(data)
+    except ValidationError as exc:
+        raise RecipeError(f"{source}: invalid recipe\n" + "\n".join(format_errors(exc))) from None
+
+
+def format_errors(exc: ValidationError) -> list[str]:
+    """One bullet per error: `- pool.max_pages: message`."""
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        lines.append(f"- {where}: {message}")
+    return lines
+
+
+def resolve_paths(recipe: Recipe, base: Path) -> Recipe:
+    """Make the recipe's relative paths absolute against `base` (the recipe's folder)."""
+
+    def absolute(p: str | None) -> str | None:
+        if p is None or "://" in p or os.path.isabs(p):
+            return p
+        return str((base / p).resolve()) if not any(c in p for c in "*?[") else str(base / p)
+
+    recipe.pool.paths = [absolute(p) or p for p in recipe.pool.paths]
+    recipe.pool.licences = absolute(recipe.pool.licences)
+    recipe.generate.exemplars = absolute(recipe.generate.exemplars)
+    recipe.assemble.short_data.path = absolute(recipe.assemble.short_data.path)
+    for bench in recipe.decontaminate.benchmarks:
+        bench.path = absolute(bench.path)
+    return recipe

@@ -1,0 +1,215 @@
+"""The only module that imports PyMuPDF: probing PDFs, raw page text, tables, and page images.
+
+Rendering is lazy: the document stages need sizes and text, not pixels. Page images are made
+when a later stage asks for them (generation, publishing) and are cached by the caller.
+Images are rasterised by MuPDF and encoded by Pillow (libjpeg-turbo), which is ~8x faster than
+MuPDF's own JPEG writer (research/infra.md §4).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+from longdocvqa.errors import RejectedInput
+from longdocvqa.records import RawBox, RawLine, RawPage
+
+_PDF_MAGIC_WINDOW = 1024
+_BOLD_FLAG = 16
+# PyMuPDF 2's layout model labels -> our block labels.
+_MODEL_LABELS = {
+    "title": "title", "section-header": "section", "text": "paragraph", "list-item": "list", "table": "table",
+    "caption": "caption", "picture": "figure", "page-header": "header", "page-footer": "footer",
+    "footnote": "footnote", "formula": "formula",
+}  # fmt: skip
+
+
+def _pymupdf() -> Any:
+    import pymupdf
+
+    pymupdf.TOOLS.mupdf_display_errors(False)
+    pymupdf.TOOLS.mupdf_display_warnings(False)
+    return pymupdf
+
+
+def open_pdf(path: str | Path) -> Any:
+    """Open a PDF or raise RejectedInput naming the cause (not a PDF, corrupt, encrypted, empty)."""
+    pymupdf = _pymupdf()
+    with open(path, "rb") as handle:
+        head = handle.read(_PDF_MAGIC_WINDOW)
+    if b"%PDF-" not in head:
+        raise RejectedInput("not_pdf", "no %PDF header in the first 1 KiB")
+    pymupdf.TOOLS.mupdf_warnings(reset=True)
+    try:
+        doc = pymupdf.open(str(path), filetype="pdf")
+    except Exception as exc:  # MuPDF raises several types for broken files
+        raise RejectedInput("corrupt", f"MuPDF cannot open it: {exc}") from None
+    if doc.needs_pass or doc.is_encrypted:
+        doc.close()
+        raise RejectedInput("encrypted", "the PDF is password-protected")
+    if doc.page_count == 0:
+        doc.close()
+        raise RejectedInput("no_pages", "the PDF has zero pages")
+    return doc
+
+
+def probe(path: str | Path) -> dict[str, Any]:
+    """Page count, page sizes (points) and metadata; rejects files MuPDF complains about."""
+    pymupdf = _pymupdf()
+    doc = open_pdf(path)
+    try:
+        sizes = [(round(p.rect.width, 2), round(p.rect.height, 2)) for p in doc]
+        meta = doc.metadata or {}
+        warnings = pymupdf.TOOLS.mupdf_warnings(reset=True).strip()
+    finally:
+        doc.close()
+    if warnings:
+        first = warnings.splitlines()[0]
+        raise RejectedInput("mupdf_warnings", f"MuPDF reported problems while reading it: {first}")
+    return {
+        "num_pages": len(sizes),
+        "page_sizes_pt": sizes,
+        "title": (meta.get("title") or "").strip(),
+        "producer": (meta.get("producer") or "").strip(),
+    }
+
+
+def outline(path: str | Path) -> list[tuple[int, str, int]]:
+    """The PDF outline (bookmarks) as (level, title, 1-based page); empty when there is none."""
+    doc = open_pdf(path)
+    try:
+        return [(int(lvl), str(title).strip(), int(page)) for lvl, title, page, *_ in doc.get_toc(simple=True)]
+    finally:
+        doc.close()
+
+
+def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = False) -> list[RawPage]:
+    """Text lines with font size and weight, image boxes, ruled tables and optional model boxes, per page."""
+    doc = open_pdf(path)
+    try:
+        return [_raw_page(page, find_tables, layout_model) for page in doc]
+    finally:
+        doc.close()
+
+
+def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
+    data = page.get_text("dict", flags=0)
+    lines: list[RawLine] = []
+    images = []
+    for block in data["blocks"]:
+        if block.get("type") == 1:
+            images.append(tuple(round(v, 2) for v in block["bbox"]))
+            continue
+        for line in block.get("lines", []):
+            lines.extend(_raw_line(line))
+    tables = _tables(page) if find_tables and _has_ruling(page) else []
+    boxes = _model_boxes(page) if layout_model else None
+    rect = page.rect
+    return RawPage(index=page.number + 1, width_pt=round(rect.width, 2), height_pt=round(rect.height, 2),
+                   lines=lines, image_boxes=images, tables=tables, model_boxes=boxes)  # fmt: skip
+
+
+def _raw_line(line: dict[str, Any]) -> list[RawLine]:
+    spans = [s for s in line["spans"] if s["text"].strip()]
+    if not spans:
+        return []
+    text = "".join(s["text"] for s in line["spans"]).strip()
+    main = max(spans, key=lambda s: len(s["text"]))
+    bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
+    bbox = tuple(round(v, 2) for v in line["bbox"])
+    return [RawLine(bbox=bbox, text=text, size=round(main["size"], 2), bold=bold)]  # type: ignore[arg-type]
+
+
+def _has_ruling(page: Any, min_lines: int = 3) -> bool:
+    """Cheap pre-check before the (slow, ~0.3 s/page) table finder: a few long horizontal AND vertical rules."""
+    horizontal = vertical = 0
+    min_length = page.rect.width * 0.1
+    for path in page.get_drawings():
+        for item in path["items"]:
+            if item[0] == "l":
+                (x0, y0), (x1, y1) = item[1], item[2]
+            elif item[0] == "re" and min(item[1].width, item[1].height) < 2:
+                x0, y0, x1, y1 = item[1]
+            else:
+                continue
+            horizontal += abs(y1 - y0) < 1 and abs(x1 - x0) >= min_length
+            vertical += abs(x1 - x0) < 1 and abs(y1 - y0) >= 8
+        if horizontal >= min_lines and vertical >= min_lines:
+            return True
+    return False
+
+
+def _tables(page: Any) -> list[RawBox]:
+    found = page.find_tables()
+    boxes = []
+    for table in found.tables:
+        rows = table.extract() or []
+        text = "\n".join(" | ".join(c or "" for c in row) for row in rows)
+        if table.row_count >= 2 and table.col_count >= 2:
+            boxes.append(RawBox(bbox=tuple(round(v, 2) for v in table.bbox), label="table", text=text))
+    return boxes
+
+
+def _model_boxes(page: Any) -> list[RawBox]:
+    import pymupdf.layout  # noqa: F401  (activates PyMuPDF 2's ONNX layout model)
+
+    page.get_layout()
+    boxes = []
+    for x0, y0, x1, y1, label in page.layout_information or []:
+        text = page.get_text("text", clip=(x0, y0, x1, y1)).strip()
+        mapped = _MODEL_LABELS.get(label, "paragraph")
+        boxes.append(RawBox(bbox=(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), label=mapped, text=text))
+    return boxes
+
+
+def page_texts(path: str | Path) -> list[str]:
+    """Plain text of every page, in order (for decontamination and checks)."""
+    doc = open_pdf(path)
+    try:
+        return [page.get_text("text") for page in doc]
+    finally:
+        doc.close()
+
+
+def pixel_size(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
+    """The pixmap size MuPDF produces for a page at `dpi` (US-Letter at 144 DPI: 1224 x 1584)."""
+    pymupdf = _pymupdf()
+    matrix = pymupdf.Matrix(dpi / 72, dpi / 72)
+    irect = pymupdf.Rect(0, 0, width_pt, height_pt).transform(matrix).irect
+    return irect.width, irect.height
+
+
+def render_page(path: str | Path, index: int, dpi: int = 144, fmt: str = "jpeg", quality: int = 90) -> bytes:
+    """Render 1-based page `index` to an RGB image encoded as JPEG, PNG or WebP."""
+    doc = open_pdf(path)
+    try:
+        return encode_pixmap(doc[index - 1].get_pixmap(dpi=dpi, alpha=False), fmt, quality)
+    finally:
+        doc.close()
+
+
+def render_pages(path: str | Path, indices: list[int], dpi: int, fmt: str, quality: int) -> dict[int, bytes]:
+    """Render several pages of one document, opening it once."""
+    doc = open_pdf(path)
+    try:
+        return {i: encode_pixmap(doc[i - 1].get_pixmap(dpi=dpi, alpha=False), fmt, quality) for i in indices}
+    finally:
+        doc.close()
+
+
+def encode_pixmap(pix: Any, fmt: str, quality: int) -> bytes:
+    """Encode a MuPDF RGB pixmap with Pillow straight from its raw samples."""
+    from PIL import Image
+
+    image = Image.frombuffer("RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1)
+    out = io.BytesIO()
+    if fmt == "jpeg":
+        image.save(out, "JPEG", quality=quality)
+    elif fmt == "png":
+        image.save(out, "PNG", compress_level=1)
+    elif fmt == "webp":
+        image.save(out, "WEBP", quality=quality)
+    else:
+        raise ValueError(f"unknown image format {fmt!r}")
+    return out.getvalue()

@@ -1,0 +1,145 @@
+"""The run directory: atomic writes, per-document stage outputs sharded by sha256, rejects, manifest.
+
+Layout (DESIGN.md §3):
+
+    OUT/manifest.json          counts, drops by reason, token totals, timings, versions, recipe fingerprint
+    OUT/recipe.lock.yaml       the resolved recipe
+    OUT/rejects.jsonl          every dropped item (rewritten from the stage outputs at the end of a build)
+    OUT/llm_calls.sqlite       the model-call ledger
+    OUT/stages/<stage>/<fingerprint>/<sha[:2]>/<key>.json   one output per document, or its rejection
+    OUT/cache/pages/<sha[:2]>/<sha>/<dpi>-<format>-q<quality>/<page>.<ext>
+    OUT/dataset/               the Hub-ready folder
+
+Every file is written to a temporary name in the same folder and renamed into place, so a run
+killed at any moment (kill -9) leaves finished outputs whole and unfinished ones absent.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+from longdocvqa.records import Reject
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file and an atomic rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+
+
+class StageOutput:
+    """Per-document outputs of one stage, keyed by the stage fingerprint and the document sha256."""
+
+    def __init__(self, root: Path, stage: str, fingerprint: str) -> None:
+        self.stage = stage
+        self.fingerprint = fingerprint
+        self.dir = root / "stages" / stage / fingerprint
+
+    def path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def done(self, key: str) -> bool:
+        return self.path(key).is_file()
+
+    def write(self, key: str, payload: Any) -> None:
+        """Store a JSON-able payload (lists of records are dumped in JSON mode)."""
+        atomic_write_json(self.path(key), {"ok": _dump(payload)})
+
+    def write_reject(self, key: str, reject: Reject) -> None:
+        atomic_write_json(self.path(key), {"reject": reject.model_dump(mode="json")})
+
+    def read(self, key: str) -> dict[str, Any]:
+        """Return {"ok": payload} or {"reject": Reject-dict}."""
+        return json.loads(self.path(key).read_text(encoding="utf-8"))
+
+    def rejects(self) -> Iterator[Reject]:
+        """Every rejection stored by this stage, in key order."""
+        for path in sorted(self.dir.glob("*/*.json")):
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if "reject" in data:
+                yield Reject.model_validate(data["reject"])
+
+
+class RunDir:
+    """A build's output folder."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def stage(self, stage: str, fingerprint: str) -> StageOutput:
+        return StageOutput(self.root, stage, fingerprint)
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def rejects_path(self) -> Path:
+        return self.root / "rejects.jsonl"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.root / "llm_calls.sqlite"
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.root / "dataset"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.root / "cache"
+
+    def read_manifest(self) -> dict[str, Any]:
+        if not self.manifest_path.is_file():
+            return {}
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
+
+    def write_rejects(self, rejects: Iterable[Reject]) -> int:
+        """Rewrite rejects.jsonl (sorted, one JSON object per line); return how many."""
+        lines = sorted({r.model_dump_json() for r in rejects})
+        atomic_write_text(self.rejects_path, "".join(line + "\n" for line in lines))
+        return len(lines)
+
+
+def read_jsonl(path: Path, model: type[M]) -> list[M]:
+    """Load a JSONL file of records."""
+    with open(path, encoding="utf-8") as handle:
+        return [model.model_validate_json(line) for line in handle if line.strip()]
+
+
+def _dump(payload: Any) -> Any:
+    if isinstance(payload, BaseModel):
+        return payload.model_dump(mode="json")
+    if isinstance(payload, list | tuple):
+        return [_dump(p) for p in payload]
+    if isinstance(payload, dict):
+        return {k: _dump(v) for k, v in payload.items()}
+    return payload
