@@ -52,6 +52,11 @@ class _RichProgress:
         yield lambda n=1: self.progress.advance(task, n)
         self.progress.update(task, completed=total)
 
+    def reject(self, reject: Any) -> None:
+        self.progress.console.print(
+            f"[yellow]rejected[/] {reject.item}: {reject.reason}: {reject.detail}", highlight=False, soft_wrap=True
+        )
+
 
 @app.command()
 def build(
@@ -88,7 +93,9 @@ def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
         table.add_column(column, justify="left" if column in ("stage", "dropped (by reason)") else "right")
     for name, stage in manifest["stages"].items():
         drops = ", ".join(f"{k}: {v}" for k, v in stage["dropped"].items()) or "-"
-        table.add_row(name, str(stage["seen"]), str(stage["kept"]), str(stage["reused"]), drops, f"{stage['seconds']:.2f}")
+        table.add_row(
+            name, str(stage["seen"]), str(stage["kept"]), str(stage["reused"]), drops, f"{stage['seconds']:.2f}"
+        )
     console = _console()
     console.print(table)
     console.print(f"documents {manifest['documents']}, segments {manifest['segments']}, {manifest['seconds']:.1f} s")

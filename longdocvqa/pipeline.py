@@ -38,6 +38,9 @@ class Progress:
     def stage(self, name: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
         return nullcontext(lambda n=1: None)
 
+    def reject(self, reject: Reject) -> None:
+        """Called once per unusable input (bad file, failed parse), as it is found."""
+
 
 @dataclass
 class StageStats:
@@ -50,7 +53,12 @@ class StageStats:
 
     def as_dict(self) -> dict[str, Any]:
         counts = {"seen": self.seen, "kept": self.kept, "reused": self.reused}
-        return {**counts, "dropped": dict(sorted(self.dropped.items())), "seconds": round(self.seconds, 3), **self.extra}
+        return {
+            **counts,
+            "dropped": dict(sorted(self.dropped.items())),
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
 
 
 @dataclass
@@ -175,8 +183,7 @@ def _collect_pool(
     for f in files:
         data = out.read(keys[f])
         if "reject" in data:
-            ctx.rejects.append(Reject.model_validate(data["reject"]))
-            stats.dropped[data["reject"]["reason"]] += 1
+            _record_bad(ctx, stats, Reject.model_validate(data["reject"]))
             bad += 1
             continue
         doc = pool.attach_licence(PdfDoc.model_validate(data["ok"]), licences)
@@ -190,6 +197,12 @@ def _collect_pool(
     stats.kept = len(docs)
     stats.extra["pages"] = sum(d.num_pages for d in docs.values())
     return sorted(docs.values(), key=lambda d: d.sha256)
+
+
+def _record_bad(ctx: BuildContext, stats: StageStats, reject: Reject) -> None:
+    ctx.rejects.append(reject)
+    stats.dropped[reject.reason] += 1
+    ctx.progress.reject(reject)
 
 
 def _pool_filter(doc: PdfDoc, kept: dict[str, PdfDoc], cfg: Any) -> str | None:
@@ -237,8 +250,7 @@ def run_layout(ctx: BuildContext, docs: list[PdfDoc]) -> str:
         for doc in docs:
             data = out.read(doc.sha256)
             if "reject" in data:
-                ctx.rejects.append(Reject.model_validate(data["reject"]))
-                stats.dropped[data["reject"]["reason"]] += 1
+                _record_bad(ctx, stats, Reject.model_validate(data["reject"]))
                 bad += 1
         stats.kept = len(docs) - bad
         _check_budget(ctx, "layout", bad, len(docs))

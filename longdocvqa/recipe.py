@@ -181,9 +181,17 @@ class AssembleConfig(Strict):
     min_tokens: int = Field(32768, ge=1)
     max_tokens: int = Field(131072, ge=1)
     distribution: Literal["pool-native", "long-biased", "target"] = "pool-native"
-    target: dict[str, float] | None = Field(None, description="histogram: {'lo-hi': share}, token bins")
-    mixture: dict[str, float] = Field(
-        default_factory=lambda: {"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2}
+    target: dict[str, float] | None = Field(
+        None,
+        description="distribution: target: token bins {'lo-hi': share}, shares sum to 1; lo <= length < hi, the "
+        "last bin also holds hi; K = 1024",
+    )
+    long_bias: float = Field(
+        4.0, gt=0, description="long-biased: weight exp(long_bias * x), x = position of the length in the window, 0..1"
+    )
+    mixture: dict[Task, float] = Field(
+        default_factory=lambda: {"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2},
+        description="share of each task (by mixture_unit); shares sum to 1",
     )
     mixture_unit: Literal["tokens", "examples"] = "tokens"
     budget_tokens: int | None = Field(None, ge=1, description="total token budget; none keeps everything")
@@ -199,7 +207,30 @@ class AssembleConfig(Strict):
     def _window(self) -> AssembleConfig:
         if self.min_tokens > self.max_tokens:
             raise ValueError(f"min_tokens ({self.min_tokens}) must be <= max_tokens ({self.max_tokens})")
+        if any(share < 0 for share in self.mixture.values()) or abs(sum(self.mixture.values()) - 1) > 1e-6:
+            raise ValueError(f"mixture shares must be >= 0 and sum to 1, got {self.mixture}")
+        if self.distribution == "target" and not self.target:
+            raise ValueError("distribution: target needs a `target` histogram, e.g. {'32K-64K': 0.5, '64K-128K': 0.5}")
+        self.target_bins()
         return self
+
+    def target_bins(self) -> list[tuple[int, int, float]]:
+        """The `target` histogram as sorted (lo, hi, share) token bins; raises ValueError when malformed."""
+        bins = []
+        for key, share in (self.target or {}).items():
+            match = re.fullmatch(r"\s*(\d+)([kK]?)\s*-\s*(\d+)([kK]?)\s*", key)
+            if not match or share < 0:
+                raise ValueError(f"target bin {key!r}: write 'lo-hi' in tokens (e.g. '32768-65536' or '32K-64K')")
+            lo, hi = (int(match[i]) * (1024 if match[i + 1] else 1) for i in (1, 3))
+            if lo >= hi:
+                raise ValueError(f"target bin {key!r}: lo must be < hi")
+            bins.append((lo, hi, share))
+        bins.sort()
+        if any(a[1] > b[0] for a, b in zip(bins, bins[1:], strict=False)):
+            raise ValueError(f"target bins overlap: {sorted(self.target or {})}")
+        if bins and abs(sum(b[2] for b in bins) - 1) > 1e-6:
+            raise ValueError(f"target shares must sum to 1, got {sum(b[2] for b in bins)}")
+        return bins
 
 
 class PublishConfig(Strict):

@@ -50,6 +50,9 @@ def open_pdf(path: str | Path) -> Any:
         raise RejectedInput("encrypted", "the PDF is password-protected")
     if doc.page_count == 0:
         doc.close()
+        warnings = pymupdf.TOOLS.mupdf_warnings(reset=False).strip()
+        if warnings:  # MuPDF "repaired" a damaged file into nothing
+            raise RejectedInput("corrupt", f"damaged beyond repair: {warnings.splitlines()[0]}")
         raise RejectedInput("no_pages", "the PDF has zero pages")
     return doc
 
@@ -94,15 +97,13 @@ def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = F
 
 
 def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
-    data = page.get_text("dict", flags=0)
+    pymupdf = _pymupdf()
+    data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
     lines: list[RawLine] = []
-    images = []
     for block in data["blocks"]:
-        if block.get("type") == 1:
-            images.append(tuple(round(v, 2) for v in block["bbox"]))
-            continue
         for line in block.get("lines", []):
             lines.extend(_raw_line(line))
+    images = [tuple(round(v, 2) for v in info["bbox"]) for info in page.get_image_info()]
     tables = _tables(page) if find_tables and _has_ruling(page) else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect

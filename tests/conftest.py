@@ -1,0 +1,89 @@
+"""Shared fixtures: the bundled real PDFs, a copy of the demo recipe, and bad inputs made on the fly."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PDFS = ROOT / "tests" / "data" / "pdfs"
+
+
+@pytest.fixture(scope="session")
+def pdf_dir() -> Path:
+    return PDFS
+
+
+@pytest.fixture
+def write_recipe(tmp_path: Path):
+    """Write a recipe YAML (demo settings updated by `overrides`) and return its path."""
+
+    def _write(pool_paths: list[str], **overrides: dict) -> Path:
+        data = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
+        data["pool"]["paths"] = pool_paths
+        data["pool"]["licences"] = str(PDFS / "SOURCES.tsv")
+        for section, values in overrides.items():
+            if isinstance(values, dict):
+                data.setdefault(section, {}).update(values)
+            else:
+                data[section] = values
+        path = tmp_path / "recipe.yaml"
+        path.write_text(yaml.safe_dump(data))
+        return path
+
+    return _write
+
+
+def make_bad_pdfs(folder: Path) -> dict[str, str]:
+    """One file per bad-input kind; returns file name -> expected reject reason."""
+    import pymupdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    src = PDFS / "R-data.pdf"
+    data = src.read_bytes()
+    (folder / "truncated.pdf").write_bytes(data[: len(data) // 3])
+    (folder / "notes.pdf").write_text("this is a text file with a .pdf name\n")
+    (folder / "empty.pdf").write_bytes(b"")
+    (folder / "zero-pages.pdf").write_bytes(_zero_page_pdf())
+    doc = pymupdf.open(src)
+    doc.save(folder / "encrypted.pdf", encryption=pymupdf.PDF_ENCRYPT_AES_256, owner_pw="o", user_pw="secret")
+    tiny = pymupdf.open()
+    for _ in range(40):
+        tiny.new_page(width=30, height=30)
+    tiny.save(folder / "tiny-pages.pdf")
+    broken_xref = data.replace(b"startxref", b"startxreX")
+    (folder / "broken-xref.pdf").write_bytes(broken_xref)
+    return {
+        "truncated.pdf": "corrupt",
+        "notes.pdf": "not_pdf",
+        "empty.pdf": "not_pdf",
+        "zero-pages.pdf": "no_pages",
+        "encrypted.pdf": "encrypted",
+        "tiny-pages.pdf": "absurd_page_size",
+        "broken-xref.pdf": "mupdf_warnings",
+    }
+
+
+def _zero_page_pdf() -> bytes:
+    """A well-formed PDF (valid xref) whose page tree is empty."""
+    objects = [b"<</Type/Catalog/Pages 2 0 R>>", b"<</Type/Pages/Kids[]/Count 0>>"]
+    out, offsets = b"%PDF-1.4\n", []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 3\n0000000000 65535 f \n" + b"".join(b"%010d 00000 n \n" % o for o in offsets)
+    return out + b"trailer\n<</Size 3/Root 1 0 R>>\nstartxref\n%d\n%%%%EOF\n" % xref
+
+
+@pytest.fixture
+def mixed_pool(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A pool folder with three good real PDFs and one file of every bad kind."""
+    folder = tmp_path / "pool"
+    expected = make_bad_pdfs(folder)
+    for name in ("R-data.pdf", "latexbug.pdf", "etoolbox.pdf"):
+        shutil.copy(PDFS / name, folder / name)
+    return folder, expected
