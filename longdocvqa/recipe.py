@@ -190,7 +190,7 @@ class AssembleConfig(Strict):
         4.0, gt=0, description="long-biased: weight exp(long_bias * x), x = position of the length in the window, 0..1"
     )
     mixture: dict[Task, float] = Field(
-        default_factory=lambda: {"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2},
+        default_factory=lambda: dict[Task, float]({"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2}),
         description="share of each task (by mixture_unit); shares sum to 1",
     )
     mixture_unit: Literal["tokens", "examples"] = "tokens"
