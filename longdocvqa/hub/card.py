@@ -1,0 +1,415 @@
+"""The dataset card: README.md of the published folder (YAML header + Markdown body) and its histogram PNGs.
+
+The YAML header is what tools read: `configs` (data files per config and split, `sft` the default), `dataset_info`
+(Features and split sizes, in `datasets`' own YAML form), licence, task categories, size category, tags, and a
+`longdocvqa` block that the trainer and `validate` read (version, recipe fingerprint, processor `min_pixels` /
+`max_pixels`, token window, counts and token totals per task and split, task shares).
+The body is for people: what the dataset is, how it was built, counts, drops, decontamination, lengths, examples,
+sources and licences, how to load and train. Rows are the truth; this module only describes them.
+"""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from longdocvqa.recipe import Recipe
+
+CARD_KEY = "longdocvqa"
+ASSETS = "assets"
+LENGTH_PNG = f"{ASSETS}/length_histogram.png"
+PAGES_PNG = f"{ASSETS}/pages_histogram.png"
+TASK_CATEGORIES = ["visual-question-answering", "document-question-answering", "image-text-to-text"]
+TAGS = ["long-context", "long-document", "document-understanding", "multimodal", "synthetic", "sft", "longdocvqa"]
+_SIZE_BOUNDS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
+_HIST_BINS = 30
+
+
+class BuildReport(BaseModel):
+    """What the build knows that the rows do not; the lead's pipeline fills it from the manifest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drops_by_reason: dict[str, int] = Field(default_factory=dict, description="'stage/reason' -> count")
+    decontamination: dict[str, Any] = Field(default_factory=dict, description="benchmark -> matches/removed ...")
+    length_histogram_png: Path | None = None
+    pages_histogram_png: Path | None = None
+    generator: str | None = Field(default=None, description="generator model; defaults to the recipe's")
+    notes: str = ""
+
+
+def size_category(num_rows: int) -> str:
+    """The Hub's size category for `num_rows` examples."""
+    return next((name for bound, name in _SIZE_BOUNDS if num_rows < bound), "n>1M")
+
+
+def write_card(folder: Path, recipe: Recipe, stats: Any, build: BuildReport | None = None) -> Path:
+    """Write README.md and the histogram PNGs into the dataset folder; returns the README path."""
+    build = build or BuildReport()
+    write_histograms(folder, stats, build)
+    header = card_header(folder, recipe, stats)
+    text = (
+        "---\n"
+        + yaml.safe_dump(header, sort_keys=False, allow_unicode=True)
+        + "---\n\n"
+        + card_body(recipe, stats, build)
+    )
+    path = folder / "README.md"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def split_card(text: str) -> tuple[dict[str, Any], str]:
+    """(YAML header, body) of a README; raises ValueError when the header is missing or not a mapping."""
+    if not text.startswith("---\n"):
+        raise ValueError("README.md does not start with a YAML header ('---')")
+    end = text.find("\n---\n", 4)
+    if end < 0:
+        raise ValueError("README.md YAML header is not closed by '---'")
+    header = yaml.safe_load(text[4:end])
+    if not isinstance(header, dict):
+        raise ValueError("README.md YAML header is not a mapping")
+    return header, text[end + 5 :]
+
+
+# ---- header ---------------------------------------------------------------------------------------------------
+
+
+def card_header(folder: Path, recipe: Recipe, stats: Any) -> dict[str, Any]:
+    """The YAML header as a dict."""
+    num_sft = sum(stats.rows["sft"].values())
+    header: dict[str, Any] = {
+        "pretty_name": recipe.publish.pretty_name or recipe.name,
+        "license": recipe.publish.licence,
+        "task_categories": TASK_CATEGORIES,
+        "size_categories": [size_category(num_sft)],
+        "tags": TAGS,
+        "configs": configs_yaml(stats),
+        "dataset_info": dataset_info_yaml(folder, stats),
+        CARD_KEY: longdocvqa_yaml(recipe, stats),
+    }
+    return header
+
+
+def configs_yaml(stats: Any) -> list[dict[str, Any]]:
+    """`configs:` entries: data files per split, `sft` first and marked default."""
+    from longdocvqa.hub.publish import CONFIGS, DEFAULT_CONFIG, ordered_splits
+
+    out = []
+    for config in CONFIGS:
+        splits = ordered_splits(s for s, n in stats.rows[config].items() if n)
+        files = [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits]
+        entry: dict[str, Any] = {"config_name": config, "data_files": files}
+        if config == DEFAULT_CONFIG:
+            entry["default"] = True
+        out.append(entry)
+    return out
+
+
+def dataset_info_yaml(folder: Path, stats: Any) -> list[dict[str, Any]]:
+    """`dataset_info:` per config, in the YAML form `datasets` writes itself (features, splits, sizes)."""
+    from datasets import DatasetInfo, SplitDict, SplitInfo
+
+    from longdocvqa.hub.publish import CONFIGS, features_for, ordered_splits
+
+    out = []
+    for config in CONFIGS:
+        sizes = stats.num_bytes.get(config, {})
+        splits = SplitDict()
+        for split in ordered_splits(stats.rows[config]):
+            splits.add(SplitInfo(name=split, num_bytes=sizes.get(split, 0), num_examples=stats.rows[config][split]))
+        shards = [p for paths in stats.shards.get(config, {}).values() for p in paths]
+        download = sum(p.stat().st_size for p in shards)
+        info = DatasetInfo(
+            features=features_for(config), splits=splits, download_size=download, dataset_size=sum(sizes.values())
+        )
+        out.append({"config_name": config, **info._to_yaml_dict()})
+    return out
+
+
+def longdocvqa_yaml(recipe: Recipe, stats: Any) -> dict[str, Any]:
+    """The `longdocvqa:` block: what the trainer and `validate` read."""
+    a = recipe.assemble
+    from longdocvqa.hub.publish import ordered_splits
+
+    counts = {c: {s: stats.rows[c][s] for s in ordered_splits(stats.rows[c])} for c in ("sft", "qa", "documents")}
+    return {
+        "name": recipe.name,
+        "version": recipe.version,
+        "recipe_fingerprint": recipe.fingerprint(),
+        "tokenizer": a.tokenizer,
+        "min_pixels": a.min_pixels,
+        "max_pixels": a.max_pixels,
+        "min_tokens": a.min_tokens,
+        "max_tokens": a.max_tokens,
+        "render": {"dpi": recipe.render.dpi, "format": recipe.render.format, "quality": recipe.render.quality},
+        "test_share": recipe.publish.test_share,
+        "mixture": dict(a.mixture),
+        "mixture_unit": a.mixture_unit,
+        "task_shares": task_shares(stats, a.mixture_unit),
+        "counts": counts,
+        "task_counts": {s: dict(sorted(stats.task_counts[s].items())) for s in ordered_splits(stats.task_counts)},
+        "task_tokens": {s: dict(sorted(stats.task_tokens[s].items())) for s in ordered_splits(stats.task_tokens)},
+        "num_tokens_total": sum(stats.num_tokens),
+    }
+
+
+def task_shares(stats: Any, unit: str) -> dict[str, float]:
+    """Share of each task over all splits of `sft`, by tokens or by examples (rounded to 6 digits)."""
+    source = stats.task_tokens if unit == "tokens" else stats.task_counts
+    totals: dict[str, int] = {}
+    for per_task in source.values():
+        for task, value in per_task.items():
+            totals[task] = totals.get(task, 0) + value
+    whole = sum(totals.values()) or 1
+    return {task: round(value / whole, 6) for task, value in sorted(totals.items())}
+
+
+# ---- body -----------------------------------------------------------------------------------------------------
+
+
+def card_body(recipe: Recipe, stats: Any, build: BuildReport) -> str:
+    """The Markdown body."""
+    sections = [
+        _intro(recipe, stats),
+        _usage(recipe),
+        _contents(recipe, stats),
+        _lengths(stats),
+        _provenance(recipe, stats, build),
+        _examples(stats),
+        _sources(stats),
+        _fields(),
+    ]
+    return "\n\n".join(s.strip() for s in sections) + "\n"
+
+
+def _intro(recipe: Recipe, stats: Any) -> str:
+    name = recipe.publish.pretty_name or recipe.name
+    pages = stats.num_pages
+    span = f"{min(pages)}-{max(pages)} pages" if pages else "no examples"
+    return f"""
+# {name} {recipe.version}
+
+Long-document visual question answering for long-context continued pre-training of vision-language models
+(the MMProLong recipe). Each `sft` example is a whole PDF document given as page images ({span}) followed by a
+question whose answer needs one or more of its pages; the assistant turn is the answer.
+{recipe.description}
+
+Built with longdocvqa from recipe `{recipe.name}` version `{recipe.version}`
+(fingerprint `{recipe.fingerprint()}`): PDFs were hashed, filtered and decontaminated against benchmarks, rendered at
+{recipe.render.dpi} DPI, parsed into labelled blocks, cut into section-aligned segments of
+{recipe.segment.min_pages}-{recipe.segment.max_pages} pages, given to a generator that wrote question-answer pairs
+with evidence pages, checked, and assembled into full-document examples with exact Qwen2.5-VL token lengths.
+"""
+
+
+def _usage(recipe: Recipe) -> str:
+    repo = recipe.publish.repo or "ORG/NAME"
+    tag = f"v{recipe.version}"
+    a = recipe.assemble
+    return f"""
+## How to load
+
+```python
+from datasets import load_dataset
+
+sft = load_dataset("{repo}", "sft", revision="{tag}")              # images + messages (TRL format)
+qa = load_dataset("{repo}", "qa", revision="{tag}")                # one row per QA, full provenance
+documents = load_dataset("{repo}", "documents", revision="{tag}")  # one row per source document
+stream = load_dataset("{repo}", "sft", revision="{tag}", streaming=True)
+```
+
+## How to train
+
+The `sft` config is TRL's conversational vision format: `SFTTrainer` consumes it without conversion. The
+longdocvqa repository's `train/` folder holds the script (`train/sft.py`, TRL's SFT script plus long-context
+settings) and its configs:
+
+```bash
+accelerate launch --config_file train/configs/accelerate-fsdp2-8gpu.yaml train/sft.py \\
+    --config train/configs/qwen2.5-vl-7b-128k-fsdp2.yaml \\
+    --dataset_name {repo} --dataset_revision {tag} --min_pixels {a.min_pixels} --max_pixels {a.max_pixels}
+```
+
+Build the Qwen2.5-VL processor with `min_pixels={a.min_pixels}` and `max_pixels={a.max_pixels}` (recorded in this
+card's `{CARD_KEY}` header) so that token lengths match `num_tokens`, and keep `max_length` at or above
+{a.max_tokens} (examples are never truncated).
+"""
+
+
+def _contents(recipe: Recipe, stats: Any) -> str:
+    lines = [
+        "## Contents",
+        "",
+        "| config | " + " | ".join(_splits(stats)) + " |",
+        "|---|" + "---|" * len(_splits(stats)),
+    ]
+    for config in ("sft", "qa", "documents"):
+        lines.append(f"| {config} | " + " | ".join(str(stats.rows[config].get(s, 0)) for s in _splits(stats)) + " |")
+    shares = task_shares(stats, recipe.assemble.mixture_unit)
+    lines += ["", f"Examples and tokens per task (`sft`; shares by {recipe.assemble.mixture_unit}):", ""]
+    lines += ["| task | split | examples | tokens | share | target |", "|---|---|---|---|---|---|"]
+    for split in _splits(stats):
+        for task, count in sorted(stats.task_counts.get(split, {}).items()):
+            target = recipe.assemble.mixture.get(task)
+            lines.append(
+                f"| {task} | {split} | {count} | {stats.task_tokens[split][task]:,} | "
+                f"{shares.get(task, 0):.3f} | {'' if target is None else f'{target:.3f}'} |"
+            )
+    return "\n".join(lines)
+
+
+def _lengths(stats: Any) -> str:
+    tokens, pages = stats.num_tokens, stats.num_pages
+    if not tokens:
+        return "## Lengths\n\nNo examples."
+    return f"""
+## Lengths
+
+Total: **{sum(tokens):,} tokens** in {len(tokens):,} examples. Tokens per example: min {min(tokens):,}, median
+{int(statistics.median(tokens)):,}, max {max(tokens):,}. Pages per example: min {min(pages)}, median
+{int(statistics.median(pages))}, max {max(pages)}.
+
+![Sequence length histogram]({LENGTH_PNG})
+
+![Pages per example histogram]({PAGES_PNG})
+"""
+
+
+def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
+    generator = build.generator or _generator(recipe)
+    versions = ", ".join(f"`{v}` ({n})" for v, n in sorted(stats.prompt_versions.items())) or "none"
+    used = ", ".join(f"`{g}` ({n})" for g, n in sorted(stats.generators.items())) or "none"
+    parts = [
+        "## How it was built",
+        "",
+        f"- Generator: `{generator}` (QA rows by generator: {used})",
+        f"- Prompt versions: {versions}",
+        f"- Verification: {'answerability check by a second model' if recipe.generate.verify.enabled else 'off'}",
+    ]
+    if build.notes:
+        parts += ["", build.notes]
+    parts += ["", "### Drops by reason", "", _table(build.drops_by_reason, ("stage/reason", "dropped"))]
+    parts += ["", "### Decontamination", "", _table(build.decontamination, ("benchmark / measure", "value"))]
+    parts += [
+        "",
+        "<details><summary>Recipe (resolved)</summary>",
+        "",
+        "```yaml",
+        recipe.to_yaml().rstrip(),
+        "```",
+        "",
+        "</details>",
+    ]
+    return "\n".join(parts)
+
+
+def _examples(stats: Any) -> str:
+    lines = [
+        "## Example rows (`qa`)",
+        "",
+        "| task | question | answer | format | evidence pages |",
+        "|---|---|---|---|---|",
+    ]
+    for task, rows in sorted(stats.samples.items()):
+        for row in rows:
+            pages = ", ".join(str(p) for p in row["evidence_pages"])
+            lines.append(
+                f"| {task} | {_cell(row['question'])} | {_cell(row['answer'])} | {row['answer_format']} | {pages} |"
+            )
+    return "\n".join(lines)
+
+
+def _sources(stats: Any) -> str:
+    lines = ["## Source documents and licences", "", _table(dict(stats.licences), ("licence", "documents")), ""]
+    total = sum(stats.rows["documents"].values())
+    lines += ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
+    for doc in stats.documents:
+        lines.append(
+            f"| {_cell(doc['file_name'])} | {doc['num_pages']} | {doc['licence'] or 'unknown'} | "
+            f"{_cell(doc['source'] or '')} | {doc['split']} |"
+        )
+    if total > len(stats.documents):
+        lines += ["", f"... and {total - len(stats.documents):,} more: see the `documents` config."]
+    return "\n".join(lines)
+
+
+def _fields() -> str:
+    return """
+## Data fields
+
+- `sft`: `id`, `task`, `doc_id` (document sha256), `qa_id` (the `qa` row, null for OCR tasks), `num_pages`,
+  `num_tokens` (exact Qwen2.5-VL length with the recorded processor settings), `images` (every page, in order),
+  `messages` (user turn: page labels, one `{"type": "image"}` block per page, the question; assistant turn: the
+  answer).
+- `qa`: `id`, `task`, `doc_sha256`, `segment_id`, `segment_start`, `segment_end`, `segment_sections`, `question`,
+  `answer` (text; JSON for List answers), `answer_list` (items of List answers), `answer_format`, `evidence_pages`
+  (absolute, 1-based), `evidence_sources`, `evidence_description`, `generator`, `prompt_version`, `call_id`,
+  `verification`, `num_tokens`.
+- `documents`: `sha256`, `file_name`, `num_pages`, `page_sizes_pt`, `size_bytes`, `title`, `producer`, `licence`,
+  `source`.
+
+Splits are by document: a document and all its examples are in `train` or in `test`, never both.
+"""
+
+
+def _generator(recipe: Recipe) -> str:
+    gen = recipe.generate.generator
+    return gen.endpoint.model if gen.kind == "openai" else "template (offline baseline from the layout)"
+
+
+def _splits(stats: Any) -> list[str]:
+    from longdocvqa.hub.publish import ordered_splits
+
+    return ordered_splits({split for config in ("sft", "qa", "documents") for split in stats.rows[config]}) or [
+        "train"
+    ]
+
+
+def _table(data: Mapping[str, Any], head: tuple[str, str]) -> str:
+    if not data:
+        return "None."
+    rows = [f"| {head[0]} | {head[1]} |", "|---|---|"]
+    rows += [f"| {_cell(str(k))} | {_cell(str(v))} |" for k, v in sorted(data.items())]
+    return "\n".join(rows)
+
+
+def _cell(text: Any, limit: int = 120) -> str:
+    flat = " ".join(str(text).split()).replace("|", "\\|")
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+# ---- plots ----------------------------------------------------------------------------------------------------
+
+
+def write_histograms(folder: Path, stats: Any, build: BuildReport) -> None:
+    """Copy the assembly stage's PNGs into assets/, or draw them from the rows' num_tokens / num_pages."""
+    (folder / ASSETS).mkdir(parents=True, exist_ok=True)
+    plots = [
+        (build.length_histogram_png, LENGTH_PNG, stats.num_tokens, "tokens per example"),
+        (build.pages_histogram_png, PAGES_PNG, stats.num_pages, "pages per example"),
+    ]
+    for given, name, values, label in plots:
+        if given is not None and Path(given).is_file():
+            shutil.copyfile(given, folder / name)
+        else:
+            draw_histogram(values, label, folder / name)
+
+
+def draw_histogram(values: list[int], label: str, path: Path) -> None:
+    """A plain histogram PNG (matplotlib Agg; no timestamp in the metadata, so reruns are byte-identical)."""
+    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
+
+    fig = Figure(figsize=(6, 3.2), dpi=100)
+    ax = fig.subplots()
+    ax.hist(values or [0], bins=_HIST_BINS, color="#3b6ea5")
+    ax.set_xlabel(label)
+    ax.set_ylabel("examples")
+    fig.tight_layout()
+    fig.savefig(path, format="png", metadata={"Software": None})

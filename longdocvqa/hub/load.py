@@ -1,0 +1,110 @@
+"""Reading a published dataset the way a user would: a local folder or a Hub repo, through `datasets.load_dataset`.
+
+`validate` and the tests use these functions, so they check exactly what a user gets. Nothing here writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+
+def is_local(path_or_repo: str | Path) -> bool:
+    """True when the argument names an existing folder (otherwise it is a Hub repo id)."""
+    return Path(path_or_repo).is_dir()
+
+
+def read_card_text(path_or_repo: str | Path, revision: str | None = None, token: str | None = None) -> str:
+    """The README.md of a folder, or of a Hub dataset repo at `revision`."""
+    if is_local(path_or_repo):
+        return (Path(path_or_repo) / "README.md").read_text(encoding="utf-8")
+    from huggingface_hub import hf_hub_download
+
+    path = hf_hub_download(str(path_or_repo), "README.md", repo_type="dataset", revision=revision, token=token)
+    return Path(path).read_text(encoding="utf-8")
+
+
+def load_config(
+    path_or_repo: str | Path,
+    config: str,
+    *,
+    revision: str | None = None,
+    split: str | None = None,
+    streaming: bool = False,
+    decode_images: bool = True,
+    verify: bool = True,
+    cache_dir: str | Path | None = None,
+    token: str | None = None,
+) -> Any:
+    """`datasets.load_dataset(path_or_repo, config, revision=...)`; `decode_images=False` leaves page images as bytes.
+
+    `verify=False` skips `datasets`' own split-size check, so that `validate` can report count mismatches itself.
+    """
+    from datasets import load_dataset
+
+    kwargs: dict[str, Any] = {"split": split, "streaming": streaming, "token": token}
+    kwargs["verification_mode"] = "basic_checks" if verify else "no_checks"
+    if not is_local(path_or_repo):
+        kwargs["revision"] = revision
+    if cache_dir is not None:
+        kwargs["cache_dir"] = str(cache_dir)
+    data = load_dataset(str(path_or_repo), config, **kwargs)
+    return data if decode_images or config != "sft" else _raw_images(data)
+
+
+def _raw_images(data: Any) -> Any:
+    from datasets import Image, List
+
+    return data.cast_column("images", List(Image(decode=False)))
+
+
+def iter_rows(
+    path_or_repo: str | Path,
+    config: str,
+    *,
+    revision: str | None = None,
+    decode_images: bool = False,
+    token: str | None = None,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Stream every row of a config as (split, row), train first; memory stays bounded (streaming=True)."""
+    from longdocvqa.hub.publish import ordered_splits
+
+    splits = load_config(
+        path_or_repo, config, revision=revision, streaming=True, decode_images=decode_images, verify=False, token=token
+    )
+    for split in ordered_splits(splits):
+        for row in splits[split]:
+            yield split, row
+
+
+def load_short_rows(config: Any) -> Any:
+    """The short-context source (local folder or Hub dataset) with image columns left undecoded (bytes)."""
+    from datasets import Image, List, load_dataset
+
+    from longdocvqa.errors import RecipeError
+
+    source = config.path or config.repo
+    if not source:
+        raise RecipeError("assemble.short_data: set `path` (local dataset folder) or `repo` (Hub dataset id)")
+    try:
+        data = load_dataset(source, config.config, split=config.split)
+    except Exception as exc:  # datasets raises many types for a missing or malformed source
+        raise RecipeError(f"assemble.short_data: cannot load {source!r}: {exc}") from None
+    if "images" in data.column_names:
+        data = data.cast_column("images", List(Image(decode=False)))
+    if "image" in data.column_names:
+        data = data.cast_column("image", Image(decode=False))
+    return data
+
+
+def short_row_images(row: Mapping[str, Any]) -> list[bytes]:
+    """Encoded images of one short-data row (`images` list or a single `image`)."""
+    images = row.get("images") or ([row["image"]] if row.get("image") is not None else [])
+    out = []
+    for image in images:
+        if isinstance(image, dict) and image.get("bytes"):
+            out.append(image["bytes"])
+        elif isinstance(image, dict) and image.get("path"):
+            out.append(Path(image["path"]).read_bytes())
+    return out

@@ -1,0 +1,520 @@
+"""The Hub-ready dataset folder: Parquet shards with explicit Features, split by document, written streaming.
+
+Layout of `OUT/dataset/` (DESIGN.md §4):
+
+    README.md                                       card: YAML header (configs, dataset_info, longdocvqa) + body
+    assets/length_histogram.png, pages_histogram.png
+    data/<config>/<split>-XXXXX-of-YYYYY.parquet    configs: sft (default), qa, documents; splits: train [, test]
+
+Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of `publish.rows_per_group` rows, so a
+streaming reader never holds more than a few documents. Memory stays bounded however many examples there are: rows
+arrive as iterables and page images are fetched one example at a time through the `page_image` callback. The
+folder is written under a temporary name and swapped in at the end, so a killed build never leaves half a dataset.
+Rows carry no timestamps: the same inputs give byte-identical shards.
+
+This module owns the row formats (`sft_features`, `qa_features`, `documents_features`, `QARow`); the card text is
+card.py's, the upload push.py's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from longdocvqa.errors import LongDocVQAError
+from longdocvqa.recipe import Recipe
+from longdocvqa.records import PdfDoc, QARecord, Reject
+
+CONFIGS: tuple[str, ...] = ("sft", "qa", "documents")
+DEFAULT_CONFIG = "sft"
+SPLITS: tuple[str, ...] = ("train", "test")
+PageImage = Callable[[str, int], bytes]
+ShortImages = Callable[[int], Sequence[bytes]]
+SHORT_SPLIT = "train"  # short-data rows have no document: they are training mix
+_MB = 1_000_000
+_ROW_OVERHEAD_BYTES = 512
+_HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
+_CARD_SAMPLES_PER_TASK = 2
+
+
+class QARow(QARecord):
+    """A `qa` config row as a record: the QA with its provenance plus the token length of its example."""
+
+    num_tokens: int
+
+
+def sft_features() -> Any:
+    """Features of the `sft` config: TRL's conversational vision format plus ids and lengths."""
+    from datasets import Features, Image, List, Value
+
+    block = {"type": Value("string"), "text": Value("string")}  # text is null for {"type": "image"} placeholders
+    return Features(
+        {
+            "id": Value("string"),
+            "task": Value("string"),
+            "doc_id": Value("string"),
+            "qa_id": Value("string"),
+            "num_pages": Value("int32"),
+            "num_tokens": Value("int64"),
+            "images": List(Image()),
+            "messages": List({"role": Value("string"), "content": List(block)}),
+        }
+    )
+
+
+def qa_features() -> Any:
+    """Features of the `qa` config; `answer_list` holds the items of List answers (`answer` their JSON text)."""
+    from datasets import Features, List, Value
+
+    strings, ints = List(Value("string")), List(Value("int32"))
+    return Features(
+        {
+            "id": Value("string"),
+            "task": Value("string"),
+            "doc_sha256": Value("string"),
+            "segment_id": Value("string"),
+            "segment_start": Value("int32"),
+            "segment_end": Value("int32"),
+            "segment_sections": strings,
+            "question": Value("string"),
+            "answer": Value("string"),
+            "answer_list": strings,
+            "answer_format": Value("string"),
+            "evidence_pages": ints,
+            "evidence_sources": strings,
+            "evidence_description": Value("string"),
+            "generator": Value("string"),
+            "prompt_version": Value("string"),
+            "call_id": Value("string"),
+            "verification": Value("string"),
+            "num_tokens": Value("int64"),
+        }
+    )
+
+
+def documents_features() -> Any:
+    """Features of the `documents` config: one row per document (no images: the `sft` rows hold them)."""
+    from datasets import Features, List, Value
+
+    return Features(
+        {
+            "sha256": Value("string"),
+            "file_name": Value("string"),
+            "num_pages": Value("int32"),
+            "page_sizes_pt": List(List(Value("float64"))),
+            "size_bytes": Value("int64"),
+            "title": Value("string"),
+            "producer": Value("string"),
+            "licence": Value("string"),
+            "source": Value("string"),
+        }
+    )
+
+
+def features_for(config: str) -> Any:
+    """The Features of one config."""
+    builders = {"sft": sft_features, "qa": qa_features, "documents": documents_features}
+    return builders[config]()
+
+
+def split_for(doc_sha256: str, test_share: float) -> str:
+    """`test` for a deterministic `test_share` of documents (by their sha256), else `train`."""
+    return "test" if int(doc_sha256[:16], 16) < test_share * _HASH_SPACE else "train"
+
+
+def ordered_splits(names: Iterable[str]) -> list[str]:
+    """Split names with `train` first, then `test`, then any others alphabetically."""
+    return sorted(names, key=lambda name: (SPLITS.index(name) if name in SPLITS else len(SPLITS), name))
+
+
+def shard_name(split: str, index: int, total: int) -> str:
+    """`train-00000-of-00003.parquet`, the Hub's naming."""
+    return f"{split}-{index:05d}-of-{total:05d}.parquet"
+
+
+def qa_row(record: BaseModel | Mapping[str, Any], num_tokens: int | None = None) -> dict[str, Any]:
+    """A `qa` Parquet row from a QARecord (or its dict) and the token length of its example.
+
+    Raises pydantic.ValidationError when the record does not fit `QARow`.
+    """
+    data = dict(record.model_dump(mode="json") if isinstance(record, BaseModel) else record)
+    if num_tokens is not None:
+        data["num_tokens"] = num_tokens
+    data = QARow.model_validate(data).model_dump(mode="json")  # fills defaults, checks types
+    answer = data["answer"]
+    listed = isinstance(answer, list)
+    data["answer"] = json.dumps(answer, ensure_ascii=False) if listed else answer
+    data["answer_list"] = list(answer) if listed else []
+    return data
+
+
+def qa_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """Inverse of `qa_row`: the QARow-shaped dict (list answers restored), for schema checks and consumers."""
+    data = {k: v for k, v in row.items() if k != "answer_list"}
+    if row.get("answer_format") == "List":
+        data["answer"] = list(row.get("answer_list") or [])
+    return data
+
+
+def document_row(doc: PdfDoc) -> dict[str, Any]:
+    """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
+    return {
+        "sha256": doc.sha256,
+        "file_name": Path(doc.path).name,
+        "num_pages": doc.num_pages,
+        "page_sizes_pt": [list(size) for size in doc.page_sizes_pt],
+        "size_bytes": doc.size_bytes,
+        "title": doc.title,
+        "producer": doc.producer,
+        "licence": doc.licence,
+        "source": doc.source,
+    }
+
+
+def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Messages with every content as typed blocks {type, text}; text is None for image placeholders."""
+    out = []
+    for message in messages:
+        content = message["content"]
+        blocks: list[dict[str, Any]]
+        if isinstance(content, str):
+            blocks = [{"type": "text", "text": content}]
+        else:
+            blocks = [{"type": b["type"], "text": b.get("text") if b["type"] == "text" else None} for b in content]
+        out.append({"role": message["role"], "content": blocks})
+    return out
+
+
+def count_image_placeholders(messages: Sequence[Mapping[str, Any]]) -> int:
+    """Number of {"type": "image"} blocks across all turns."""
+    return sum(
+        1 for m in messages if not isinstance(m["content"], str) for b in m["content"] if b.get("type") == "image"
+    )
+
+
+def parquet_options(features: Any) -> dict[str, Any]:
+    """The Parquet options `datasets.push_to_hub` uses: images PLAIN and uncompressed (already JPEG/PNG, and the
+    Hub's Xet storage deduplicates identical pages across shards and versions), other columns snappy with
+    dictionaries, content-defined chunking and a page index. Falls back to zstd on `datasets` without them."""
+    try:
+        from datasets import config
+        from datasets.arrow_writer import get_parquet_column_options
+    except ImportError:
+        return {"compression": "zstd"}
+    options = get_parquet_column_options(features, features.arrow_schema)
+    cdc = getattr(config, "DEFAULT_CDC_OPTIONS", None)
+    return {**options, "write_page_index": True, **({"use_content_defined_chunking": cdc} if cdc else {})}
+
+
+class ShardWriter:
+    """Streams the rows of one config and split into byte-bounded Parquet shards of small row groups."""
+
+    def __init__(self, folder: Path, split: str, features: Any, max_shard_bytes: int, rows_per_group: int) -> None:
+        self.folder, self.split, self.features = folder, split, features
+        self.max_shard_bytes, self.rows_per_group = max_shard_bytes, rows_per_group
+        self.paths: list[Path] = []
+        self.num_rows = 0
+        self.num_bytes = 0
+        self._buffer: list[dict[str, Any]] = []
+        self._buffer_bytes = 0
+        self._shard_bytes = 0
+        self._writer: Any = None
+
+    def add(self, row: dict[str, Any], size_bytes: int) -> None:
+        """Queue one row; `size_bytes` is its estimated Parquet size (image bytes dominate)."""
+        self._buffer.append(row)
+        self._buffer_bytes += size_bytes + _ROW_OVERHEAD_BYTES
+        self.num_rows += 1
+        if len(self._buffer) >= self.rows_per_group:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow as pa
+
+        if not self._buffer:
+            return
+        if self._writer is None or self._shard_bytes + self._buffer_bytes > self.max_shard_bytes:
+            self._open_next()
+        table = pa.Table.from_pylist(self._buffer, schema=self.features.arrow_schema)
+        self._writer.write_table(table, row_group_size=len(self._buffer))
+        self.num_bytes += table.nbytes
+        self._shard_bytes += self._buffer_bytes
+        self._buffer, self._buffer_bytes = [], 0
+
+    def _open_next(self) -> None:
+        import pyarrow.parquet as pq
+
+        if self._writer is not None:
+            self._writer.close()
+        path = self.folder / f"{self.split}-{len(self.paths):05d}.parquet.partial"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(path, self.features.arrow_schema, **parquet_options(self.features))
+        self.paths.append(path)
+        self._shard_bytes = 0
+
+    def close(self) -> list[Path]:
+        """Flush, close and rename the shards to `<split>-XXXXX-of-YYYYY.parquet`; returns their paths."""
+        self._flush()
+        if self._writer is not None:
+            self._writer.close()
+        final = [p.with_name(shard_name(self.split, i, len(self.paths))) for i, p in enumerate(self.paths)]
+        for partial, path in zip(self.paths, final, strict=True):
+            partial.rename(path)
+        self.paths = final
+        return final
+
+
+class ConfigWriter:
+    """One ShardWriter per split of a config, opened on first use."""
+
+    def __init__(self, root: Path, config: str, max_shard_bytes: int, rows_per_group: int) -> None:
+        self.folder = root / "data" / config
+        self.features = features_for(config)
+        self.max_shard_bytes, self.rows_per_group = max_shard_bytes, rows_per_group
+        self.splits: dict[str, ShardWriter] = {}
+
+    def add(self, split: str, row: dict[str, Any], size_bytes: int) -> None:
+        if split not in self.splits:
+            self.splits[split] = ShardWriter(
+                self.folder, split, self.features, self.max_shard_bytes, self.rows_per_group
+            )
+        self.splits[split].add(row, size_bytes)
+
+    def close(self) -> dict[str, list[Path]]:
+        """Close every split; returns split -> shard paths."""
+        return {split: writer.close() for split, writer in sorted(self.splits.items())}
+
+
+@dataclass
+class ImageSource:
+    """Where the images of an example come from: document pages, or a short-data row's own images."""
+
+    page_image: PageImage
+    short_images: ShortImages | None = None
+
+
+@dataclass
+class DocInfo:
+    split: str
+    num_pages: int
+
+
+@dataclass
+class PublishStats:
+    """What the card reports, accumulated while the rows stream past (a few ints per example)."""
+
+    rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    task_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    task_tokens: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    num_tokens: list[int] = field(default_factory=list)
+    num_pages: list[int] = field(default_factory=list)
+    licences: Counter[str] = field(default_factory=Counter)
+    documents: list[dict[str, Any]] = field(default_factory=list)
+    prompt_versions: Counter[str] = field(default_factory=Counter)
+    generators: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    shards: dict[str, dict[str, list[Path]]] = field(default_factory=dict)
+    num_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    max_card_documents: int = 100
+
+    def add_document(self, doc: PdfDoc, split: str) -> None:
+        self.rows["documents"][split] += 1
+        self.licences[doc.licence or "unknown"] += 1
+        if len(self.documents) < self.max_card_documents:
+            self.documents.append(
+                {
+                    "file_name": Path(doc.path).name,
+                    "num_pages": doc.num_pages,
+                    "licence": doc.licence,
+                    "source": doc.source,
+                    "split": split,
+                }
+            )
+
+    def add_qa(self, row: Mapping[str, Any], split: str) -> None:
+        self.rows["qa"][split] += 1
+        self.prompt_versions[row["prompt_version"]] += 1
+        self.generators[row["generator"]] += 1
+        if len(self.samples[row["task"]]) < _CARD_SAMPLES_PER_TASK:
+            keys = ("task", "question", "answer", "answer_format", "evidence_pages")
+            self.samples[row["task"]].append({k: row[k] for k in keys})
+
+    def add_example(self, row: Mapping[str, Any], split: str) -> None:
+        self.rows["sft"][split] += 1
+        self.task_counts[split][row["task"]] += 1
+        self.task_tokens[split][row["task"]] += row["num_tokens"]
+        self.num_tokens.append(row["num_tokens"])
+        self.num_pages.append(row["num_pages"])
+
+
+@dataclass
+class PublishSummary:
+    """What `write_dataset` did: the folder, rows per config and split, and the examples it refused."""
+
+    path: Path
+    stats: PublishStats
+    rejects: list[Reject]
+
+    @property
+    def counts(self) -> dict[str, dict[str, int]]:
+        return {config: dict(self.stats.rows[config]) for config in CONFIGS}
+
+
+def write_dataset(
+    dataset_dir: Path,
+    recipe: Recipe,
+    documents: Iterable[PdfDoc],
+    qa_rows: Iterable[Mapping[str, Any] | BaseModel],
+    examples: Iterable[Mapping[str, Any] | BaseModel],
+    page_image: PageImage,
+    build: Any = None,
+    short_images: ShortImages | None = None,
+) -> PublishSummary:
+    """Write OUT/dataset/ (shards, card, plots) from kept documents, qa rows (QARecord + num_tokens) and examples.
+
+    `page_image(doc_sha256, page)` returns the encoded image of a 1-based page; `short_images(short_index)` the
+    encoded images of a short-data row (examples with `short_index`, which go to `train`); `build` is a
+    card.BuildReport (drops, decontamination, histogram PNGs). Bad examples are skipped and returned as Rejects.
+    """
+    from longdocvqa.hub.card import write_card
+
+    dataset_dir = Path(dataset_dir)
+    staging = dataset_dir.with_name(f".{dataset_dir.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    stats = PublishStats()
+    rejects: list[Reject] = []
+    max_bytes, per_group = recipe.publish.max_shard_mb * _MB, recipe.publish.rows_per_group
+    writers = {config: ConfigWriter(staging, config, max_bytes, per_group) for config in CONFIGS}
+    docs = _write_documents(writers["documents"], documents, recipe.publish.test_share, stats)
+    _write_qa(writers["qa"], qa_rows, docs, stats, rejects)
+    _write_sft(writers["sft"], examples, docs, ImageSource(page_image, short_images), stats, rejects)
+    stats.shards = {config: writer.close() for config, writer in writers.items()}
+    stats.num_bytes = {c: {s: w.num_bytes for s, w in writer.splits.items()} for c, writer in writers.items()}
+    write_card(staging, recipe, stats, build)
+    _swap_in(staging, dataset_dir)
+    stats.shards = {
+        c: {s: [dataset_dir / p.relative_to(staging) for p in ps] for s, ps in by_split.items()}
+        for c, by_split in stats.shards.items()
+    }
+    return PublishSummary(dataset_dir, stats, rejects)
+
+
+def _write_documents(
+    writer: ConfigWriter, documents: Iterable[PdfDoc], test_share: float, stats: PublishStats
+) -> dict[str, DocInfo]:
+    docs: dict[str, DocInfo] = {}
+    for doc in documents:
+        if doc.sha256 in docs:
+            continue
+        split = split_for(doc.sha256, test_share)
+        docs[doc.sha256] = DocInfo(split, doc.num_pages)
+        writer.add(split, document_row(doc), 64 * doc.num_pages)
+        stats.add_document(doc, split)
+    return docs
+
+
+def _write_qa(
+    writer: ConfigWriter,
+    rows: Iterable[Mapping[str, Any] | BaseModel],
+    docs: dict[str, DocInfo],
+    stats: PublishStats,
+    rejects: list[Reject],
+) -> None:
+    for record in rows:
+        try:
+            row = qa_row(record)
+        except ValidationError as exc:
+            item = record.id if isinstance(record, QARecord) else str(dict(record).get("id"))
+            rejects.append(_reject(item, "schema", f"{exc.error_count()} errors, first: {exc.errors()[0]['msg']}"))
+            continue
+        doc = docs.get(row["doc_sha256"])
+        if doc is None:
+            rejects.append(_reject(row["id"], "unknown_document", f"document {row['doc_sha256'][:12]} not published"))
+            continue
+        writer.add(doc.split, row, len(json.dumps(row)))
+        stats.add_qa(row, doc.split)
+
+
+def _write_sft(
+    writer: ConfigWriter,
+    examples: Iterable[Mapping[str, Any] | BaseModel],
+    docs: dict[str, DocInfo],
+    images: ImageSource,
+    stats: PublishStats,
+    rejects: list[Reject],
+) -> None:
+    for example in examples:
+        data = example.model_dump(mode="json") if isinstance(example, BaseModel) else dict(example)
+        try:
+            row = sft_row(data, docs, images)
+        except ValueError as exc:
+            reason, _, detail = str(exc).partition(": ")
+            rejects.append(_reject(str(data.get("id")), reason, detail))
+            continue
+        size = sum(len(image["bytes"]) for image in row["images"]) + len(json.dumps(row["messages"]))
+        split = docs[row["doc_id"]].split if row["doc_id"] else SHORT_SPLIT
+        writer.add(split, row, size)
+        stats.add_example(row, split)
+
+
+def sft_row(example: Mapping[str, Any], docs: Mapping[str, DocInfo], images: ImageSource) -> dict[str, Any]:
+    """An `sft` Parquet row: the example's fields, typed messages, and its images (every page of its document in
+    order; a short-data row's own images).
+
+    Raises ValueError("reason: detail") when the example does not fit its document or its images.
+    """
+    messages = normalise_messages(example["messages"])
+    encoded = _example_images(example, docs, images)
+    if example["num_pages"] != len(encoded):
+        raise ValueError(f"image_count: example has {example['num_pages']} pages, its document {len(encoded)}")
+    if count_image_placeholders(messages) != len(encoded):
+        raise ValueError(f"placeholders: {count_image_placeholders(messages)} image blocks for {len(encoded)} images")
+    return {
+        "id": str(example["id"]),
+        "task": example["task"],
+        "doc_id": example["doc_id"] or "",
+        "qa_id": example.get("qa_id") or None,
+        "num_pages": len(encoded),
+        "num_tokens": int(example["num_tokens"]),
+        "images": [{"bytes": data, "path": None} for data in encoded],
+        "messages": messages,
+    }
+
+
+def _example_images(example: Mapping[str, Any], docs: Mapping[str, DocInfo], images: ImageSource) -> list[bytes]:
+    if example.get("short_index") is not None:
+        if images.short_images is None:
+            raise ValueError("short_images: a short-data example but no short_images callback")
+        return list(images.short_images(example["short_index"]))
+    doc = docs.get(example["doc_id"])
+    if doc is None:
+        raise ValueError(f"unknown_document: document {example['doc_id'][:12]} not published")
+    return [_page_bytes(images.page_image, example["doc_id"], page) for page in range(1, doc.num_pages + 1)]
+
+
+def _page_bytes(page_image: PageImage, doc_sha256: str, page: int) -> bytes:
+    try:
+        return page_image(doc_sha256, page)
+    except (LongDocVQAError, OSError) as exc:
+        raise ValueError(f"page_image: page {page} could not be rendered: {exc}") from None
+
+
+def _reject(item: str, reason: str, detail: str) -> Reject:
+    return Reject(stage="publish", item=item, reason=reason, detail=detail)
+
+
+def _swap_in(staging: Path, target: Path) -> None:
+    """Replace `target` by `staging` (the old folder is removed only after the new one is in place)."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

@@ -1,0 +1,168 @@
+"""Publishing a built dataset folder to the Hugging Face Hub: validate, one commit, one tag.
+
+`push` refuses a folder that fails `validate`, creates the dataset repo if needed (private by default), uploads
+every file of the folder, removes files of an older version from the branch, makes ONE commit whose message names
+the recipe version and fingerprint, and tags it (default `v` + version).
+
+Resumable: each file's large-object upload (LFS, or Xet on the real Hub) is finished before the next starts, and
+the Hub answers "already stored" for objects it holds, so a push rerun after an interruption uploads only what is
+missing and still ends in a single commit (huggingface_hub's `upload_large_folder` resumes too, but commits in
+batches under its own message, which would break "one commit per version").
+
+Tags are immutable here: pushing a version whose tag exists with other content is refused; the same content is a
+no-op. The token comes from `token`, else HF_TOKEN or the standard `huggingface_hub` login; it is never printed,
+logged or written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from longdocvqa.errors import ExternalServiceError, LongDocVQAError
+from longdocvqa.fingerprint import file_sha256
+
+REPO_TYPE = "dataset"
+IGNORED_REMOTE = (".gitattributes",)
+_GIT_HASH_MAX_BYTES = 10_000_000  # regular (non-LFS) files are at most 10 MB on the Hub
+
+
+class PushRefused(LongDocVQAError):
+    """Nothing was pushed: the folder fails validation, or the tag exists with different content."""
+
+
+@dataclass
+class PushResult:
+    """What `push` did."""
+
+    repo: str
+    tag: str
+    status: Literal["pushed", "unchanged"]
+    commit: str
+    files: int
+    message: str
+
+
+def dataset_folder(out_dir: str | Path) -> Path:
+    """The dataset folder of a build: OUT/dataset/ when OUT is a run directory, else OUT itself."""
+    out_dir = Path(out_dir)
+    return out_dir / "dataset" if (out_dir / "dataset" / "README.md").is_file() else out_dir
+
+
+def push(
+    out_dir: str | Path,
+    repo: str,
+    tag: str | None = None,
+    private: bool = True,
+    token: str | None = None,
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> PushResult:
+    """Validate, upload (resumable) as one commit, and tag `repo`; `progress(path)` is called after each file."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    folder = dataset_folder(out_dir)
+    meta = _validated_meta(folder)
+    tag = tag or f"v{meta['version']}"
+    message = f"{meta.get('name', 'dataset')} {meta['version']} (recipe {meta['recipe_fingerprint']})"
+    try:
+        return _push(folder, repo, tag, private, token, message, progress)
+    except HfHubHTTPError as exc:
+        status = exc.response.status_code if exc.response is not None else "?"
+        raise ExternalServiceError(f"{repo}: Hub request failed (HTTP {status}): {_first_line(exc)}") from None
+
+
+def _validated_meta(folder: Path) -> dict[str, Any]:
+    from longdocvqa.hub.card import CARD_KEY, split_card
+    from longdocvqa.validate import validate
+
+    report = validate(str(folder))
+    if not report.ok:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in report.failure_counts.items())
+        raise PushRefused(f"{folder}: fails validation ({kinds}); run `longdocvqa validate {folder}` for details")
+    header, _ = split_card((folder / "README.md").read_text(encoding="utf-8"))
+    return dict(header[CARD_KEY])
+
+
+def _push(
+    folder: Path,
+    repo: str,
+    tag: str,
+    private: bool,
+    token: str | None,
+    message: str,
+    progress: Callable[[str], None] | None,
+) -> PushResult:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    local = local_files(folder)
+    api.create_repo(repo, repo_type=REPO_TYPE, private=private, exist_ok=True)
+    tagged = tag_commit(api, repo, tag)
+    if tagged is not None:
+        if same_content(folder, local, remote_files(api, repo, tagged)):
+            return PushResult(repo, tag, "unchanged", tagged, len(local), message)
+        raise PushRefused(f"{repo}: tag {tag} already exists with different content; bump the recipe version")
+    commit = upload(api, repo, folder, local, message, progress)
+    api.create_tag(repo, tag=tag, revision=commit, tag_message=message, repo_type=REPO_TYPE)
+    return PushResult(repo, tag, "pushed", commit, len(local), message)
+
+
+def local_files(folder: Path) -> list[str]:
+    """Repo paths of every file in the folder (POSIX, sorted); hidden files and folders are left out."""
+    paths = (p.relative_to(folder) for p in folder.rglob("*") if p.is_file())
+    return sorted(p.as_posix() for p in paths if not any(part.startswith(".") for part in p.parts))
+
+
+def tag_commit(api: Any, repo: str, tag: str) -> str | None:
+    """The commit a tag points at, or None when the tag does not exist."""
+    refs = api.list_repo_refs(repo, repo_type=REPO_TYPE)
+    return next((ref.target_commit for ref in refs.tags if ref.name == tag), None)
+
+
+def remote_files(api: Any, repo: str, revision: str) -> dict[str, Any]:
+    """path -> RepoFile of every file at `revision`."""
+    entries = api.list_repo_tree(repo, revision=revision, recursive=True, repo_type=REPO_TYPE)
+    return {e.path: e for e in entries if hasattr(e, "blob_id") and e.path not in IGNORED_REMOTE}
+
+
+def same_content(folder: Path, local: list[str], remote: dict[str, Any]) -> bool:
+    """True when the remote files are exactly the local ones (LFS by sha256, regular files by git blob id)."""
+    from huggingface_hub.utils.sha import git_hash
+
+    if set(local) != set(remote):
+        return False
+    for path in local:
+        entry, file = remote[path], folder / path
+        if entry.size != file.stat().st_size:
+            return False
+        if entry.lfs is not None and entry.lfs.sha256 != file_sha256(file):
+            return False
+        if entry.lfs is None and (entry.size > _GIT_HASH_MAX_BYTES or entry.blob_id != git_hash(file.read_bytes())):
+            return False
+    return True
+
+
+def upload(
+    api: Any, repo: str, folder: Path, local: list[str], message: str, progress: Callable[[str], None] | None
+) -> str:
+    """Upload every file's content (skipping what the Hub holds), then make one commit; returns its oid."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    additions = [CommitOperationAdd(path_in_repo=path, path_or_fileobj=str(folder / path)) for path in local]
+    for addition in additions:
+        api.preupload_lfs_files(repo, additions=[addition], repo_type=REPO_TYPE, free_memory=False)
+        if progress is not None:
+            progress(addition.path_in_repo)
+    stale = sorted(set(remote_files(api, repo, "main")) - set(local))
+    deletions = [CommitOperationDelete(path_in_repo=path) for path in stale]
+    info = api.create_commit(repo, operations=[*additions, *deletions], commit_message=message, repo_type=REPO_TYPE)
+    return str(info.oid)
+
+
+def _first_line(exc: Exception) -> str:
+    server = getattr(exc, "server_message", None)
+    lines = [line for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+    return (f"{lines[0]} {server}" if server else lines[0])[:300]
