@@ -8,6 +8,7 @@ each worker writes its own output atomically, so a killed build loses only unfin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections import Counter
@@ -20,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import __version__, pool, render
-from longdocvqa.errors import RejectedInput, StageError
-from longdocvqa.fingerprint import stage_fingerprint
+from longdocvqa.errors import ExternalServiceError, RejectedInput, StageError
+from longdocvqa.fingerprint import content_hash, stage_fingerprint
 from longdocvqa.layout import parse_layout
 from longdocvqa.recipe import LayoutConfig, Recipe
-from longdocvqa.records import LayoutDoc, PdfDoc, Reject, Segment
+from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.segment import sample_segments
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
 
-STAGE_VERSIONS = {"pool": 1, "layout": 1, "segment": 1}
+STAGE_VERSIONS = {"pool": 2, "layout": 1, "segment": 1, "generate": 1}
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
@@ -116,12 +117,30 @@ def build(
     docs = run_pool(ctx)
     if limit is not None:
         docs = docs[:limit]
-    layouts_fp = run_layout(ctx, docs)
-    segments = run_segment(ctx, docs, layouts_fp)
+    docs, index = run_decontaminate(ctx, docs)
+    layout_fp = run_layout(ctx, docs)
+    segments, segment_fp = run_segment(ctx, docs, layout_fp)
+    qas = run_generate(ctx, docs, segments, layout_fp, segment_fp)
+    qas = run_question_overlap(ctx, qas, index)
+    assembly = run_assemble(ctx, docs, qas, layout_fp)
+    run_publish(ctx, assembly)
     manifest = _manifest(ctx, docs, segments, time.perf_counter() - started)
     run.write_rejects(ctx.rejects)
     run.write_manifest(manifest)
     return manifest
+
+
+def plan(recipe: Recipe, *, limit: int | None = None, workers: int = 1) -> Any:
+    """What a build would produce, from the pool's page sizes alone (`build --dry-run`); writes nothing."""
+    import tempfile
+
+    from longdocvqa.assemble import plan as assembly_plan
+
+    with tempfile.TemporaryDirectory(prefix="longdocvqa-plan-") as tmp:
+        ctx = BuildContext(recipe=recipe, run=RunDir(tmp), workers=workers, progress=Progress())
+        docs = run_pool(ctx)[:limit]
+    per_doc = recipe.segment.per_document * recipe.generate.questions_per_segment
+    return assembly_plan(docs, recipe.assemble, render_dpi=recipe.render.dpi, qas_per_document=per_doc)
 
 
 def _timed(ctx: BuildContext, name: str) -> _Timer:
@@ -228,6 +247,58 @@ def _check_budget(ctx: BuildContext, stage: str, bad: int, seen: int) -> None:
         )
 
 
+# ---------------------------------------------------------------- decontaminate
+
+
+def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDoc], Any]:
+    """Drop exact copies and near-duplicates of benchmark documents, and near-duplicates inside the pool."""
+    cfg = ctx.recipe.decontaminate
+    if not cfg.benchmarks and not cfg.within_pool:
+        return docs, None
+    from longdocvqa import dedup
+    from longdocvqa.hub.benchmarks import build_benchmark_index
+
+    cache = ctx.run.cache_dir / "decontaminate"
+    by_sha = {d.sha256: d for d in docs}
+    with _timed(ctx, "decontaminate") as stats, ctx.progress.stage("decontaminate", 1) as advance:
+        index = build_benchmark_index(cfg, cache, render.page_texts, page_images=_thumbnails)
+        texts = [(d.sha256, lambda p=d.path: render.page_texts(p)) for d in docs]
+        kept, rejects, report = dedup.check_documents(
+            index, texts, cfg, cache, page_images=lambda sha: _thumbnails(Path(by_sha[sha].path))
+        )
+        stats.seen, stats.kept = len(docs), len(kept)
+        for reject in rejects:
+            ctx.rejects.append(reject)
+            stats.dropped[reject.reason] += 1
+        stats.extra["report"] = report
+        advance(1)
+    return [d for d in docs if d.sha256 in kept], index
+
+
+def _thumbnails(path: Path) -> list[bytes]:
+    """Small page images for perceptual hashes of image-only documents (50 DPI is plenty for a 64-bit dHash)."""
+    count = len(render.page_texts(path))
+    return list(render.render_pages(path, list(range(1, count + 1)), 50, "jpeg", 85).values())
+
+
+def run_question_overlap(ctx: BuildContext, qas: dict[str, list[QARecord]], index: Any) -> dict[str, list[QARecord]]:
+    """Drop generated questions that share a 13-gram with a benchmark question or answer."""
+    if index is None or not ctx.recipe.decontaminate.benchmarks:
+        return qas
+    from longdocvqa import dedup
+
+    stats = ctx.stage_stats("decontaminate")
+    pairs = [(qa.id, qa.question) for records in qas.values() for qa in records]
+    rejects = dedup.question_overlaps(index, pairs)
+    dropped = {r.item for r in rejects}
+    for reject in rejects:
+        ctx.rejects.append(reject)
+        stats.dropped[reject.reason] += 1
+    bench_rejects = [r for r in ctx.rejects if r.stage == "decontaminate"]
+    stats.extra["report"] = dedup.decontamination_report(index, bench_rejects)
+    return {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
+
+
 # ---------------------------------------------------------------- layout
 
 
@@ -281,7 +352,7 @@ def load_layout(run: RunDir, fingerprint: str, sha: str) -> LayoutDoc | None:
 # ---------------------------------------------------------------- segment
 
 
-def run_segment(ctx: BuildContext, docs: list[PdfDoc], layout_fp: str) -> dict[str, list[Segment]]:
+def run_segment(ctx: BuildContext, docs: list[PdfDoc], layout_fp: str) -> tuple[dict[str, list[Segment]], str]:
     """Sample section-aligned segments for every parsed document."""
     cfg = ctx.recipe.segment
     fp = stage_fingerprint(
@@ -305,7 +376,207 @@ def run_segment(ctx: BuildContext, docs: list[PdfDoc], layout_fp: str) -> dict[s
         stats.kept = len(result)
         segments = [s for segs in result.values() for s in segs]
         stats.extra.update(segments=len(segments), by_rule=dict(Counter(s.rule for s in segments)))
+    return result, fp
+
+
+# ---------------------------------------------------------------- generate
+
+# Endpoint settings that change how calls are made, not what they produce: left out of the fingerprint.
+_HOW_NOT_WHAT = {"base_url", "base_url_env", "api_key_env", "timeout_s", "max_concurrency", "max_retries"}
+
+
+def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
+    cfg = recipe.generate.model_dump(mode="json")
+    for endpoint in (cfg["generator"]["endpoint"], (cfg["verify"].get("endpoint") or {})):
+        for key in _HOW_NOT_WHAT:
+            endpoint.pop(key, None)
+    what = {"generate": cfg, "seed": recipe.seed, "render": recipe.render}
+    return stage_fingerprint("generate", STAGE_VERSIONS["generate"], what, [segment_fp])
+
+
+def run_generate(
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, segment_fp: str
+) -> dict[str, list[QARecord]]:
+    """QA for every segment and task; per-document results are stored, model calls go through the ledger."""
+    out = ctx.run.stage("generate", generate_fingerprint(ctx.recipe, segment_fp))
+    with _timed(ctx, "generate") as stats:
+        todo = [d for d in docs if d.sha256 in segments and not out.done(d.sha256)]
+        stats.seen = sum(1 for d in docs if d.sha256 in segments)
+        stats.reused = stats.seen - len(todo)
+        usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out)) if todo else {}
+        result: dict[str, list[QARecord]] = {}
+        for doc in docs:
+            if doc.sha256 in segments:
+                data = out.read(doc.sha256)["ok"]
+                result[doc.sha256] = [QARecord.model_validate(r) for r in data["records"]]
+                for reject in data["rejects"]:
+                    ctx.rejects.append(Reject.model_validate(reject))
+                    stats.dropped[reject["reason"]] += 1
+        records = [r for rs in result.values() for r in rs]
+        stats.kept = len(records)
+        stats.extra.update(qa=len(records), by_task=dict(sorted(Counter(r.task for r in records).items())))
+        if usage:
+            stats.extra["usage"] = usage
     return result
+
+
+async def _generate_all(
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, out: StageOutput
+) -> dict[str, Any]:
+    from longdocvqa.qa import open_clients
+
+    cfg = ctx.recipe.generate
+    client, verifier = open_clients(cfg, str(ctx.run.ledger_path))
+    images = PageImages(ctx.run.cache_dir, ctx.recipe)
+    limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency))
+    try:
+        with ctx.progress.stage("generate", len(docs)) as advance:
+
+            async def one(doc: PdfDoc) -> None:
+                async with limit:
+                    await _generate_document(ctx, doc, segments[doc.sha256], layout_fp, out, client, verifier, images)
+                advance(1)
+
+            await asyncio.gather(*(one(doc) for doc in docs))
+        return client.usage() if client else {}
+    finally:
+        for c in (client, verifier):
+            if c is not None:
+                await c.aclose()
+
+
+async def _generate_document(
+    ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str, out: StageOutput,
+    client: Any, verifier: Any, images: PageImages,
+) -> None:  # fmt: skip
+    from longdocvqa.qa import generate_document
+
+    cfg = ctx.recipe.generate
+    layout = load_layout(ctx.run, layout_fp, doc.sha256)
+    if layout is None:
+        return
+    needs_images = cfg.generator.kind != "template" and cfg.input_mode != "text"
+    if needs_images:  # render the segments' pages off the event loop, once, into the page cache
+        pages = sorted({p for seg in segs for p in seg.pages})
+        await asyncio.to_thread(images.get_many, doc, pages)
+    page_image = (lambda i: images.get(doc, i)) if needs_images else None
+    try:
+        records, rejects = await generate_document(
+            doc, layout, segs, cfg, ctx.recipe.seed, client, page_image, verifier=verifier
+        )
+    except ExternalServiceError:
+        raise  # the endpoint is down beyond the retry budget: stop; finished documents are kept
+    except Exception as exc:  # a failure on one document is recorded, never fatal to the build
+        reject = Reject(stage="generate", item=doc.path, reason="generate_failed", detail=_one_line(exc))
+        records, rejects = [], [reject]
+    out.write(doc.sha256, {"records": records, "rejects": rejects})
+
+
+# ---------------------------------------------------------------- assemble
+
+
+def run_assemble(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layout_fp: str) -> Any:
+    """Full-document examples with exact lengths, window, distribution, mixture and budget (cheap: no images)."""
+    from longdocvqa.assemble import assemble
+    from longdocvqa.tokens import TokenCounter
+
+    cfg = ctx.recipe.assemble
+    with _timed(ctx, "assemble") as stats, ctx.progress.stage("assemble", 1) as advance:
+        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
+        short_rows = _load_short_rows(ctx.recipe) if cfg.short_data.share > 0 else None
+        records = [r for doc in docs for r in qas.get(doc.sha256, [])]
+        result = assemble(
+            {d.sha256: d for d in docs}, records, lambda sha: _layout_or_fail(ctx.run, layout_fp, sha), cfg,
+            render_dpi=ctx.recipe.render.dpi, seed=ctx.recipe.seed, counter=counter, short_rows=short_rows,
+        )  # fmt: skip
+        stats.seen, stats.kept = len(records), result.stats.examples
+        for reject in result.rejects:
+            ctx.rejects.append(reject)
+            stats.dropped[reject.reason] += 1
+        stats.extra["summary"] = result.stats.model_dump(mode="json", exclude={"length_histogram", "pages_histogram"})
+        advance(1)
+    return result
+
+
+def _layout_or_fail(run: RunDir, layout_fp: str, sha: str) -> LayoutDoc:
+    layout = load_layout(run, layout_fp, sha)
+    if layout is None:
+        raise StageError(f"assemble: no layout stored for document {sha}")
+    return layout
+
+
+def _load_short_rows(recipe: Recipe) -> Any:
+    from longdocvqa.hub.load import load_short_rows
+
+    return load_short_rows(recipe.assemble.short_data)
+
+
+# ---------------------------------------------------------------- publish
+
+
+def run_publish(ctx: BuildContext, assembly: Any) -> None:
+    """Write OUT/dataset/ (Parquet shards with embedded page images, card, plots), unless already written."""
+    from longdocvqa.hub.card import BuildReport
+    from longdocvqa.hub.publish import write_dataset
+
+    picks = [(p.id, p.doc_id, p.short_index) for p in assembly.picks]
+    fp = content_hash({"recipe": ctx.recipe.fingerprint(), "picks": picks, "v": 1}, length=16)
+    marker = ctx.run.root / "stages" / "publish" / f"{fp}.done"
+    with _timed(ctx, "publish") as stats:
+        stats.seen = len(picks)
+        if marker.is_file() and (ctx.run.dataset_dir / "README.md").is_file():
+            stats.reused = stats.kept = len(picks)
+            return
+        images = PageImages(ctx.run.cache_dir, ctx.recipe)
+        from longdocvqa.assemble import write_histograms
+
+        plots = write_histograms(assembly.stats, ctx.run.root / "plots")
+        decontamination = ctx.stats.get("decontaminate", StageStats()).extra.get("report", {})
+        report = BuildReport(
+            drops_by_reason=_drops(ctx.rejects), decontamination=decontamination,
+            generator=_generator_name(ctx.recipe),
+            length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
+        )  # fmt: skip
+        with ctx.progress.stage("publish", len(picks)) as advance:
+            summary = write_dataset(
+                ctx.run.dataset_dir, ctx.recipe, assembly.documents(), assembly.qa_rows(),
+                _advancing(assembly.examples(), advance), lambda sha, page: images.get(_doc(assembly, sha), page),
+                build=report, short_images=_short_images(assembly),
+            )  # fmt: skip
+        for reject in summary.rejects:
+            ctx.rejects.append(reject)
+            stats.dropped[reject.reason] += 1
+        stats.kept = summary.counts["sft"] and sum(summary.counts["sft"].values())
+        stats.extra["rows"] = summary.counts
+        atomic_write_text(marker, fp + "\n")
+
+
+def _advancing(items: Iterable[Any], advance: Callable[[int], None]) -> Iterable[Any]:
+    for item in items:
+        yield item
+        advance(1)
+
+
+def _doc(assembly: Any, sha: str) -> PdfDoc:
+    return assembly.docs[sha]
+
+
+def _short_images(assembly: Any) -> Callable[[int], list[bytes]] | None:
+    rows = assembly.short_rows
+    if rows is None:
+        return None
+    from longdocvqa.hub.load import short_row_images
+
+    return lambda index: short_row_images(rows[index])
+
+
+def _generator_name(recipe: Recipe) -> str:
+    gen = recipe.generate.generator
+    return "template-baseline (offline, from the layout)" if gen.kind == "template" else gen.endpoint.model
+
+
+def _drops(rejects: Iterable[Reject]) -> dict[str, int]:
+    return dict(sorted(Counter(f"{r.stage}/{r.reason}" for r in rejects).items()))
 
 
 # ---------------------------------------------------------------- helpers
@@ -336,9 +607,6 @@ def _one_line(exc: BaseException) -> str:
 def _manifest(
     ctx: BuildContext, docs: Iterable[PdfDoc], segments: dict[str, list[Segment]], seconds: float
 ) -> dict[str, Any]:
-    drops: Counter[str] = Counter()
-    for reject in ctx.rejects:
-        drops[f"{reject.stage}/{reject.reason}"] += 1
     return {
         "name": ctx.recipe.name,
         "version": ctx.recipe.version,
@@ -348,6 +616,7 @@ def _manifest(
         "seconds": round(seconds, 3),
         "documents": len(list(docs)),
         "segments": sum(len(s) for s in segments.values()),
+        "examples": ctx.stats["assemble"].kept if "assemble" in ctx.stats else 0,
         "stages": {name: stats.as_dict() for name, stats in ctx.stats.items()},
-        "drops": dict(sorted(drops.items())),
+        "drops": _drops(ctx.rejects),
     }

@@ -62,7 +62,7 @@ def probe(path: str | Path) -> dict[str, Any]:
     pymupdf = _pymupdf()
     doc = open_pdf(path)
     try:
-        sizes = [(round(p.rect.width, 2), round(p.rect.height, 2)) for p in doc]
+        sizes = [(p.rect.width, p.rect.height) for p in doc]  # unrounded: exact pixmap sizes depend on it
         meta = doc.metadata or {}
         warnings = pymupdf.TOOLS.mupdf_warnings(reset=True).strip()
     finally:

@@ -87,3 +87,22 @@ def test_kill_and_resume_gives_the_same_segments(write_recipe, pdf_dir, tmp_path
     manifest = build(load_recipe(recipe_path), out, workers=1)
     assert manifest["stages"]["layout"]["reused"] >= 3
     assert _segments(out) == _segments(reference)
+
+
+def test_benchmark_copies_are_dropped_and_reported(write_recipe, pdf_dir, tmp_path):
+    import shutil
+
+    bench = tmp_path / "bench"
+    bench.mkdir()
+    shutil.copy(pdf_dir / "etoolbox.pdf", bench / "copy-of-etoolbox.pdf")
+    benchmarks = [{"name": "mmlongbench-doc", "kind": "pdfs", "path": str(bench)}]
+    paths = [str(pdf_dir / n) for n in ("etoolbox.pdf", "R-data.pdf", "mathtools.pdf")]
+    recipe = load_recipe(write_recipe(paths, decontaminate={"benchmarks": benchmarks}))
+    manifest = build(recipe, tmp_path / "out", workers=1)
+    stage = manifest["stages"]["decontaminate"]
+    assert stage["seen"] == 3 and stage["kept"] == 2 and stage["dropped"] == {"bench_sha256": 1}
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "rejects.jsonl").read_text().splitlines()]
+    (hit,) = [r for r in rejects if r["reason"] == "bench_sha256"]
+    assert Path(hit["item"]).name == "etoolbox.pdf" or "etoolbox" in json.dumps(hit)
+    card = (tmp_path / "out" / "dataset" / "README.md").read_text()
+    assert "mmlongbench-doc" in card
