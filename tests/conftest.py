@@ -87,3 +87,14 @@ def mixed_pool(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     for name in ("R-data.pdf", "latexbug.pdf", "etoolbox.pdf"):
         shutil.copy(PDFS / name, folder / name)
     return folder, expected
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The README's demo build (recipes/demo.yaml on the bundled PDFs), made once per test session."""
+    from longdocvqa.pipeline import build
+    from longdocvqa.recipe import load_recipe
+
+    out = tmp_path_factory.mktemp("demo")
+    build(load_recipe(ROOT / "recipes" / "demo.yaml"), out, workers=2)
+    return out
