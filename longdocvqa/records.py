@@ -111,8 +111,12 @@ class QA(Record):
     question: str = Field(min_length=1)
     answer: str | list[str]
     answer_format: AnswerFormat
-    evidence_pages: list[int] = Field(min_length=1, description="absolute page indices as labelled in the prompt")
-    evidence_sources: list[EvidenceSource] = Field(min_length=1)
+    # The upper bounds reach every real case (segments have at most 15 pages by default, there are 4 evidence
+    # types) and turn into grammar limits on servers that enforce the schema, which stops runaway lists.
+    evidence_pages: list[int] = Field(
+        min_length=1, max_length=16, description="absolute page indices as labelled in the prompt"
+    )
+    evidence_sources: list[EvidenceSource] = Field(min_length=1, max_length=4)
 
 
 class QARecord(Record):
