@@ -221,17 +221,19 @@ def inspect(out_dir: Annotated[Path, typer.Argument(help="A build's run director
 
 @app.command()
 def schema(
-    what: Annotated[str, typer.Argument(help="'qa' (the generator's JSON) or 'recipe'.")] = "qa",
+    what: Annotated[
+        str, typer.Argument(help="'qa' (the generator's JSON), 'qa-row' (a published qa row) or 'recipe'.")
+    ] = "qa",
 ) -> None:
     """Print the JSON Schema of the QA record or of the recipe."""
+    from longdocvqa.qa import qa_json_schema, qa_record_json_schema
     from longdocvqa.recipe import Recipe
-    from longdocvqa.records import QA
 
-    models = {"qa": QA, "recipe": Recipe}
-    if what not in models:
-        _console(stderr=True).print(f"error: unknown schema {what!r}; choose 'qa' or 'recipe'")
+    schemas = {"qa": qa_json_schema, "qa-row": qa_record_json_schema, "recipe": Recipe.model_json_schema}
+    if what not in schemas:
+        _console(stderr=True).print(f"error: unknown schema {what!r}; choose one of {', '.join(schemas)}")
         raise typer.Exit(2)
-    typer.echo(json.dumps(models[what].model_json_schema(), indent=2))
+    typer.echo(json.dumps(schemas[what](), indent=2))
 
 
 def main() -> None:

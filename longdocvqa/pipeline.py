@@ -9,6 +9,7 @@ each worker writes its own output atomically, so a killed build loses only unfin
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from longdocvqa.recipe import LayoutConfig, Recipe
 from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.segment import sample_segments
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
+from longdocvqa.store import dump as store_dump
 
 STAGE_VERSIONS = {"pool": 2, "layout": 1, "segment": 1, "generate": 1}
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -403,11 +405,12 @@ def run_generate(
         todo = [d for d in docs if d.sha256 in segments and not out.done(d.sha256)]
         stats.seen = sum(1 for d in docs if d.sha256 in segments)
         stats.reused = stats.seen - len(todo)
-        usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out)) if todo else {}
+        pending: dict[str, dict[str, Any]] = {}
+        usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending)) if todo else {}
         result: dict[str, list[QARecord]] = {}
         for doc in docs:
             if doc.sha256 in segments:
-                data = out.read(doc.sha256)["ok"]
+                data = pending.get(doc.sha256) or out.read(doc.sha256)["ok"]
                 result[doc.sha256] = [QARecord.model_validate(r) for r in data["records"]]
                 for reject in data["rejects"]:
                     ctx.rejects.append(Reject.model_validate(reject))
@@ -417,11 +420,18 @@ def run_generate(
         stats.extra.update(qa=len(records), by_task=dict(sorted(Counter(r.task for r in records).items())))
         if usage:
             stats.extra["usage"] = usage
+        if pending:
+            stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
     return result
 
 
 async def _generate_all(
-    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, out: StageOutput
+    ctx: BuildContext,
+    docs: list[PdfDoc],
+    segments: dict[str, list[Segment]],
+    layout_fp: str,
+    out: StageOutput,
+    pending: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     from longdocvqa.qa import open_clients
 
@@ -434,27 +444,46 @@ async def _generate_all(
 
             async def one(doc: PdfDoc) -> None:
                 async with limit:
-                    await _generate_document(ctx, doc, segments[doc.sha256], layout_fp, out, client, verifier, images)
+                    result = await _generate_document(
+                        ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images
+                    )
+                if result is not None and _complete(result):
+                    out.write(doc.sha256, result)
+                elif result is not None:
+                    pending[doc.sha256] = json.loads(json.dumps(store_dump(result)))
                 advance(1)
 
             await asyncio.gather(*(one(doc) for doc in docs))
-        return client.usage() if client else {}
+        if client is None:
+            return {}
+        return {"generator": client.usage(), **({"verifier": verifier.usage()} if verifier else {})}
     finally:
         for c in (client, verifier):
             if c is not None:
                 await c.aclose()
 
 
+def _complete(result: dict[str, Any]) -> bool:
+    """A document whose calls failed at the endpoint is not stored as done: the next run retries those calls."""
+    return not any(r.reason in _RETRY_NEXT_RUN for r in result["rejects"])
+
+
+_RETRY_NEXT_RUN = {"endpoint_error", "generate_failed"}
+
+
 async def _generate_document(
-    ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str, out: StageOutput,
+    ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str,
     client: Any, verifier: Any, images: PageImages,
-) -> None:  # fmt: skip
+) -> dict[str, Any] | None:  # fmt: skip
     from longdocvqa.qa import generate_document
 
     cfg = ctx.recipe.generate
     layout = load_layout(ctx.run, layout_fp, doc.sha256)
     if layout is None:
-        return
+        return None
+    ocr_rejects: list[Reject] = []
+    if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
+        layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)
     needs_images = cfg.generator.kind != "template" and cfg.input_mode != "text"
     if needs_images:  # render the segments' pages off the event loop, once, into the page cache
         pages = sorted({p for seg in segs for p in seg.pages})
@@ -469,7 +498,35 @@ async def _generate_document(
     except Exception as exc:  # a failure on one document is recorded, never fatal to the build
         reject = Reject(stage="generate", item=doc.path, reason="generate_failed", detail=_one_line(exc))
         records, rejects = [], [reject]
-    out.write(doc.sha256, {"records": records, "rejects": rejects})
+    return {"records": records, "rejects": ocr_rejects + rejects}
+
+
+def ocr_fingerprint(recipe: Recipe, layout_fp: str) -> str:
+    what = {"model": recipe.generate.generator.endpoint.model, "max_pixels": recipe.generate.max_pixels}
+    return stage_fingerprint("layout-ocr", 1, what, [layout_fp])
+
+
+async def _ocr_image_pages(
+    ctx: BuildContext, doc: PdfDoc, layout: LayoutDoc, segs: list[Segment], layout_fp: str,
+    client: Any, images: PageImages,
+) -> tuple[LayoutDoc, list[Segment], list[Reject]]:  # fmt: skip
+    """Fill scanned pages' blocks with a VLM transcription (through the ledger) and store the completed layout."""
+    from longdocvqa.qa import transcribe_page
+
+    rejects = []
+    scanned = [p for p in layout.pages if p.image_only]
+    pictures = await asyncio.to_thread(images.get_many, doc, [p.index for p in scanned])
+    for page in scanned:
+        size = (page.width_pt, page.height_pt)
+        blocks, reject = await transcribe_page(
+            client, pictures[page.index], page.index, size, max_pixels=ctx.recipe.generate.max_pixels
+        )
+        if reject is not None:
+            rejects.append(reject.model_copy(update={"item": f"{doc.path} {reject.item}"}))
+        page.blocks = [*blocks, *(b for b in page.blocks if b.label == "figure")]
+    ctx.run.stage("layout-ocr", ocr_fingerprint(ctx.recipe, layout_fp)).write(doc.sha256, layout)
+    texts = [seg.model_copy(update={"page_texts": [layout.page_text(p) for p in seg.pages]}) for seg in segs]
+    return layout, texts, rejects
 
 
 # ---------------------------------------------------------------- assemble
@@ -486,7 +543,7 @@ def run_assemble(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARe
         short_rows = _load_short_rows(ctx.recipe) if cfg.short_data.share > 0 else None
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]
         result = assemble(
-            {d.sha256: d for d in docs}, records, lambda sha: _layout_or_fail(ctx.run, layout_fp, sha), cfg,
+            {d.sha256: d for d in docs}, records, lambda sha: _layout_or_fail(ctx, layout_fp, sha), cfg,
             render_dpi=ctx.recipe.render.dpi, seed=ctx.recipe.seed, counter=counter, short_rows=short_rows,
         )  # fmt: skip
         stats.seen, stats.kept = len(records), result.stats.examples
@@ -498,8 +555,11 @@ def run_assemble(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARe
     return result
 
 
-def _layout_or_fail(run: RunDir, layout_fp: str, sha: str) -> LayoutDoc:
-    layout = load_layout(run, layout_fp, sha)
+def _layout_or_fail(ctx: BuildContext, layout_fp: str, sha: str) -> LayoutDoc:
+    ocr = ctx.run.stage("layout-ocr", ocr_fingerprint(ctx.recipe, layout_fp))
+    if ocr.done(sha):
+        return LayoutDoc.model_validate(ocr.read(sha)["ok"])
+    layout = load_layout(ctx.run, layout_fp, sha)
     if layout is None:
         raise StageError(f"assemble: no layout stored for document {sha}")
     return layout

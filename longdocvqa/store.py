@@ -67,7 +67,7 @@ class StageOutput:
 
     def write(self, key: str, payload: Any) -> None:
         """Store a JSON-able payload (lists of records are dumped in JSON mode)."""
-        atomic_write_json(self.path(key), {"ok": _dump(payload)})
+        atomic_write_json(self.path(key), {"ok": dump(payload)})
 
     def write_reject(self, key: str, reject: Reject) -> None:
         atomic_write_json(self.path(key), {"reject": reject.model_dump(mode="json")})
@@ -135,11 +135,12 @@ def read_jsonl(path: Path, model: type[M]) -> list[M]:
         return [model.model_validate_json(line) for line in handle if line.strip()]
 
 
-def _dump(payload: Any) -> Any:
+def dump(payload: Any) -> Any:
+    """Pydantic records (also inside lists and dicts) as JSON-able data."""
     if isinstance(payload, BaseModel):
         return payload.model_dump(mode="json")
     if isinstance(payload, list | tuple):
-        return [_dump(p) for p in payload]
+        return [dump(p) for p in payload]
     if isinstance(payload, dict):
-        return {k: _dump(v) for k, v in payload.items()}
+        return {k: dump(v) for k, v in payload.items()}
     return payload
