@@ -40,22 +40,26 @@ def _fail(exc: Exception) -> None:
     raise typer.Exit(code) from None
 
 
-class _RichProgress:
-    """One Rich progress bar per stage."""
+def _rich_progress(progress: Any) -> Any:
+    """One Rich progress bar per stage (a `pipeline.Progress`)."""
+    from longdocvqa.pipeline import Progress
 
-    def __init__(self, progress: Any) -> None:
-        self.progress = progress
+    class RichProgress(Progress):
+        @contextmanager  # type: ignore[override]
+        def stage(self, name: str, total: int) -> Iterator[Callable[[int], None]]:
+            task = progress.add_task(name, total=total)
 
-    @contextmanager
-    def stage(self, name: str, total: int) -> Iterator[Callable[[int], None]]:
-        task = self.progress.add_task(name, total=total)
-        yield lambda n=1: self.progress.advance(task, n)
-        self.progress.update(task, completed=total)
+            def advance(n: int = 1) -> None:
+                progress.advance(task, n)
 
-    def reject(self, reject: Any) -> None:
-        self.progress.console.print(
-            f"[yellow]rejected[/] {reject.item}: {reject.reason}: {reject.detail}", highlight=False, soft_wrap=True
-        )
+            yield advance
+            progress.update(task, completed=total)
+
+        def reject(self, reject: Any) -> None:
+            message = f"[yellow]rejected[/] {reject.item}: {reject.reason}: {reject.detail}"
+            progress.console.print(message, highlight=False, soft_wrap=True)
+
+    return RichProgress()
 
 
 @app.command()
@@ -91,7 +95,7 @@ def build(
             _clear_stages(out_dir)
         columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=_console(stderr=True), transient=False) as bar:
-            manifest = run_build(loaded, out_dir, workers=workers, limit=limit, progress=_RichProgress(bar))
+            manifest = run_build(loaded, out_dir, workers=workers, limit=limit, progress=_rich_progress(bar))
     except LongDocVQAError as exc:
         _fail(exc)
         return

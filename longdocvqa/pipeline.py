@@ -606,7 +606,7 @@ def run_publish(ctx: BuildContext, assembly: Any) -> None:
         for reject in summary.rejects:
             ctx.rejects.append(reject)
             stats.dropped[reject.reason] += 1
-        stats.kept = summary.counts["sft"] and sum(summary.counts["sft"].values())
+        stats.kept = sum(summary.counts["sft"].values())
         stats.extra["rows"] = summary.counts
         atomic_write_text(marker, fp + "\n")
 

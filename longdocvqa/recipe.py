@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from longdocvqa.errors import RecipeError
 from longdocvqa.fingerprint import content_hash
-from longdocvqa.records import Task
+from longdocvqa.records import QA_TASKS, Task
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 
@@ -149,7 +149,7 @@ class GenerateConfig(Strict):
     """QA generation settings."""
 
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
-    tasks: list[Task] = Field(default_factory=lambda: ["extract-single", "extract-multi", "reasoning"])
+    tasks: list[Task] = Field(default_factory=lambda: list(QA_TASKS))
     questions_per_segment: int = Field(1, ge=1)
     input_mode: Literal["images", "text", "images+text"] = "images"
     prompt_version: str = "v1"
