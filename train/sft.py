@@ -242,9 +242,14 @@ def main(args: ScriptArguments, training_args: Any, model_args: Any) -> None:
         raise ValueError("TRL packing/padding_free refuse vision datasets: set them false and use packing_vlm.")
     gpu_only_settings(training_args, args)
     configure_batch(training_args, args)
-    check_pixel_budget(dataset_card_text(args.dataset_name, args.dataset_revision), args.min_pixels, args.max_pixels)
+    card = dataset_card_text(args.dataset_name, args.dataset_revision)
+    mismatch = check_pixel_budget(card, args.min_pixels, args.max_pixels)
+    if mismatch and args.packing_vlm:
+        raise ValueError("packing_vlm packs by the dataset's num_tokens: use the card's min_pixels/max_pixels.")
     dataset = load_sft_dataset(args)
-    if not args.dataset_streaming:
+    if mismatch:
+        logger.warning("num_tokens describe other pixel settings: examples are not dropped by length.")
+    elif not args.dataset_streaming:
         dataset = drop_overlong(dataset, training_args.max_length)
     if not args.packing_vlm:
         training_args.max_length = None  # TRL would truncate through image tokens; over-long rows were dropped
