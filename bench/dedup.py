@@ -106,7 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=2000)
     parser.add_argument("--words", type=int, default=5000)
-    parser.add_argument("--pdfs", type=Path, default=Path("/work/shared/pdfs"))
+    shared = Path(__file__).resolve().parents[2] / "shared" / "pdfs"  # the shared PDF set beside the checkout
+    parser.add_argument("--pdfs", type=Path, default=shared, help="folder of real PDFs (default: ../shared/pdfs)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     folder = args.pdfs if args.pdfs.is_dir() else Path(__file__).resolve().parents[1] / "tests" / "data" / "pdfs"
