@@ -124,8 +124,9 @@ def build(
     segments, segment_fp = run_segment(ctx, docs, layout_fp)
     qas = run_generate(ctx, docs, segments, layout_fp, segment_fp)
     qas = run_question_overlap(ctx, qas, index)
-    assembly = run_assemble(ctx, docs, qas, layout_fp)
-    run_publish(ctx, assembly)
+    assembled = run_assemble(ctx, docs, qas, layout_fp)
+    if assembled is not None:
+        run_publish(ctx, *assembled)
     manifest = _manifest(ctx, docs, segments, time.perf_counter() - started)
     run.write_rejects(ctx.rejects)
     run.write_manifest(manifest)
@@ -532,12 +533,22 @@ async def _ocr_image_pages(
 # ---------------------------------------------------------------- assemble
 
 
-def run_assemble(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layout_fp: str) -> Any:
-    """Full-document examples with exact lengths, window, distribution, mixture and budget (cheap: no images)."""
+def run_assemble(
+    ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layout_fp: str
+) -> tuple[Any, Path] | None:
+    """Full-document examples with exact lengths, window, distribution, mixture and budget (cheap: no images).
+
+    Returns None when the same inputs were already assembled and published (nothing to do)."""
     from longdocvqa.assemble import assemble
     from longdocvqa.tokens import TokenCounter
 
     cfg = ctx.recipe.assemble
+    qa_ids = sorted(r.id for rs in qas.values() for r in rs)
+    inputs = {"assemble": cfg, "seed": ctx.recipe.seed, "dpi": ctx.recipe.render.dpi, "layout": layout_fp,
+              "docs": sorted(d.sha256 for d in docs), "qa": qa_ids}  # fmt: skip
+    done = ctx.run.root / "stages" / "assemble" / f"{content_hash(inputs, length=16)}.json"
+    if _reuse_assembly(ctx, done):
+        return None
     with _timed(ctx, "assemble") as stats, ctx.progress.stage("assemble", 1) as advance:
         counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
         short_rows = _load_short_rows(ctx.recipe) if cfg.short_data.share > 0 else None
@@ -552,7 +563,32 @@ def run_assemble(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARe
             stats.dropped[reject.reason] += 1
         stats.extra["summary"] = result.stats.model_dump(mode="json", exclude={"length_histogram", "pages_histogram"})
         advance(1)
-    return result
+    return result, done
+
+
+def _reuse_assembly(ctx: BuildContext, done: Path) -> bool:
+    """Restore the stats of an assembly whose dataset was already published from the same inputs."""
+    if not done.is_file():
+        return False
+    saved = json.loads(done.read_text(encoding="utf-8"))
+    publish_marker = ctx.run.root / "stages" / "publish" / f"{saved['publish_fp']}.done"
+    if not publish_marker.is_file() or not (ctx.run.dataset_dir / "README.md").is_file():
+        return False
+    for name in ("assemble", "publish"):
+        stats = ctx.stage_stats(name)
+        stats.seen, stats.kept, stats.reused = saved[name]["seen"], saved[name]["kept"], saved[name]["seen"]
+        stats.extra.update(saved[name]["extra"])
+    for reject in saved["rejects"]:
+        ctx.rejects.append(Reject.model_validate(reject))
+        ctx.stats["assemble" if reject["stage"] == "assemble" else "publish"].dropped[reject["reason"]] += 1
+    return True
+
+
+def _save_assembly(ctx: BuildContext, done: Path, publish_fp: str, rejects: list[Reject]) -> None:
+    stages = {name: {"seen": ctx.stats[name].seen, "kept": ctx.stats[name].kept, "extra": ctx.stats[name].extra}
+              for name in ("assemble", "publish")}  # fmt: skip
+    payload = {"publish_fp": publish_fp, "rejects": [r.model_dump(mode="json") for r in rejects], **stages}
+    atomic_write_text(done, json.dumps(payload, sort_keys=True))
 
 
 def _layout_or_fail(ctx: BuildContext, layout_fp: str, sha: str) -> LayoutDoc:
@@ -574,7 +610,7 @@ def _load_short_rows(recipe: Recipe) -> Any:
 # ---------------------------------------------------------------- publish
 
 
-def run_publish(ctx: BuildContext, assembly: Any) -> None:
+def run_publish(ctx: BuildContext, assembly: Any, done: Path) -> None:
     """Write OUT/dataset/ (Parquet shards with embedded page images, card, plots), unless already written."""
     from longdocvqa.hub.card import BuildReport
     from longdocvqa.hub.publish import write_dataset
@@ -586,6 +622,7 @@ def run_publish(ctx: BuildContext, assembly: Any) -> None:
         stats.seen = len(picks)
         if marker.is_file() and (ctx.run.dataset_dir / "README.md").is_file():
             stats.reused = stats.kept = len(picks)
+            _save_assembly(ctx, done, fp, list(assembly.rejects))
             return
         images = PageImages(ctx.run.cache_dir, ctx.recipe)
         from longdocvqa.assemble import write_histograms
@@ -609,6 +646,7 @@ def run_publish(ctx: BuildContext, assembly: Any) -> None:
         stats.kept = sum(summary.counts["sft"].values())
         stats.extra["rows"] = summary.counts
         atomic_write_text(marker, fp + "\n")
+    _save_assembly(ctx, done, fp, [*assembly.rejects, *summary.rejects])
 
 
 def _advancing(items: Iterable[Any], advance: Callable[[int], None]) -> Iterable[Any]:

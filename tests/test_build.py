@@ -54,8 +54,9 @@ def test_rerun_does_no_work_and_writes_lock_and_manifest(write_recipe, pdf_dir, 
     first = build(recipe, tmp_path / "out", workers=1)
     second = build(recipe, tmp_path / "out", workers=1)
     assert first["segments"] == second["segments"] == 2
-    for stage in ("pool", "layout", "segment"):
-        assert second["stages"][stage]["reused"] == second["stages"][stage]["seen"] > 0
+    for stage in ("pool", "layout", "segment", "generate", "assemble", "publish"):
+        assert second["stages"][stage]["reused"] == second["stages"][stage]["seen"] > 0, stage
+    assert second["examples"] == first["examples"] > 0 and second["drops"] == first["drops"]
     assert second["recipe_fingerprint"] == recipe.fingerprint()
     assert (tmp_path / "out" / "recipe.lock.yaml").read_text() == recipe.to_yaml()
 
