@@ -4,7 +4,7 @@ Layout of `OUT/dataset/` (DESIGN.md §4):
 
     README.md                                       card: YAML header (configs, dataset_info, longdocvqa) + body
     assets/length_histogram.png, pages_histogram.png
-    data/<config>/<split>-XXXXX-of-YYYYY.parquet    configs: sft (default), qa, documents; splits: train [, test]
+    data/<config>/<split>-00000-of-00003.parquet        configs: sft (default), qa, documents; splits: train [, test]
 
 Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of `publish.rows_per_group` rows, so a
 streaming reader never holds more than a few documents. Memory stays bounded however many examples there are: rows
@@ -260,7 +260,7 @@ class ShardWriter:
         self._shard_bytes = 0
 
     def close(self) -> list[Path]:
-        """Flush, close and rename the shards to `<split>-XXXXX-of-YYYYY.parquet`; returns their paths."""
+        """Flush, close and rename the shards to `<split>-<index:05d>-of-<count:05d>.parquet`; returns their paths."""
         self._flush()
         if self._writer is not None:
             self._writer.close()
