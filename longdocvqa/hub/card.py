@@ -296,7 +296,7 @@ def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     if build.notes:
         parts += ["", build.notes]
     parts += ["", "### Drops by reason", "", _table(build.drops_by_reason, ("stage/reason", "dropped"))]
-    parts += ["", "### Decontamination", "", _table(build.decontamination, ("benchmark / measure", "value"))]
+    parts += ["", "### Decontamination", "", _decontamination(build.decontamination)]
     parts += [
         "",
         "<details><summary>Recipe (resolved)</summary>",
@@ -370,6 +370,24 @@ def _splits(stats: Any) -> list[str]:
     return ordered_splits({split for config in ("sft", "qa", "documents") for split in stats.rows[config]}) or [
         "train"
     ]
+
+
+def _decontamination(report: Mapping[str, Any]) -> str:
+    """One row per benchmark and rule: documents or questions dropped, and the matched benchmark items."""
+    if not report:
+        return "Not run."
+    rows = ["| benchmark | kind | rule | dropped | matched benchmark items |", "|---|---|---|---|---|"]
+    for name, source in sorted((report.get("benchmarks") or {}).items()):
+        for rule, hit in source.get("dropped", {}).items():
+            items = ", ".join(f"`{_cell(i, 60)}`" for i in hit.get("benchmark_ids", [])[:10]) or "-"
+            rows.append(f"| {_cell(name)} | {source.get('kind', '')} | {rule} | {hit.get('count', 0)} | {items} |")
+    if len(rows) == 2:
+        rows.append("| (no benchmark configured) | | | | |")
+    pool = (report.get("within_pool") or {}).get("pool_near_dup", 0)
+    settings = report.get("settings") or {}
+    how = ", ".join(f"{k}={v}" for k, v in settings.items() if k in ("num_perm", "shingle_words", "threshold",
+                                                                     "window_pages", "question_ngram"))  # fmt: skip
+    return "\n".join(rows) + f"\n\nNear-duplicates removed inside the pool: {pool}. MinHash LSH settings: {how}."
 
 
 def _table(data: Mapping[str, Any], head: tuple[str, str]) -> str:
