@@ -376,6 +376,8 @@ def _decontamination(report: Mapping[str, Any]) -> str:
     """One row per benchmark and rule: documents or questions dropped, and the matched benchmark items."""
     if not report:
         return "Not run."
+    if "benchmarks" not in report:  # a plain measure -> value mapping
+        return _table(report, ("benchmark / measure", "value"))
     rows = ["| benchmark | kind | rule | dropped | matched benchmark items |", "|---|---|---|---|---|"]
     for name, source in sorted((report.get("benchmarks") or {}).items()):
         for rule, hit in source.get("dropped", {}).items():
