@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from test_publish import Sample, cached_sample
 
+from train.modeling import TINY_VISION_CONFIG
+
 SPECIALS = [
     "<|endoftext|>",
     "<|im_start|>",
@@ -90,15 +92,7 @@ def build_model(tokenizer: Any) -> Any:
             "pad_token_id": ids["<|endoftext|>"],
             "bos_token_id": None,
         },
-        vision_config={
-            "depth": 2,
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_heads": 2,
-            "out_hidden_size": 64,
-            "fullatt_block_indexes": [1],
-            "window_size": 56,
-        },
+        vision_config=dict(TINY_VISION_CONFIG),
         image_token_id=ids["<|image_pad|>"],
         video_token_id=ids["<|video_pad|>"],
         vision_start_token_id=ids["<|vision_start|>"],
