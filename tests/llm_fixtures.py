@@ -6,7 +6,8 @@ the real documents are parsed from tests/data/pdfs by the project's own layout a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,24 @@ import pytest
 from openai_server import ScriptedOpenAI
 
 from longdocvqa.fingerprint import file_sha256
-from longdocvqa.llm import ImageInput
+from longdocvqa.llm import ImageInput, LLMClient
 from longdocvqa.recipe import EndpointConfig, GenerateConfig, LayoutConfig, SegmentConfig
 from longdocvqa.records import LayoutDoc, PdfDoc, Segment
 
 PDFS = Path(__file__).resolve().parent / "data" / "pdfs"
+
+
+def closing(work: Awaitable[Any], *clients: LLMClient) -> Any:
+    """asyncio.run(work), then close the clients' HTTP sessions on the same event loop."""
+
+    async def go() -> Any:
+        try:
+            return await work
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    return asyncio.run(go())
 
 
 @pytest.fixture(name="server")

@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from llm_fixtures import endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
+from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
@@ -45,7 +45,7 @@ def make_client(srv: ScriptedOpenAI, ledger: Ledger | str | Path | None = None, 
 
 def ask(client: LLMClient, messages=MESSAGES, **kwargs):
     options = {"template_id": "test@v1", "task": "extract-single", **kwargs}
-    return asyncio.run(client.ask(messages, QA, **options))
+    return closing(client.ask(messages, QA, **options), client)
 
 
 def test_json_schema_request_and_parse(server: ScriptedOpenAI) -> None:
@@ -147,7 +147,7 @@ def test_aimd_shrinks_on_429_and_recovers(server: ScriptedOpenAI) -> None:
         variants = [[MESSAGES[0], {"role": "user", "content": f"Single-Page Focus {i}. " + PAGES}] for i in range(48)]
         return await asyncio.gather(*(client.ask(m, QA, template_id="t@v1", task="extract-single") for m in variants))
 
-    answers = asyncio.run(run())
+    answers = closing(run(), client)
     assert all(a.ok for a in answers)
     assert client.limiter.decreases >= 2 and client.limiter.min_limit_seen <= 4
     assert client.limiter.limit > client.limiter.min_limit_seen  # additive increase after the 429s stopped
@@ -231,7 +231,7 @@ def test_identical_concurrent_calls_are_sent_once(server: ScriptedOpenAI) -> Non
     async def run() -> list:
         return await asyncio.gather(*(client.ask(MESSAGES, QA, template_id="t@v1", task="x") for _ in range(5)))
 
-    answers = asyncio.run(run())
+    answers = closing(run(), client)
     assert server.requests == 1 and len({a.value.question for a in answers}) == 1
 
 
@@ -286,3 +286,27 @@ def test_response_format_modes() -> None:
     assert response_format(QA, "text") is None
     assert response_format(QA, "json_object") == {"type": "json_object"}
     assert response_format(QA, "json_schema")["json_schema"]["name"] == "QA"
+
+
+def test_a_flood_of_calls_is_admitted_a_few_at_a_time(server: ScriptedOpenAI) -> None:
+    server.latency_s = 0.01
+    client = make_client(server, max_concurrency=4)
+    inner, active, peak = client._complete, [0], [0]
+
+    async def counted(*args, **kwargs):
+        active[0] += 1
+        peak[0] = max(peak[0], active[0])
+        try:
+            return await inner(*args, **kwargs)
+        finally:
+            active[0] -= 1
+
+    client._complete = counted  # type: ignore[method-assign]
+    variants = [[MESSAGES[0], {"role": "user", "content": f"Single-Page Focus {i}. " + PAGES}] for i in range(60)]
+
+    async def flood() -> list:
+        return await asyncio.gather(*(client.ask(m, QA, template_id="t@v1", task="extract-single") for m in variants))
+
+    answers = closing(flood(), client)
+    assert all(a.ok for a in answers) and server.requests == 60
+    assert peak[0] == 8  # 2 x max_concurrency hashed and waiting, not all 60 at once

@@ -11,7 +11,13 @@ from pathlib import Path
 
 import jsonschema
 import pytest
-from llm_fixtures import generate_config, page_images, real_document, scripted_server  # noqa: F401 - `server`
+from llm_fixtures import (  # noqa: F401 - `server`
+    closing,
+    generate_config,
+    page_images,
+    real_document,
+    scripted_server,
+)
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
@@ -308,7 +314,8 @@ def test_ocr_backend_transcribes_a_page(server: ScriptedOpenAI) -> None:
     doc, layout, _ = real_document()
     image = page_images(doc, layout, server, 400_000)(20)
     client = LLMClient(generate_config(server).generator.endpoint, None)
-    blocks, reject = asyncio.run(qa_mod.transcribe_page(client, image, 20, (612.0, 792.0), max_pixels=400_000))
+    work = qa_mod.transcribe_page(client, image, 20, (612.0, 792.0), max_pixels=400_000)
+    blocks, reject = closing(work, client)
     assert reject is None and blocks and blocks[0].text == layout.page_text(20)
     assert blocks[0].bbox == (0.0, 0.0, 612.0, 792.0)
 
