@@ -14,7 +14,7 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -390,6 +390,7 @@ _HOW_NOT_WHAT = {"base_url", "base_url_env", "api_key_env", "timeout_s", "max_co
 
 def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
     cfg = recipe.generate.model_dump(mode="json")
+    cfg.pop("processes")  # how calls are spread over processes, not what they return
     for endpoint in (cfg["generator"]["endpoint"], (cfg["verify"].get("endpoint") or {})):
         for key in _HOW_NOT_WHAT:
             endpoint.pop(key, None)
@@ -407,7 +408,11 @@ def run_generate(
         stats.seen = sum(1 for d in docs if d.sha256 in segments)
         stats.reused = stats.seen - len(todo)
         pending: dict[str, dict[str, Any]] = {}
-        usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending)) if todo else {}
+        processes = min(ctx.recipe.generate.processes, len(todo))
+        if processes > 1:
+            usage = _generate_in_processes(ctx, todo, segments, layout_fp, out.fingerprint, pending, processes)
+        else:
+            usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending)) if todo else {}
         result: dict[str, list[QARecord]] = {}
         for doc in docs:
             if doc.sha256 in segments:
@@ -462,6 +467,82 @@ async def _generate_all(
         for c in (client, verifier):
             if c is not None:
                 await c.aclose()
+
+
+def _generate_in_processes(
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
+    generate_fp: str, pending: dict[str, dict[str, Any]], processes: int,
+) -> dict[str, Any]:  # fmt: skip
+    """_generate_all over `processes` worker processes, each with 1/processes of the documents and of the
+    endpoint's concurrency; one client process tops out near 300 requests/s of its own CPU (2 cores)."""
+    import multiprocessing
+
+    from longdocvqa.llm import Ledger, merge_usage
+
+    Ledger(ctx.run.ledger_path).close()  # create it and switch it to WAL once, before several processes open it
+    recipe = _concurrency_share(ctx.recipe, processes)
+    shards = [docs[i::processes] for i in range(processes)]
+    done: Any = multiprocessing.get_context().Queue()
+    usage: dict[str, Any] = {}
+    with ctx.progress.stage("generate", len(docs)) as advance:
+        with ProcessPoolExecutor(processes, initializer=_generate_worker_init, initargs=(done,)) as executor:
+            futures = [
+                executor.submit(
+                    _generate_shard,
+                    recipe,
+                    str(ctx.run.root),
+                    shard,
+                    {d.sha256: segments[d.sha256] for d in shard},
+                    layout_fp,
+                    generate_fp,
+                )  # fmt: skip
+                for shard in shards
+            ]
+            remaining = set(futures)
+            while remaining:
+                finished, remaining = wait(remaining, timeout=0.2, return_when=FIRST_COMPLETED)
+                while not done.empty():
+                    advance(done.get())
+                for future in finished:
+                    shard_usage, shard_pending = future.result()  # re-raises ExternalServiceError: stop the build
+                    usage = merge_usage(usage, shard_usage)
+                    pending.update(shard_pending)
+    return usage
+
+
+def _concurrency_share(recipe: Recipe, processes: int) -> Recipe:
+    """The recipe as one of `processes` workers sees it: 1/processes of each endpoint's max_concurrency."""
+    data = recipe.model_dump(mode="json")
+    for endpoint in (data["generate"]["generator"]["endpoint"], data["generate"]["verify"].get("endpoint")):
+        if endpoint:
+            endpoint["max_concurrency"] = -(-endpoint["max_concurrency"] // processes)
+    return Recipe.model_validate(data)
+
+
+_WORKER_DONE: Any = None  # the parent's queue of finished-document counts, set in each generate worker
+
+
+def _generate_worker_init(done: Any) -> None:
+    global _WORKER_DONE
+    _WORKER_DONE = done
+
+
+class _QueueProgress(Progress):
+    """A worker's progress: document counts go to the parent's bar through the queue."""
+
+    def stage(self, name: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+        return nullcontext(lambda n=1: _WORKER_DONE.put(n))
+
+
+def _generate_shard(
+    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
+    generate_fp: str,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+    """One worker's documents: (usage, incomplete documents); finished documents are stored as they finish."""
+    ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
+    pending: dict[str, dict[str, Any]] = {}
+    usage = asyncio.run(_generate_all(ctx, docs, segments, layout_fp, ctx.run.stage("generate", generate_fp), pending))
+    return usage, pending
 
 
 def _complete(result: dict[str, Any]) -> bool:

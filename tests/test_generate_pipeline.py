@@ -89,3 +89,31 @@ def test_endpoint_outage_is_retried_on_the_next_run_without_repaying(server, wri
     assert second["stages"]["generate"]["by_task"] == {"extract-single": 2, "extract-multi": 2, "reasoning": 2}
     new_requests = server.requests - sent_ok - server.by_kind["server_error"]
     assert new_requests == first["stages"]["generate"]["dropped"]["endpoint_error"]  # only the failed calls
+
+
+def test_generation_split_over_processes_matches_one_process(server, write_recipe, pdf_dir, tmp_path) -> None:
+    names = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "R-FAQ.pdf"]
+
+    def recipe(processes: int):
+        return load_recipe(write_recipe(
+            [str(pdf_dir / n) for n in names], decontaminate={"within_pool": False},
+            generate={"generator": {"kind": "openai", "endpoint": {**_endpoint(server), "max_concurrency": 8}},
+                      "input_mode": "text", "processes": processes},
+        ))  # fmt: skip
+
+    split = build(recipe(2), tmp_path / "split", workers=1)
+    sent = server.requests
+    usage = split["stages"]["generate"]["usage"]["generator"]
+    assert usage["sent"] == sent == sum(usage["by_task"][t]["sent"] for t in usage["by_task"])
+    assert split["stages"]["generate"]["kept"] >= 2 * len(names)
+    single = build(recipe(1), tmp_path / "single", workers=1)
+    assert server.requests == 2 * sent  # a separate run directory: its own ledger
+
+    def outputs(run: Path) -> dict[str, str]:
+        return {p.name: p.read_text() for p in (run / "stages" / "generate").glob("*/*/*.json")}
+
+    assert outputs(tmp_path / "split") == outputs(tmp_path / "single") and len(outputs(tmp_path / "single")) >= 3
+    assert split["stages"]["generate"]["kept"] == single["stages"]["generate"]["kept"]
+    assert split["examples"] == single["examples"]
+    build(recipe(2), tmp_path / "split", workers=1)
+    assert server.requests == 2 * sent  # resumed from the stored stage: no call is made again
