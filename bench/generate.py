@@ -1,28 +1,32 @@
 """Throughput of llm.LLMClient against the scripted loopback server with a fixed latency per request.
 
 For each concurrency C the ceiling is C / latency requests per second. Printed per C: requests/s of
-LLMClient.ask (ledger on disk, structured output, parsing) and of bare openai.AsyncOpenAI calls (the
-baseline, same process, same server), their ratio to the ceiling, and client CPU time per call.
-Target: >= 0.95 of the ceiling at C = 64.
+LLMClient.ask (ledger on disk, structured output, parsing) in one process, and split over P client
+processes as `generate.processes: P` splits a build (C/P requests in flight each, one shared ledger),
+and of bare openai.AsyncOpenAI calls (the baseline, one process, same server); each one's ratio to the
+ceiling and client CPU time per call. Target: >= 0.95 of the ceiling at C = 64.
 
-Usage: .venv/bin/python bench/generate.py [--latency-s 0.2] [--rounds 8] [--concurrency 1 16 64]
+Usage: .venv/bin/python bench/generate.py [--latency-s 0.2] [--rounds 60] [--concurrency 1 16 64] [--processes 1 2 4]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from longdocvqa.llm import LLMClient  # noqa: E402
+from longdocvqa.llm import Ledger, LLMClient  # noqa: E402
 from longdocvqa.recipe import EndpointConfig  # noqa: E402
 from longdocvqa.records import QA  # noqa: E402
 
@@ -50,13 +54,16 @@ def messages(i: int) -> list[dict[str, str]]:
     return [{"role": "system", "content": "Write one QA."}, {"role": "user", "content": f"Request {i}. {PAGE}"}]
 
 
-async def run_client(url: str, concurrency: int, count: int, ledger: Path) -> tuple[float, float]:
+async def run_client(
+    url: str, concurrency: int, count: int, ledger: Path, start: Callable[[], object] = lambda: None
+) -> tuple[float, float]:
     """(wall seconds, CPU seconds) for `count` LLMClient.ask calls at `concurrency`."""
     ep = EndpointConfig(base_url=url, model="scripted", api_key_env=None, max_concurrency=concurrency, max_retries=0)
     client = LLMClient(ep, ledger)
-    offset = int(time.time_ns() % 1_000_000_000)  # fresh prompts: nothing is replayed from the ledger
+    offset = int(time.time_ns() % 1_000_000_000) + os.getpid() * 10**9  # fresh prompts: nothing is replayed
     warm = [client.ask(messages(-offset - i), QA, template_id="bench@v1", task="bench") for i in range(concurrency)]
     await asyncio.gather(*warm)  # open every connection first: the ceiling is a steady-state figure
+    start()  # all client processes begin together
     wall, cpu = time.perf_counter(), time.process_time()
     answers = await asyncio.gather(
         *(client.ask(messages(offset + i), QA, template_id="bench@v1", task="bench") for i in range(count))
@@ -65,6 +72,28 @@ async def run_client(url: str, concurrency: int, count: int, ledger: Path) -> tu
     await client.aclose()
     assert all(a.ok for a in answers), {a.reason for a in answers}
     return wall, cpu
+
+
+def _client_process(url: str, concurrency: int, count: int, ledger: Path, barrier: Any, results: Any) -> None:
+    results.put(asyncio.run(run_client(url, concurrency, count, ledger, barrier.wait)))
+
+
+def run_processes(url: str, concurrency: int, count: int, ledger: Path, processes: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) with the calls split over `processes` client processes sharing one ledger."""
+    if processes == 1:
+        return asyncio.run(run_client(url, concurrency, count, ledger))
+    Ledger(ledger).close()  # created once, as the pipeline does before it starts its workers
+    ctx = multiprocessing.get_context()
+    barrier, results = ctx.Barrier(processes), ctx.Queue()
+    share = (concurrency // processes, count // processes)
+    workers = [ctx.Process(target=_client_process, args=(url, *share, ledger, barrier, results))
+               for _ in range(processes)]  # fmt: skip
+    for worker in workers:
+        worker.start()
+    walls, cpus = zip(*(results.get() for _ in workers), strict=True)
+    for worker in workers:
+        worker.join()
+    return max(walls), sum(cpus)
 
 
 async def run_baseline(url: str, concurrency: int, count: int) -> tuple[float, float]:
@@ -89,26 +118,30 @@ async def run_baseline(url: str, concurrency: int, count: int) -> tuple[float, f
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-s", type=float, default=0.2)
-    parser.add_argument("--rounds", type=int, default=20, help="requests per concurrency slot")
+    parser.add_argument("--rounds", type=int, default=60, help="requests per concurrency slot")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
+    parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4], help="client process counts to compare")
     args = parser.parse_args()
     proc, url = start_server(args.latency_s)
-    print(f"scripted server {url}, latency {args.latency_s * 1000:.0f} ms; {args.rounds} requests per slot")
-    print(f"{'C':>4} {'ceiling/s':>10} {'llm.py/s':>9} {'ratio':>6} {'bare/s':>8} {'ratio':>6} "
-          f"{'llm.py/bare':>11} {'CPU ms/call':>11} {'bare CPU ms':>11} {'server CPU ms':>13}")  # fmt: skip
+    print(f"scripted server {url}, latency {args.latency_s * 1000:.0f} ms; {args.rounds} requests per slot; "
+          f"{os.cpu_count()} cores for client and server")  # fmt: skip
+    print(f"{'C':>4} {'ceiling/s':>10} {'client':>16} {'req/s':>7} {'ratio':>6} {'vs bare':>7} "
+          f"{'CPU ms/call':>11} {'server CPU ms':>13}")  # fmt: skip
     try:
         with tempfile.TemporaryDirectory() as tmp:
             for c in args.concurrency:
                 count = c * args.rounds
                 ceiling = c / args.latency_s
-                server_cpu_s = process_cpu_s(proc.pid)
-                wall, cpu = asyncio.run(run_client(url, c, count, Path(tmp) / f"calls-{c}.sqlite"))
-                server_cpu_s = process_cpu_s(proc.pid) - server_cpu_s
                 bare_wall, bare_cpu = asyncio.run(run_baseline(url, c, count))
-                rps, bare_rps = count / wall, count / bare_wall
-                print(f"{c:>4} {ceiling:>10.1f} {rps:>9.1f} {rps / ceiling:>6.3f} {bare_rps:>8.1f} "
-                      f"{bare_rps / ceiling:>6.3f} {rps / bare_rps:>11.3f} {1000 * cpu / count:>11.2f} "
-                      f"{1000 * bare_cpu / count:>11.2f} {1000 * server_cpu_s / (count + 1):>13.2f}")  # fmt: skip
+                rows = [("bare openai", bare_wall, bare_cpu, 0.0)]
+                for p in (p for p in args.processes if c % p == 0):
+                    server_cpu_s = process_cpu_s(proc.pid)
+                    wall, cpu = run_processes(url, c, count, Path(tmp) / f"calls-{c}-{p}.sqlite", p)
+                    rows.append((f"llm.py x{p} proc", wall, cpu, process_cpu_s(proc.pid) - server_cpu_s))
+                for name, wall, cpu, server_cpu_s in rows:
+                    server = f"{1000 * server_cpu_s / count:>13.2f}" if server_cpu_s else f"{'':>13}"
+                    print(f"{c:>4} {ceiling:>10.1f} {name:>16} {count / wall:>7.1f} {count / wall / ceiling:>6.3f} "
+                          f"{bare_wall / wall:>7.3f} {1000 * cpu / count:>11.2f} {server}")  # fmt: skip
     finally:
         proc.terminate()
         proc.wait()
