@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pymupdf
+import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from PIL import Image
 
 from longdocvqa import render
+from longdocvqa.errors import ExternalServiceError
 from longdocvqa.llm import ImageInput
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import load_recipe
@@ -117,3 +119,14 @@ def test_generation_split_over_processes_matches_one_process(server, write_recip
     assert split["examples"] == single["examples"]
     build(recipe(2), tmp_path / "split", workers=1)
     assert server.requests == 2 * sent  # resumed from the stored stage: no call is made again
+
+
+def test_a_wrong_key_stops_a_build_split_over_processes(server, write_recipe, pdf_dir, tmp_path) -> None:
+    recipe = load_recipe(write_recipe(
+        [str(pdf_dir / n) for n in ("R-data.pdf", "etoolbox.pdf")], decontaminate={"within_pool": False},
+        generate={"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text",
+                  "processes": 2},
+    ))  # fmt: skip
+    server.policy = lambda _index, _body: "auth_error"
+    with pytest.raises(ExternalServiceError, match="HTTP 401"):
+        build(recipe, tmp_path / "out", workers=1)
