@@ -495,7 +495,7 @@ def _generate_in_processes(
                     {d.sha256: segments[d.sha256] for d in shard},
                     layout_fp,
                     generate_fp,
-                )  # fmt: skip
+                )
                 for shard in shards
             ]
             remaining = set(futures)
