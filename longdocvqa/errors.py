@@ -17,6 +17,10 @@ class StageError(LongDocVQAError):
     """A stage could not finish (error budget exceeded, inconsistent run directory)."""
 
 
+class RunDirBusy(StageError):
+    """Another build holds the run directory's lock (exit 1): wait for it, or use another --out."""
+
+
 class ExternalServiceError(LongDocVQAError):
     """A model endpoint or the Hub failed beyond the retry budget."""
 

@@ -18,13 +18,17 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
+from longdocvqa.errors import RunDirBusy
 from longdocvqa.records import Reject
 
 M = TypeVar("M", bound=BaseModel)
@@ -35,12 +39,35 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~process_umask())  # mkstemp makes 0600; a file written in place would follow the umask
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+_UMASK: list[int] = []
+
+
+def process_umask() -> int:
+    """The process umask (read once; /proc when it has it, so no thread sees a changed umask)."""
+    if not _UMASK:
+        _UMASK.append(_read_umask())
+    return _UMASK[0]
+
+
+def _read_umask() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -91,6 +118,14 @@ class RunDir:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
 
+    @property
+    def lock_path(self) -> Path:
+        return self.root / "build.lock"
+
+    def lock(self) -> Any:
+        """Hold the run directory for one build (a context manager); see `run_lock`."""
+        return run_lock(self.lock_path)
+
     def stage(self, stage: str, fingerprint: str) -> StageOutput:
         return StageOutput(self.root, stage, fingerprint)
 
@@ -127,6 +162,66 @@ class RunDir:
         lines = sorted({r.model_dump_json() for r in rejects})
         atomic_write_text(self.rejects_path, "".join(line + "\n" for line in lines))
         return len(lines)
+
+
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+@contextmanager
+def run_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on a run directory for the life of a build (re-entrant within one process).
+
+    `flock` on `path`, which holds the holder's pid, host and start time: the kernel drops the lock when its
+    holder dies (even by kill -9), so a stale lock file left by a dead build is simply taken over. A second
+    build on the same folder gets RunDirBusy at once, naming the holder.
+    """
+    key = str(path.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    fd = _acquire(path)
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        os.ftruncate(fd, 0)
+        os.close(fd)  # the file stays: unlinking it would let a third build lock a fresh file beside a waiter
+
+
+def _acquire(path: Path) -> int:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 4096).decode("utf-8", "replace")
+        os.close(fd)
+        raise RunDirBusy(
+            f"{path.parent}: another build is running in this run directory ({_holder(holder)}); "
+            "wait for it to finish or choose another --out"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    info = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "started": started})
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, (info + "\n").encode("utf-8"), 0)
+    return fd
+
+
+def _holder(text: str) -> str:
+    try:
+        info = json.loads(text)
+        return f"pid {info['pid']} on host {info['host']}, started {info['started']}"
+    except (ValueError, KeyError, TypeError):
+        return "holder still starting"
 
 
 def read_jsonl(path: Path, model: type[M]) -> list[M]:
