@@ -7,10 +7,11 @@ Secrets never appear here: only the *names* of environment variables that hold t
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,10 +21,16 @@ from longdocvqa.fingerprint import content_hash
 from longdocvqa.records import QA_TASKS, Task
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
+MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of settings; anything bigger is a mistake or an attack
+MAX_RECIPE_DEPTH = 32  # nesting of mappings and lists
+# Request fields the client sets from the recipe's own settings: extra_body must not override them.
+CLIENT_OWNED_KEYS = frozenset(
+    {"model", "messages", "stream", "stream_options", "n", "response_format", "max_tokens", "temperature", "seed"}
+)
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class PoolConfig(Strict):
@@ -123,6 +130,19 @@ class EndpointConfig(Strict):
     extra_body: dict[str, object] = Field(default_factory=dict)
     price_input_per_mtok: float | None = None
     price_output_per_mtok: float | None = None
+    max_reply_mb: float = Field(
+        4.0, gt=0, le=1024, description="a reply body larger than this is refused unread and counted as a failure"
+    )
+
+    @field_validator("extra_body")
+    @classmethod
+    def _extra_body(cls, value: dict[str, object]) -> dict[str, object]:
+        owned = sorted(CLIENT_OWNED_KEYS & set(value))
+        if owned:
+            raise ValueError(f"{', '.join(owned)}: set by the client from the endpoint's own settings, not extra_body")
+        if not _finite(value):
+            raise ValueError("NaN and infinite numbers are not allowed")
+        return value
 
     def resolved_base_url(self) -> str | None:
         """Base URL from the recipe, or from the named environment variable."""
@@ -166,6 +186,13 @@ class GenerateConfig(Strict):
         description="client processes for model calls: documents are split between them, each with its own event "
         "loop and an equal share of max_concurrency, one shared ledger; 2-4 help above ~100 requests/s",
     )
+
+    @field_validator("ocr_needle_pages")
+    @classmethod
+    def _needle_bounds(cls, value: tuple[int, int]) -> tuple[int, int]:
+        if min(value) < 1 or value[0] > value[1]:
+            raise ValueError(f"give [low, high] page counts with 1 <= low <= high, got {list(value)}")
+        return value
 
 
 class ShortDataConfig(Strict):
@@ -287,14 +314,59 @@ def load_recipe(path: str | Path) -> Recipe:
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {exc}") from None
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(data).__name__}")
     recipe = parse_recipe(data, source=str(path))
     return resolve_paths(recipe, path.resolve().parent)
+
+
+def _read_yaml(path: Path) -> Any:
+    """The YAML of a recipe, bounded: size, nesting depth, no aliases (an anchor bomb expands to gigabytes)."""
+    size = path.stat().st_size
+    if size > MAX_RECIPE_BYTES:
+        raise RecipeError(f"{path}: {size:,} bytes, over the {MAX_RECIPE_BYTES:,}-byte limit for a recipe")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    try:
+        _check_events(text)
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
+    except _Unbounded as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+
+
+class _Unbounded(Exception):
+    pass
+
+
+def _check_events(text: str) -> None:
+    """Refuse aliases and deep nesting from the parser's event stream, before anything is built."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        line = event.start_mark.line + 1 if event.start_mark is not None else 0
+        if isinstance(event, yaml.AliasEvent):
+            raise _Unbounded(f"line {line}: YAML aliases (*{event.anchor}) are not allowed")
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_RECIPE_DEPTH:
+                raise _Unbounded(f"line {line}: nested deeper than {MAX_RECIPE_DEPTH} levels")
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+
+
+def _finite(value: object) -> bool:
+    """No NaN or infinity anywhere inside `value` (free-form mappings such as extra_body)."""
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_finite(v) for v in value)
+    return True
 
 
 def parse_recipe(data: dict, source: str = "<recipe>") -> Recipe:
