@@ -395,6 +395,51 @@ class BadResponse(Exception):
     """A 200 reply whose body is not a chat.completion object (treated as transient)."""
 
 
+class ReplyTooLarge(Exception):
+    """A reply body over the endpoint's max_reply_mb: refused unread (never stored, never re-sent)."""
+
+
+@lru_cache(maxsize=1)
+def _http_module() -> Any:
+    """The SDK's HTTP library (httpx2 for openai >= 3, else httpx)."""
+    try:
+        import httpx2  # the openai SDK's own HTTP stack (openai >= 3)
+
+        return httpx2
+    except ImportError:
+        import httpx
+
+        return httpx
+
+
+def _response_type() -> type:
+    """The SDK's HTTP response class: `post(cast_to=..., stream=True)` returns the response with its body unread."""
+    return _http_module().Response  # type: ignore[no-any-return]
+
+
+async def read_capped(response: Any, cap_bytes: int) -> bytes:
+    """The body of a streamed response, refused (ReplyTooLarge) once it passes `cap_bytes`; always closed."""
+    try:
+        declared = response.headers.get("content-length")
+        if declared is not None and declared.isdigit() and int(declared) > cap_bytes:
+            raise ReplyTooLarge(f"reply of {int(declared):,} bytes is over max_reply_mb ({cap_bytes:,} bytes)")
+        chunks, size = [], 0
+        async for chunk in response.aiter_bytes():
+            size += len(chunk)
+            if size > cap_bytes:
+                raise ReplyTooLarge(f"reply passed max_reply_mb ({cap_bytes:,} bytes) while streaming")
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except _http_module().TransportError as exc:  # the body broke off or stalled: as the SDK maps it for headers
+        import openai
+
+        if isinstance(exc, _http_module().TimeoutException):
+            raise openai.APITimeoutError(request=response.request) from None
+        raise openai.APIConnectionError(message=f"reading the reply: {exc}", request=response.request) from None
+    finally:
+        await response.aclose()
+
+
 class CallFailed(Exception):
     """One call failed for good: transient errors outlasted the retry budget, or the server refused it (4xx)."""
 
@@ -627,8 +672,10 @@ class LLMClient:
         start_s = time.perf_counter()
         # client.post is the openai SDK's documented path for custom bodies: errors are mapped as for
         # chat.completions.create, without re-walking the messages against TypedDicts or building response
-        # models (about 1 ms of CPU per call, a third of the client's cost at 64 concurrent requests)
-        raw = await self._http().post("/chat/completions", cast_to=bytes, body=body)
+        # models (about 1 ms of CPU per call, a third of the client's cost at 64 concurrent requests).
+        # The body is streamed and refused past max_reply_mb, so a runaway server cannot fill memory or the ledger.
+        response = await self._http().post("/chat/completions", cast_to=_response_type(), body=body, stream=True)
+        raw = await read_capped(response, int(self.endpoint.max_reply_mb * 1024 * 1024))
         latency_s = time.perf_counter() - start_s
         response = json.loads(raw)
         if not isinstance(response, dict) or not isinstance(response.get("choices"), list):
@@ -675,7 +722,7 @@ class LLMClient:
                 answer.value, answer.evidence_description, answer.reason, answer.detail = value, evidence, "", ""
                 return answer
             answer.reason, answer.detail = invalid.reason, invalid.message
-            conversation += [{"role": "assistant", "content": completion.text}, reask_message(invalid)]
+            conversation += [{"role": "assistant", "content": _echo(completion.text)}, reask_message(invalid)]
         return answer
 
     def usage(self) -> dict[str, Any]:
@@ -715,6 +762,16 @@ def merge_usage(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
         elif isinstance(value, int | float) and not isinstance(value, bool):
             merged[key] = round(merged[key] + value, 6) if isinstance(value, float) else merged[key] + value
     return merged
+
+
+_MAX_ECHO_CHARS = 65_536  # far above any reply within max_tokens; a runaway reply is not sent back whole
+
+
+def _echo(text: str) -> str:
+    """The invalid reply as the re-ask repeats it: whole when of a sane size, else its head and a note."""
+    if len(text) <= _MAX_ECHO_CHARS:
+        return text
+    return text[:_MAX_ECHO_CHARS] + f"\n[... {len(text) - _MAX_ECHO_CHARS:,} more characters cut]"
 
 
 def reask_message(invalid: Invalid) -> Message:
@@ -772,6 +829,8 @@ def _classify(exc: Exception) -> tuple[str, bool, int | None, float | None]:
         return kind, retryable, status, retry_after_s(exc.response.headers)
     if isinstance(exc, json.JSONDecodeError | UnicodeDecodeError | BadResponse):
         return "bad_response_body", True, None, None
+    if isinstance(exc, ReplyTooLarge):
+        return "reply_too_large", False, None, None  # asking again would pay for the same runaway reply
     raise exc
 
 

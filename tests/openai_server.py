@@ -4,8 +4,10 @@ It answers `POST /v1/chat/completions` with *content-correct* replies built from
 in the prompt (after "[Current Case]"): a line of page k as the answer and k as the evidence page, so
 semantic checks pass. Page images are matched to texts registered with `register_image`. Failures are
 scripted per request: invalid JSON, schema-violating JSON, semantically wrong QA, 429 with Retry-After,
-500, slow or hanging replies, bodies cut mid-stream, `finish_reason: length`. It counts every request
-and every body it answered successfully, so tests can assert "zero HTTP requests" and "never sent twice".
+500, slow or hanging replies, bodies cut mid-stream, `finish_reason: length`, empty 200 bodies, and runaway
+bodies of `huge_mb` megabytes (with a Content-Length, or chunked without one), streamed without being held.
+It counts every request and every body it answered successfully, so tests can assert "zero HTTP requests" and
+"never sent twice".
 
 Run standalone (for bench/generate.py): python tests/openai_server.py --port 0 --latency-s 0.2
 """
@@ -28,7 +30,7 @@ from typing import Any
 OK_KINDS = ("ok", "slow")
 FAIL_KINDS = ("invalid_json", "schema_violation", "bad_evidence", "no_anchor", "rate_limit", "server_error",
               "truncated", "length")  # fmt: skip
-ALL_KINDS = OK_KINDS + FAIL_KINDS + ("hang",)
+ALL_KINDS = OK_KINDS + FAIL_KINDS + ("hang", "empty", "huge", "huge_chunked")
 _LABEL = re.compile(r"^(?:Text layer of )?Page (\d+):[ \t]*$", re.MULTILINE)
 _WORD = re.compile(r"[A-Za-z]{5,}")
 
@@ -41,6 +43,7 @@ class ScriptedOpenAI:
         self.retry_after = "0"
         self.slow_s = 0.3
         self.hang_s = 5.0
+        self.huge_mb = 30.0
         self.script: list[str] = []
         self.policy: Callable[[int, dict[str, Any]], str] | None = None
         self.image_texts: dict[str, str] = {}
@@ -285,6 +288,12 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "server_error":
             self._send(500, {"error": {"message": "scripted failure", "type": "server_error"}})
             return
+        if kind == "empty":
+            self._send_raw(200, b"")
+            return
+        if kind in ("huge", "huge_chunked"):
+            self._send_huge(int(self.app.huge_mb * 1024 * 1024), chunked=kind == "huge_chunked")
+            return
         if kind in ("slow", "hang"):
             time.sleep(self.app.slow_s if kind == "slow" else self.app.hang_s)
         content, finish = self.app.reply(body, kind)
@@ -308,6 +317,39 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         except (BrokenPipeError, ConnectionResetError):
             return False
+
+    def _send_raw(self, status: int, data: bytes) -> None:
+        try:
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+    def _send_huge(self, size: int, chunked: bool) -> None:
+        """A valid chat.completion whose content is `size` bytes of text, written 1 MB at a time."""
+        head = b'{"object": "chat.completion", "choices": [{"index": 0, "finish_reason": "stop", ' \
+               b'"message": {"role": "assistant", "content": "'  # fmt: skip
+        tail = b'"}}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+        block = b"x" * (1 << 20)
+        pieces = [p for p in (head, *[block] * (size // len(block)), b"x" * (size % len(block)), tail) if p]
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(sum(len(p) for p in pieces)))
+            self.end_headers()
+            for piece in pieces:
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece) if chunked else piece)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        self.close_connection = True
 
     def _send_truncated(self, payload: dict[str, Any]) -> None:
         """Promise the whole body, send half of it, close the connection."""
