@@ -28,7 +28,7 @@ app = typer.Typer(
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr)
+    return Console(stderr=stderr, markup=False)  # paths and PDF titles are data: `[/b]` in a name is printed as is
 
 
 def _fail(exc: Exception) -> None:
@@ -36,8 +36,17 @@ def _fail(exc: Exception) -> None:
     from longdocvqa.errors import LongDocVQAError
 
     code = exc.exit_code if isinstance(exc, LongDocVQAError) else 1
-    _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False, markup=True)
+    _console(stderr=True).print(_plain(str(exc), "error: ", keep_newlines=True), highlight=False, soft_wrap=True)
     raise typer.Exit(code) from None
+
+
+def _plain(text: str, label: str = "", style: str = "bold red", keep_newlines: bool = False) -> Any:
+    """`label` + `text` as Rich Text: never parsed as markup, control characters escaped."""
+    from rich.text import Text
+
+    from longdocvqa.safetext import printable
+
+    return Text.assemble((label, style), printable(text, keep_newlines=keep_newlines))
 
 
 def _rich_progress(progress: Any) -> Any:
@@ -56,7 +65,7 @@ def _rich_progress(progress: Any) -> Any:
             progress.update(task, completed=total)
 
         def reject(self, reject: Any) -> None:
-            message = f"[yellow]rejected[/] {reject.item}: {reject.reason}: {reject.detail}"
+            message = _plain(f"{reject.item}: {reject.reason}: {reject.detail}", "rejected ", "yellow")
             progress.console.print(message, highlight=False, soft_wrap=True)
 
     return RichProgress()
@@ -83,19 +92,23 @@ def build(
 
     from longdocvqa.errors import LongDocVQAError
     from longdocvqa.pipeline import build as run_build
+    from longdocvqa.pipeline import check_recipe_files
     from longdocvqa.recipe import load_recipe
+    from longdocvqa.store import RunDir
 
     try:
         loaded = load_recipe(recipe)
+        check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 before any work
         out_dir = out or Path("runs") / f"{loaded.name}-{loaded.version}"
         if dry_run:
             _print_plan(loaded, limit)
             return
-        if not resume:
-            _clear_stages(out_dir)
         columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=_console(stderr=True), transient=False) as bar:
-            manifest = run_build(loaded, out_dir, workers=workers, limit=limit, progress=_rich_progress(bar))
+        with RunDir(out_dir).lock():  # before --no-resume clears anything: another build may be using the folder
+            if not resume:
+                _clear_stages(out_dir)
+            with Progress(*columns, console=_console(stderr=True), transient=False) as bar:
+                manifest = run_build(loaded, out_dir, workers=workers, limit=limit, progress=_rich_progress(bar))
     except LongDocVQAError as exc:
         _fail(exc)
         return
@@ -105,7 +118,7 @@ def build(
 def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
     from rich.table import Table
 
-    table = Table(title=f"{manifest['name']} {manifest['version']} -> {out_dir}")
+    table = Table(title=_plain(f"{manifest['name']} {manifest['version']} -> {out_dir}"))
     for column in ("stage", "seen", "kept", "reused", "dropped (by reason)", "seconds"):
         table.add_column(column, justify="left" if column in ("stage", "dropped (by reason)") else "right")
     for name, stage in manifest["stages"].items():
@@ -118,7 +131,7 @@ def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
     pages = manifest["stages"].get("pool", {}).get("pages", 0)
     counts = f"documents {manifest['documents']} ({pages} pages), segments {manifest['segments']}"
     console.print(f"{counts}, examples {manifest.get('examples', 0)}, {manifest['seconds']:.1f} s")
-    console.print(f"rejects: {out_dir / 'rejects.jsonl'}; dataset: {out_dir / 'dataset'}")
+    console.print(_plain(f"rejects: {out_dir / 'rejects.jsonl'}; dataset: {out_dir / 'dataset'}"))
 
 
 def _clear_stages(out_dir: Path) -> None:
@@ -146,7 +159,7 @@ def _print_plan(recipe: Any, limit: int | None) -> None:
     total = f"mean {result.mean_tokens:,.0f} tokens, expected total {result.expected_tokens:,} tokens"
     console.print(f"documents {result.documents:,} ({window}), {total}")
     for note in result.notes:
-        console.print(f"note: {note}")
+        console.print(_plain(f"note: {note}"))
 
 
 @app.command()
@@ -189,7 +202,7 @@ def push(
 
     console = _console(stderr=True)
     try:
-        result = run_push(out_dir, repo, tag, private, progress=lambda path: console.print(f"uploaded {path}"))
+        result = run_push(out_dir, repo, tag, private, progress=lambda path: console.print(_plain(f"uploaded {path}")))
     except LongDocVQAError as exc:
         _fail(exc)
         return
@@ -202,7 +215,7 @@ def inspect(out_dir: Annotated[Path, typer.Argument(help="A build's run director
     """Show a build's stats, drops by reason and the rejects file."""
     manifest_path = out_dir / "manifest.json"
     if not manifest_path.is_file():
-        _console(stderr=True).print(f"error: {manifest_path}: no manifest; is this a run directory?")
+        _console(stderr=True).print(_plain(f"{manifest_path}: no manifest; is this a run directory?", "error: "))
         raise typer.Exit(2)
     manifest = json.loads(manifest_path.read_text())
     _print_summary(manifest, out_dir)
@@ -220,7 +233,7 @@ def inspect(out_dir: Annotated[Path, typer.Argument(help="A build's run director
         console.print(f"dropped {reason}: {count}")
     for name in ("length_histogram.png", "pages_histogram.png"):
         for path in (out_dir / "dataset").glob(f"**/*{name.split('_')[0]}*.png"):
-            console.print(f"plot: {path}")
+            console.print(_plain(f"plot: {path}"))
 
 
 @app.command()

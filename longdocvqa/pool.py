@@ -24,26 +24,84 @@ POOL_VERSION = 1
 
 def discover(paths: list[str]) -> list[Path]:
     """Every candidate file named by `paths`, absolute, de-duplicated and sorted."""
+    return discover_with_rejects(paths)[0]
+
+
+def discover_with_rejects(paths: list[str]) -> tuple[list[Path], list[Reject]]:
+    """(candidate files, a reject per input skipped on the way: unreadable folder, dangling link, link cycle).
+
+    An entry that exists is taken literally (a folder named `data[1]` is a folder); only an entry that does
+    not exist is expanded as a glob. A .txt list may name other lists, but never itself (directly or not).
+    """
     found: set[Path] = set()
+    rejects: list[Reject] = []
     for entry in paths:
-        found.update(_expand(entry))
-    return sorted(found)
+        found.update(_expand(entry, rejects, ()))
+    return sorted(found), sorted(rejects, key=lambda r: (r.item, r.reason))
 
 
-def _expand(entry: str) -> Iterator[Path]:
+def _expand(entry: str, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[Path]:
     path = Path(entry)
-    if any(c in entry for c in "*?["):
-        yield from (Path(p).resolve() for p in glob.glob(entry, recursive=True) if Path(p).is_file())
-    elif path.is_dir():
-        yield from (p.resolve() for p in path.rglob("*") if p.is_file() and p.suffix.lower() == ".pdf")
+    if path.is_dir():
+        yield from _walk(path, rejects)
     elif path.is_file() and path.suffix.lower() == ".txt":
-        for line in path.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                yield from _expand(str((path.parent / line.strip()).resolve()))
+        yield from _expand_list(path, rejects, lists)
     elif path.is_file():
         yield path.resolve()
+    elif any(c in entry for c in "*?["):
+        yield from (Path(p).resolve() for p in glob.glob(entry, recursive=True) if Path(p).is_file())
+    elif path.is_symlink():
+        rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
     else:
         raise RecipeError(f"{entry}: pool path does not exist")
+
+
+def _expand_list(path: Path, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[Path]:
+    real = path.resolve()
+    if real in lists:
+        chain = " -> ".join(str(p) for p in (*lists, real))
+        raise RecipeError(f"{path}: pool list includes itself ({chain})")
+    try:
+        text = real.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RecipeError(f"{path}: cannot read pool list: {exc}") from None
+    for line in text.splitlines():
+        if line.strip() and not line.startswith("#"):
+            yield from _expand(str(real.parent / line.strip()), rejects, (*lists, real))
+
+
+def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
+    """PDF files under `root`, following folder links once; every folder or link that is skipped is a reject."""
+    ancestors: dict[tuple[int, int], str] = {}  # (device, inode) of the folders on the current path
+
+    def fail(exc: OSError) -> None:
+        rejects.append(_skip(Path(exc.filename or root), "unreadable_folder", exc.strerror or str(exc)))
+
+    seen: set[tuple[int, int]] = set()
+    for folder, dirs, files in os.walk(root, onerror=fail, followlinks=True):
+        stat = os.stat(folder)
+        ident = (stat.st_dev, stat.st_ino)
+        ancestors = {k: v for k, v in ancestors.items() if folder.startswith(v.rstrip(os.sep) + os.sep)}
+        if ident in seen:
+            dirs[:] = []
+            if ident in ancestors:
+                rejects.append(_skip(Path(folder), "symlink_cycle", f"leads back to {ancestors[ident]}"))
+            continue
+        seen.add(ident)
+        ancestors[ident] = folder
+        for name in files:
+            path = Path(folder) / name
+            if name.lower().endswith(".pdf"):
+                if path.is_symlink() and not path.exists():
+                    rejects.append(
+                        _skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist")
+                    )
+                elif path.is_file():
+                    yield path.resolve()
+
+
+def _skip(path: Path, reason: str, detail: str) -> Reject:
+    return Reject(stage="pool", item=str(path), reason=reason, detail=detail)
 
 
 def cache_key(path: Path) -> str:

@@ -127,7 +127,11 @@ def validate(
     path_or_repo: str, revision: str | None = None, *, max_per_kind: int = 20, token: str | None = None
 ) -> ValidationReport:
     """Load `path_or_repo` (folder or Hub repo at `revision`) like a user and check every row and the card."""
+    from longdocvqa.hub.load import check_reachable, is_local
+
     report = ValidationReport(target=str(path_or_repo), revision=revision, max_per_kind=max_per_kind)
+    if not is_local(path_or_repo):
+        check_reachable(path_or_repo, revision, token)  # an unreachable Hub is one error line, not four findings
     header, meta = check_card(path_or_repo, revision, report, token)
     seen = Seen()
     counter = exact_token_counter(meta.tokenizer, meta.min_pixels, meta.max_pixels) if meta else None
@@ -461,8 +465,12 @@ def token_bounds(
 def render_report(report: ValidationReport, console: Any) -> None:
     """Print the report with Rich: rows checked, failures per kind (first N each), warnings, verdict."""
     from rich.table import Table
+    from rich.text import Text
 
-    checked = Table(title=f"validate {report.target}" + (f" @ {report.revision}" if report.revision else ""))
+    from longdocvqa.safetext import printable
+
+    title = f"validate {report.target}" + (f" @ {report.revision}" if report.revision else "")
+    checked = Table(title=Text(printable(title)))
     checked.add_column("config")
     checked.add_column("rows checked", justify="right")
     for config, splits in report.rows_checked.items():
@@ -471,10 +479,9 @@ def render_report(report: ValidationReport, console: Any) -> None:
     if report.failures:
         console.print(_failure_table(report))
     for warning in report.warnings:
-        console.print(f"[yellow]warning[/yellow] {warning}")
-    verdict = (
-        "[green]OK[/green]" if report.ok else f"[red]FAILED[/red]: {sum(report.failure_counts.values())} failures"
-    )
+        console.print(Text.assemble(("warning ", "yellow"), printable(warning)))
+    failures = f": {sum(report.failure_counts.values())} failures"
+    verdict = Text.assemble(("OK", "green")) if report.ok else Text.assemble(("FAILED", "red"), failures)
     console.print(verdict)
 
 

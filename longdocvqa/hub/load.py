@@ -9,6 +9,47 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from longdocvqa.errors import ExternalServiceError
+
+_NETWORK_ERRORS = {"TransportError", "ConnectionError", "TimeoutException", "ConnectTimeout", "ReadTimeout"}
+
+
+def network_failure(exc: BaseException) -> BaseException | None:
+    """The connection error (refused, reset, DNS, timeout) behind `exc`, following its causes; None if none."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return None
+        if any(cls.__name__ in _NETWORK_ERRORS for cls in type(seen).__mro__):
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def unreachable(repo: str, exc: BaseException) -> ExternalServiceError | None:
+    """A one-line ExternalServiceError when `exc` means the Hub could not be reached, else None."""
+    from huggingface_hub import constants
+
+    cause = network_failure(exc)
+    if cause is None:
+        return None
+    detail = " ".join(str(cause).split())[:200] or type(cause).__name__
+    return ExternalServiceError(f"{repo}: cannot reach the Hub at {constants.ENDPOINT}: {detail}")
+
+
+def check_reachable(repo: str, revision: str | None = None, token: str | None = None) -> None:
+    """Ask the Hub about `repo` once; raise a one-line ExternalServiceError when the Hub cannot be reached.
+
+    Any answer, "not found" included, means the Hub is there: the loaders then report what they find."""
+    from huggingface_hub import HfApi
+
+    try:
+        HfApi(token=token).repo_info(repo, repo_type="dataset", revision=revision)
+    except Exception as exc:  # only a network failure is raised here; the Hub's own answers are validate's findings
+        error = unreachable(repo, exc)
+        if error is not None:
+            raise error from None
+
 
 def is_local(path_or_repo: str | Path) -> bool:
     """True when the argument names an existing folder (otherwise it is a Hub repo id)."""

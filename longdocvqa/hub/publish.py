@@ -31,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from longdocvqa.errors import LongDocVQAError
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import PdfDoc, QARecord, Reject
+from longdocvqa.safetext import clean
 
 CONFIGS: tuple[str, ...] = ("sft", "qa", "documents")
 DEFAULT_CONFIG = "sft"
@@ -167,14 +168,14 @@ def document_row(doc: PdfDoc) -> dict[str, Any]:
     """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
     return {
         "sha256": doc.sha256,
-        "file_name": Path(doc.path).name,
+        "file_name": clean(Path(doc.path).name),  # names and metadata come from outside: no control characters
         "num_pages": doc.num_pages,
         "page_sizes_pt": [list(size) for size in doc.page_sizes_pt],
         "size_bytes": doc.size_bytes,
-        "title": doc.title,
-        "producer": doc.producer,
-        "licence": doc.licence,
-        "source": doc.source,
+        "title": clean(doc.title),
+        "producer": clean(doc.producer),
+        "licence": clean(doc.licence),
+        "source": clean(doc.source),
     }
 
 
@@ -330,10 +331,10 @@ class PublishStats:
         if len(self.documents) < self.max_card_documents:
             self.documents.append(
                 {
-                    "file_name": Path(doc.path).name,
+                    "file_name": clean(Path(doc.path).name),
                     "num_pages": doc.num_pages,
-                    "licence": doc.licence,
-                    "source": doc.source,
+                    "licence": clean(doc.licence),
+                    "source": clean(doc.source),
                     "split": split,
                 }
             )

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from longdocvqa.errors import ExternalServiceError, LongDocVQAError
 from longdocvqa.fingerprint import file_sha256
+from longdocvqa.hub.load import unreachable
 
 REPO_TYPE = "dataset"
 IGNORED_REMOTE = (".gitattributes",)
@@ -72,6 +73,11 @@ def push(
     except HfHubHTTPError as exc:
         status = exc.response.status_code if exc.response is not None else "?"
         raise ExternalServiceError(f"{repo}: Hub request failed (HTTP {status}): {_first_line(exc)}") from None
+    except Exception as exc:  # a refused, reset or timed-out connection is one line, not a traceback
+        error = unreachable(repo, exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 def _validated_meta(folder: Path) -> dict[str, Any]:
