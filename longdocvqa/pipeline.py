@@ -9,6 +9,7 @@ each worker writes its own output atomically, so a killed build loses only unfin
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import __version__, pool, render
-from longdocvqa.errors import ExternalServiceError, RejectedInput, StageError
+from longdocvqa.errors import ExternalServiceError, RecipeError, RejectedInput, StageError
 from longdocvqa.fingerprint import content_hash, stage_fingerprint
 from longdocvqa.layout import parse_layout
 from longdocvqa.recipe import LayoutConfig, Recipe
@@ -103,6 +104,43 @@ class PageImages:
         return {p: self.path(doc.sha256, p).read_bytes() for p in pages}
 
 
+def _holding_run_lock(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+    """Hold OUT's lock for the whole build: a second build on the same folder fails at once (RunDirBusy)."""
+
+    @functools.wraps(fn)
+    def locked(recipe: Recipe, out_dir: str | Path, **options: Any) -> dict[str, Any]:
+        check_recipe_files(recipe)
+        with RunDir(out_dir).lock():
+            manifest = fn(recipe, out_dir, **options)
+        if not manifest.get("examples"):
+            drops = ", ".join(f"{k}: {v}" for k, v in Counter(manifest.get("drops", {})).most_common(3)) or "none"
+            raise StageError(
+                f"publish: the build produced no examples (drops: {drops}); see {RunDir(out_dir).rejects_path}"
+            )
+        return manifest
+
+    return locked
+
+
+def check_recipe_files(recipe: Recipe) -> None:
+    """Load the prompts and exemplars the recipe names, so a wrong prompt_version or a missing or garbage
+    exemplars file stops the build before any work (RecipeError, exit 2), not as a reject per document."""
+    from longdocvqa.qa import load_exemplars, load_prompt, task_strings
+    from longdocvqa.records import OCR_TASKS
+
+    cfg = recipe.generate
+    if cfg.generator.kind != "template":
+        load_prompt("qa", cfg.prompt_version)
+        task_strings(cfg.prompt_version)
+        load_exemplars(cfg.exemplars)
+        if cfg.verify.enabled:
+            load_prompt("verify", cfg.prompt_version)
+            load_prompt("judge", cfg.prompt_version)
+    if recipe.layout.ocr == "vlm" or any(t in OCR_TASKS for t in cfg.tasks):
+        load_prompt("ocr", cfg.prompt_version)
+
+
+@_holding_run_lock
 def build(
     recipe: Recipe,
     out_dir: str | Path,
@@ -170,7 +208,9 @@ def run_pool(ctx: BuildContext) -> list[PdfDoc]:
     cfg = ctx.recipe.pool
     out = ctx.run.stage("pool", stage_fingerprint("pool", STAGE_VERSIONS["pool"], cfg.model_dump(exclude={"paths"})))
     with _timed(ctx, "pool") as stats:
-        files = pool.discover(cfg.paths)
+        files, skipped = pool.discover_with_rejects(cfg.paths)
+        for reject in skipped:  # unreadable folders, dangling links, link cycles: each gets its reject line
+            _record_bad(ctx, stats, reject)
         keys = {f: pool.cache_key(f) for f in files}
         todo = [
             (str(f), keys[f], cfg.model_dump(), str(out.dir.parent.parent.parent))
@@ -180,7 +220,23 @@ def run_pool(ctx: BuildContext) -> list[PdfDoc]:
         stats.seen, stats.reused = len(files), len(files) - len(todo)
         _parallel(ctx, "pool", _pool_worker, todo, out.fingerprint)
         docs = _collect_pool(ctx, files, keys, out, stats)
+    if not docs:
+        _stop(ctx, _empty_pool_reason(cfg.paths, stats))
     return docs
+
+
+def _empty_pool_reason(paths: list[str], stats: StageStats) -> str:
+    where = ", ".join(paths)
+    if not stats.seen:
+        return f"pool: no PDF found in {where}"
+    drops = ", ".join(f"{reason}: {n}" for reason, n in stats.dropped.most_common(3))
+    return f"pool: none of the {stats.seen} files found in {where} is usable ({drops})"
+
+
+def _stop(ctx: BuildContext, message: str) -> None:
+    """Stop the build (exit 1) with `message`, keeping every finished stage output and the rejects so far."""
+    ctx.run.write_rejects(ctx.rejects)
+    raise StageError(message)
 
 
 def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprint: str) -> None:
@@ -385,7 +441,15 @@ def run_segment(ctx: BuildContext, docs: list[PdfDoc], layout_fp: str) -> tuple[
 # ---------------------------------------------------------------- generate
 
 # Endpoint settings that change how calls are made, not what they produce: left out of the fingerprint.
-_HOW_NOT_WHAT = {"base_url", "base_url_env", "api_key_env", "timeout_s", "max_concurrency", "max_retries"}
+_HOW_NOT_WHAT = {
+    "base_url",
+    "base_url_env",
+    "api_key_env",
+    "timeout_s",
+    "max_concurrency",
+    "max_retries",
+    "max_reply_mb",
+}
 
 
 def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
@@ -428,7 +492,28 @@ def run_generate(
             stats.extra["usage"] = usage
         if pending:
             stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
+    _check_generate_budget(ctx, stats)
     return result
+
+
+# Drops that say nothing about the endpoint: a repeated question, a page without text for an OCR task.
+_NOT_FAILURES = {"duplicate", "duplicate_question", "no_text"}
+
+
+def _check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
+    """Stop (exit 1) when more questions failed than max_reject_rate allows, naming the most common failure."""
+    if ctx.recipe.generate.generator.kind == "template":
+        return
+    failures = Counter({k: v for k, v in stats.dropped.items() if k not in _NOT_FAILURES})
+    failed, asked = sum(failures.values()), sum(failures.values()) + stats.kept
+    limit = ctx.recipe.pool.max_reject_rate
+    if not asked or failed / asked <= limit:
+        return
+    reason, count = failures.most_common(1)[0]
+    example = next((r.detail for r in reversed(ctx.rejects) if r.stage == "generate" and r.reason == reason), "")
+    _stop(ctx, f"generate: {failed} of {asked} questions failed ({failed / asked:.0%}), over max_reject_rate "
+               f"{limit:.0%}; most common: {reason} ({count}): {example[:200]}; finished documents are kept, "
+               f"see {ctx.run.rejects_path}")  # fmt: skip
 
 
 async def _generate_all(
@@ -575,8 +660,8 @@ async def _generate_document(
         records, rejects = await generate_document(
             doc, layout, segs, cfg, ctx.recipe.seed, client, page_image, verifier=verifier
         )
-    except ExternalServiceError:
-        raise  # the endpoint is down beyond the retry budget: stop; finished documents are kept
+    except (ExternalServiceError, RecipeError):
+        raise  # the endpoint is down beyond the retry budget, or the recipe is wrong: stop; finished work is kept
     except Exception as exc:  # a failure on one document is recorded, never fatal to the build
         reject = Reject(stage="generate", item=doc.path, reason="generate_failed", detail=_one_line(exc))
         records, rejects = [], [reject]
@@ -655,6 +740,8 @@ def _reuse_assembly(ctx: BuildContext, done: Path) -> bool:
     publish_marker = ctx.run.root / "stages" / "publish" / f"{saved['publish_fp']}.done"
     if not publish_marker.is_file() or not (ctx.run.dataset_dir / "README.md").is_file():
         return False
+    if saved.get("publish_key") != publish_key(ctx.recipe):
+        return False  # published under other settings (version, licence, shard size, card text...): publish again
     for name in ("assemble", "publish"):
         stats = ctx.stage_stats(name)
         stats.seen, stats.kept, stats.reused = saved[name]["seen"], saved[name]["kept"], saved[name]["seen"]
@@ -668,7 +755,12 @@ def _reuse_assembly(ctx: BuildContext, done: Path) -> bool:
 def _save_assembly(ctx: BuildContext, done: Path, publish_fp: str, rejects: list[Reject]) -> None:
     stages = {name: {"seen": ctx.stats[name].seen, "kept": ctx.stats[name].kept, "extra": ctx.stats[name].extra}
               for name in ("assemble", "publish")}  # fmt: skip
-    payload = {"publish_fp": publish_fp, "rejects": [r.model_dump(mode="json") for r in rejects], **stages}
+    payload = {
+        "publish_fp": publish_fp,
+        "publish_key": publish_key(ctx.recipe),
+        "rejects": [r.model_dump(mode="json") for r in rejects],
+        **stages,
+    }
     atomic_write_text(done, json.dumps(payload, sort_keys=True))
 
 
@@ -697,7 +789,7 @@ def run_publish(ctx: BuildContext, assembly: Any, done: Path) -> None:
     from longdocvqa.hub.publish import write_dataset
 
     picks = [(p.id, p.doc_id, p.short_index) for p in assembly.picks]
-    fp = content_hash({"recipe": ctx.recipe.fingerprint(), "picks": picks, "v": 1}, length=16)
+    fp = content_hash({"recipe": publish_key(ctx.recipe), "picks": picks, "v": 1}, length=16)
     marker = ctx.run.root / "stages" / "publish" / f"{fp}.done"
     with _timed(ctx, "publish") as stats:
         stats.seen = len(picks)
@@ -728,6 +820,12 @@ def run_publish(ctx: BuildContext, assembly: Any, done: Path) -> None:
         stats.extra["rows"] = summary.counts
         atomic_write_text(marker, fp + "\n")
     _save_assembly(ctx, done, fp, [*assembly.rejects, *summary.rejects])
+
+
+def publish_key(recipe: Recipe) -> str:
+    """What the published bytes and card depend on besides the picks: the whole resolved recipe (version,
+    licence, shard size, names, descriptions...) and the longdocvqa version that writes them."""
+    return content_hash({"recipe": recipe.fingerprint(), "longdocvqa": __version__}, length=16)
 
 
 def _advancing(items: Iterable[Any], advance: Callable[[int], None]) -> Iterable[Any]:

@@ -95,14 +95,21 @@ def load_exemplars(path: str | None) -> list[dict[str, Any]]:
         try:
             with open(path, encoding="utf-8") as handle:
                 text = handle.read()
-        except OSError as exc:
-            raise RecipeError(f"generate.exemplars: cannot read {path}: {exc.strerror}") from None
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
-    for i, row in enumerate(rows, 1):
+        except (OSError, UnicodeDecodeError) as exc:
+            raise RecipeError(
+                f"generate.exemplars: cannot read {path}: {getattr(exc, 'strerror', None) or exc}"
+            ) from None
+    rows = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
         try:
+            row = json.loads(line)
             QA.model_validate(row["qa"])
-        except (KeyError, ValueError) as exc:
-            raise RecipeError(f"generate.exemplars: {path} line {i}: not an exemplar ({exc})") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            detail = " ".join(str(exc).split())[:200]
+            raise RecipeError(f"generate.exemplars: {path} line {i}: not an exemplar ({detail})") from None
+        rows.append(row)
     return rows
 
 

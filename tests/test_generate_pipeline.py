@@ -50,7 +50,7 @@ def test_image_only_pages_are_transcribed_by_the_vlm(server, write_recipe, pdf_d
         [str(path)], pool={"min_pages": 1}, layout={"ocr": "vlm"}, decontaminate={"within_pool": False},
         generate={"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "tasks": ["extract-single"],
                   "max_pixels": MAX_PIXELS},
-        assemble={"min_tokens": 1},
+        assemble={"min_tokens": 1, "mixture": {"extract-single": 1.0}},
     ))  # fmt: skip
     out = tmp_path / "out"
     build(recipe, out, workers=1)
