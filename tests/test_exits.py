@@ -216,6 +216,7 @@ def test_runaway_replies_are_refused_unread_never_stored_nor_resent(server, tmp_
     (error,) = [line for line in lines(proc.stderr) if line.startswith("error:")]
     assert "generate: 6 of 6 questions failed" in error and "most common: reply_too_large (6)" in error
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    print(f"30 MB replies: peak RSS {peak_kb / 1024:.0f} MB, run directory {size / 1e6:.1f} MB")  # README figures
     assert size < 60e6, f"run directory {size / 1e6:.0f} MB"
     assert server.requests == 6  # refused replies are not retried, not re-asked
     with sqlite3.connect(out / "llm_calls.sqlite") as db:
@@ -341,7 +342,8 @@ def test_names_with_markup_and_control_characters_are_printed_escaped_and_stored
     doc = pymupdf.open(PDFS / "R-data.pdf")
     doc.set_metadata({"title": "Evil\x1b[2J\x07 Title\u202e"})
     doc.save(pool / "ctl\x1b[31m.pdf")
-    (pool / "bad[/b].pdf").write_bytes((PDFS / "R-data.pdf").read_bytes()[:5000])
+    (pool / "bad[").mkdir()  # the path of the file inside reads `.../bad[/b].pdf`: Rich markup if parsed
+    (pool / "bad[" / "b].pdf").write_bytes((PDFS / "R-data.pdf").read_bytes()[:5000])
     (pool / "gone.pdf").symlink_to(tmp_path / "missing.pdf")
     (pool / "loop").symlink_to(pool)
     recipe = recipe_file(tmp_path, [str(pool)], pool={"max_reject_rate": 0.9})
@@ -352,7 +354,7 @@ def test_names_with_markup_and_control_characters_are_printed_escaped_and_stored
     assert any("bad[/b].pdf: " in line for line in rejected), rejected
     assert any("gone.pdf: dangling_symlink" in line for line in rejected), rejected
     assert any("loop: symlink_cycle" in line for line in rejected), rejected
-    (shard,) = (tmp_path / "out" / "dataset" / "documents").glob("*.parquet")
+    (shard,) = (tmp_path / "out" / "dataset" / "data" / "documents").glob("*.parquet")
     (row,) = pq.read_table(shard).to_pylist()
     assert row["file_name"] == "ctl [31m.pdf" and row["title"] == "Evil [2J Title"
 
