@@ -635,7 +635,7 @@ def _complete(result: dict[str, Any]) -> bool:
     return not any(r.reason in _RETRY_NEXT_RUN for r in result["rejects"])
 
 
-_RETRY_NEXT_RUN = {"endpoint_error", "generate_failed"}
+_RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large"}  # raise max_reply_mb and rerun
 
 
 async def _generate_document(
