@@ -128,6 +128,7 @@ def check_recipe_files(recipe: Recipe) -> None:
     from longdocvqa.qa import load_exemplars, load_prompt, task_strings
     from longdocvqa.records import OCR_TASKS
 
+    pool.load_licences(recipe.pool.licences)  # a missing or malformed licence TSV is a recipe error too
     cfg = recipe.generate
     if cfg.generator.kind != "template":
         load_prompt("qa", cfg.prompt_version)

@@ -255,6 +255,7 @@ BAD_RECIPES = {
         HEAD + "assemble: {mixture: {extract-single: .nan, extract-multi: 0.5, reasoning: 0.5}}\n",
         "assemble.mixture.extract-single: Input should be a finite number",
     ),
+    "missing licence file": (HEAD.replace("]}", "], licences: nope.tsv}"), "nope.tsv: licence file not found"),
     "negative needle": (HEAD + "generate: {ocr_needle_pages: [5, -1]}\n", "generate.ocr_needle_pages"),
     "bad prompt_version": (
         HEAD + f"generate: {{prompt_version: v9, {OPENAI}}}\n",
