@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -71,17 +71,22 @@ WRONG = {"Str": "a completely unrelated reply", "Int": "41", "Float": "12.5", "L
          "None": "The price is 12 euros."}  # fmt: skip
 
 
-def make_benchmark(folder: Path, extra_records: list[Any] = ()) -> Path:  # type: ignore[assignment]
+def make_benchmark(
+    folder: Path,
+    extra_records: Sequence[Any] = (),
+    excerpts: dict[str, int] = EXCERPTS,
+    questions: Sequence[dict[str, Any]] = QUESTIONS,
+) -> Path:
     """A benchmark folder: documents/ with page excerpts of real PDFs, and samples.json (plus `extra_records`)."""
     import pymupdf
 
     docs = folder / "documents"
     docs.mkdir(parents=True, exist_ok=True)
-    for name, pages in EXCERPTS.items():
+    for name, pages in excerpts.items():
         with pymupdf.open(PDFS / name) as source, pymupdf.open() as excerpt:
             excerpt.insert_pdf(source, from_page=0, to_page=pages - 1)
             excerpt.save(docs / name)
-    (folder / "samples.json").write_text(json.dumps(QUESTIONS + list(extra_records), indent=1))
+    (folder / "samples.json").write_text(json.dumps([*questions, *extra_records], indent=1))
     return folder
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 import pytest
 from eval_helpers import QUESTIONS, asked_question, gold_answers, make_benchmark, replier, wrong_answers
@@ -124,6 +125,47 @@ def test_failed_calls_score_zero_and_are_retried_by_the_next_run(
     second = run_eval(config(server, bench, out, lengths=[8192]), counter=counter())
     assert server.requests == len(QUESTIONS) + 2  # only the two failed calls were sent again
     assert second.scores["accuracy"] == 1.0 and second.scores["failed_calls"] == 0
+
+
+def test_a_killed_eval_resumes_without_paying_twice(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
+    """Kill the CLI mid-run (SIGKILL, nothing flushed), rerun: only the calls the ledger lacks are sent."""
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    server.responder = replier(gold_answers())
+    server.latency_s = 0.4
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "longdocvqa", "eval", str(bench), "--base-url", server.base_url, "--model",
+            "scripted", "--out", str(out), "--lengths", "4096,8192", "--input", "text",
+            "--max-concurrency", "1"]  # fmt: skip
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ledger = out / "llm_calls.sqlite"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if ledger.is_file() and _finished_calls(sqlite3, ledger) >= 3:
+            break
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = _finished_calls(sqlite3, ledger)
+    total = len(QUESTIONS) * 2
+    assert 3 <= done < total and not (out / "scores.json").exists()
+    server.latency_s = 0.0
+    result = run_eval(config(server, bench, out, lengths=[4096, 8192]), counter=counter())
+    usage = result.scores["run"]["usage"]["model"]
+    assert usage["replayed"] == done and usage["sent"] == total - done
+    assert result.scores["accuracy"] == 1.0
+
+
+def _finished_calls(sqlite3: Any, ledger: Path) -> int:
+    with sqlite3.connect(ledger) as db:
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM calls").fetchone()[0])
+        except sqlite3.OperationalError:  # the table is not created yet
+            return 0
 
 
 def test_a_question_whose_document_is_too_long_is_skipped_and_counted(

@@ -7,7 +7,8 @@ unknown answer format) as a rejected item with its reason, never stopping.
 - A built dataset (a run directory, its `dataset/` folder, or a Hub repo id): the `qa` config gives the questions,
   the `sft` config the documents' pages exactly as the build rendered them (one row per document is read), both for
   the chosen split. Text input needs the PDFs themselves (`pdf_dir`, found by the `documents` config's file names).
-- A benchmark folder: PDFs (in the folder, `documents/` or anywhere below it) plus JSON or JSONL files of objects
+- A benchmark folder: PDFs (in the folder, `documents/` or anywhere below it; those without questions only pad
+  prompts) plus JSON or JSONL files of objects
   with `doc_id` (the PDF's file name), `question`, `answer`, `answer_format` (Int/Integer, Float, Str/String, List,
   None) and `evidence_pages`; `doc_type` (if given) is used as the task. Pages are rendered at `dpi` on demand.
 Does not own: prompts or lengths (prompt.py), model calls (run.py).
@@ -120,17 +121,26 @@ def load_benchmark(folder: Path, dpi: int = 144) -> EvalSet:
     documents: dict[str, EvalDocument] = {}
     rejects: list[Reject] = []
     pdfs = _pdf_index(folder)
+    loaded: dict[Path, str] = {}  # PDF path -> doc_id
     for path in _question_files(folder):
         for line, record in enumerate(_read_records(path), start=1):
-            item = f"{path.name}:{line}"
             try:
                 question = benchmark_question(record)
                 if question.doc_id not in documents:
-                    documents[question.doc_id] = pdf_document(question.doc_id, _find_pdf(pdfs, question.doc_id), dpi)
+                    pdf = _find_pdf(pdfs, question.doc_id)
+                    documents[question.doc_id] = pdf_document(question.doc_id, pdf, dpi)
+                    loaded[pdf] = question.doc_id
             except RejectedInput as exc:
-                rejects.append(Reject(stage=STAGE, item=item, reason=exc.reason, detail=exc.detail))
+                rejects.append(Reject(stage=STAGE, item=f"{path.name}:{line}", reason=exc.reason, detail=exc.detail))
                 continue
             questions.append(question)
+    for pdf in sorted(set(pdfs.values()) - loaded.keys()):  # PDFs without questions still pad prompts
+        if pdf.name in documents:
+            continue
+        try:
+            documents[pdf.name] = pdf_document(pdf.name, pdf, dpi)
+        except RejectedInput as exc:
+            rejects.append(Reject(stage=STAGE, item=pdf.name, reason=exc.reason, detail=exc.detail))
     return EvalSet(str(folder), "all", questions, documents, rejects)
 
 
