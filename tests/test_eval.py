@@ -252,6 +252,36 @@ def test_eval_on_the_demo_build_with_page_images(server: ScriptedOpenAI, demo_bu
     assert sorted(sent_images) == sorted(r["num_pages"] for r in rows)  # every page of every prompt as an image
 
 
+def test_eval_on_a_hub_repo_by_tag(server: ScriptedOpenAI, demo_build: Path, tmp_path: Path) -> None:
+    """Push the demo build to the loopback Hub, then evaluate the repo at its tag (clients in child processes,
+    which read the Hub's address from the environment at import, as a user's would)."""
+    import os
+    import subprocess
+    import sys
+
+    from fakehub import FakeHub
+
+    from longdocvqa.hub.load import load_config
+
+    gold = {row["question"]: row["answer"] for row in load_config(demo_build / "dataset", "qa", split="train")}
+    server.responder = replier(gold)
+    out = tmp_path / "out"
+    with FakeHub(tmp_path / "hub") as hub:
+        env = {**os.environ, **hub.client_env(tmp_path / "hf-home")}
+        cli = [sys.executable, "-m", "longdocvqa"]
+        pushed = subprocess.run([*cli, "push", str(demo_build), "--repo", "org/demo"], env=env, capture_output=True,
+                                text=True, timeout=600)  # fmt: skip
+        assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+        args = ["eval", "org/demo", "--revision", "v0.1.0", "--split", "train", "--base-url", server.base_url,
+                "--model", "scripted", "--lengths", "131072", "--limit", "2", "--out", str(out)]  # fmt: skip
+        evaluated = subprocess.run([*cli, *args], env=env, capture_output=True, text=True, timeout=600)
+    assert evaluated.returncode == 0, evaluated.stdout + evaluated.stderr
+    scores = json.loads((out / "scores.json").read_text())
+    assert scores["run"]["dataset"] == "org/demo" and scores["run"]["split"] == "train"
+    assert scores["evaluated"] + scores["skipped"] == 2 and server.requests == scores["evaluated"] >= 1
+    assert scores["accuracy"] == 1.0
+
+
 def test_cli_eval_help_and_run(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     help_text = runner.invoke(app, ["eval", "--help"]).output
