@@ -208,9 +208,13 @@ def test_padding_lands_within_each_target_with_the_document_in_order(bench: Path
             assert own == list(range(1, relevant.num_pages + 1))  # the whole document, pages in order
             assert len(labels) == plan.num_pages and plan.blocks[plan.relevant_block][0] == relevant.id
             assert 0.0 <= plan.depth <= 1.0 and plan == builder.plan(question, target)  # deterministic
-            if mode == "text":  # an independent count: the rendered template through the tokenizer, in one piece
-                rendered = render_chat(messages) + "<|im_start|>assistant\n"
-                assert len(counter().tokenizer.encode(rendered, add_special_tokens=False).ids) == plan.prompt_tokens
+            # an independent count: the rendered template through the tokenizer in one piece, each image's three
+            # placeholder tokens replaced by its smart_resize tokens and vision markers
+            rendered = render_chat(messages) + "<|im_start|>assistant\n"
+            ids = counter().tokenizer.encode(rendered, add_special_tokens=False).ids
+            sizes = [data.documents[d].page_sizes_px[p - 1] for d, n in plan.blocks for p in range(1, n + 1)]
+            images = [counter().image_tokens(w, h) - 3 for w, h in sizes] if mode == "images" else []
+            assert len(ids) + sum(images) == plan.prompt_tokens
 
 
 def test_padding_comes_from_other_documents_and_runs_out_honestly(bench: Path) -> None:
