@@ -253,5 +253,90 @@ def schema(
     typer.echo(json.dumps(schemas[what](), indent=2))
 
 
+@app.command("eval")
+def eval_command(
+    dataset: Annotated[
+        str,
+        typer.Argument(
+            help="A build (run directory or its dataset/ folder), a Hub dataset repo, or a benchmark folder in "
+            "MMLongBench-Doc's layout (PDFs plus a JSON/JSONL of doc_id, question, answer, answer_format, "
+            "evidence_pages)."
+        ),
+    ],
+    base_url: Annotated[str, typer.Option("--base-url", help="OpenAI-compatible endpoint of the model, .../v1.")],
+    model: Annotated[str, typer.Option("--model", help="Model name the endpoint serves.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: scores.json, predictions.jsonl, plot, ledger.")],
+    split: Annotated[
+        str, typer.Option(help="Dataset split to evaluate (datasets only; the demo build has only 'train').")
+    ] = "test",
+    revision: Annotated[str | None, typer.Option(help="Hub revision of a dataset repo.")] = None,
+    api_key_env: Annotated[
+        str | None, typer.Option("--api-key-env", help="Environment variable holding the model's API key.")
+    ] = None,
+    lengths: Annotated[
+        str, typer.Option(help="Context lengths in Qwen2.5-VL tokens, comma-separated; each prompt is padded to it.")
+    ] = "32768,65536,131072",
+    judge_base_url: Annotated[
+        str | None, typer.Option("--judge-base-url", help="Endpoint of a judge model that extracts answers.")
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option("--judge-model", help="Judge model name; without one, answers are extracted by rule.")
+    ] = None,
+    judge_api_key_env: Annotated[
+        str | None, typer.Option("--judge-api-key-env", help="Environment variable holding the judge's API key.")
+    ] = None,
+    input_mode: Annotated[
+        str, typer.Option("--input", help="'images' (page images) or 'text' (page text, for text-only models).")
+    ] = "images",
+    pdf_dir: Annotated[
+        Path | None, typer.Option("--pdf-dir", help="The dataset's PDFs (text input on a built dataset).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="Evaluate only the first N questions.")] = None,
+    max_tokens: Annotated[int, typer.Option(help="Longest answer the model may write, in tokens.")] = 128,
+    max_concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
+    timeout_s: Annotated[float, typer.Option(help="Seconds before one request is retried.")] = 600.0,
+    dpi: Annotated[int, typer.Option(help="Rendering of benchmark PDFs (a dataset keeps its build's pages).")] = 144,
+    seed: Annotated[int, typer.Option(help="Seed of the padding shuffle and the relevant document's depth.")] = 0,
+) -> None:
+    """Score a model on full long documents at chosen context lengths (rerunning makes no new model calls)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from longdocvqa.errors import LongDocVQAError
+    from longdocvqa.eval.report import scores_table
+    from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
+
+    try:
+        settings = {"max_tokens": max_tokens, "max_concurrency": max_concurrency, "timeout_s": timeout_s}
+        judge = None
+        if judge_model or judge_base_url:
+            if not (judge_model and judge_base_url):
+                raise typer.BadParameter("give both --judge-base-url and --judge-model")
+            judge = endpoint(judge_base_url, judge_model, judge_api_key_env, max_tokens=256, timeout_s=timeout_s)
+        config = EvalConfig(
+            dataset=dataset, split=split, revision=revision, out=out, input_mode=input_mode,  # type: ignore[arg-type]
+            endpoint=endpoint(base_url, model, api_key_env, **settings), judge=judge, pdf_dir=pdf_dir,
+            lengths=[int(n) for n in lengths.split(",") if n.strip()], limit=limit, dpi=dpi, seed=seed,
+        )  # fmt: skip
+    except (ValueError, typer.BadParameter) as exc:
+        _console(stderr=True).print(f"error: {exc}", highlight=False, markup=False)
+        raise typer.Exit(2) from None
+    columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        with Progress(*columns, console=_console(stderr=True)) as bar:
+            task = bar.add_task("eval", total=None)
+            result = run_eval(config, progress=lambda n: bar.advance(task, n),
+                              on_total=lambda n: bar.update(task, total=n))  # fmt: skip
+    except LongDocVQAError as exc:
+        _fail(exc)
+        return
+    console = _console()
+    console.print(scores_table(result.scores))
+    usage = result.scores["run"]["usage"]["model"]
+    console.print(f"accuracy {result.scores['accuracy']:.4f} over {result.scores['evaluated']} (question, length) "
+                  f"pairs; skipped {result.scores['skipped']}; model calls sent {usage['sent']}, "
+                  f"replayed {usage['replayed']}; rejected items {len(result.rejects)}")  # fmt: skip
+    console.print(f"scores: {out / 'scores.json'}; predictions: {out / 'predictions.jsonl'}")
+
+
 def main() -> None:
     app()

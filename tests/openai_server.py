@@ -7,7 +7,8 @@ scripted per request: invalid JSON, schema-violating JSON, semantically wrong QA
 500, slow or hanging replies, bodies cut mid-stream, `finish_reason: length`, empty 200 bodies, and runaway
 bodies of `huge_mb` megabytes (with a Content-Length, or chunked without one), streamed without being held.
 It counts every request and every body it answered successfully, so tests can assert "zero HTTP requests" and
-"never sent twice".
+"never sent twice". A `responder` (body -> reply text, or None) replaces the QA replies with free text, e.g.
+answers to eval questions.
 
 Run standalone (for bench/generate.py): python tests/openai_server.py --port 0 --latency-s 0.2
 """
@@ -49,6 +50,8 @@ class ScriptedOpenAI:
         self.image_texts: dict[str, str] = {}
         self.answers: dict[str, Any] = {}
         self.verify_wrong = False
+        # Optional free-text replier (evaluation tests): body -> content, or None for the default behaviour.
+        self.responder: Callable[[dict[str, Any]], str | None] | None = None
         self.requests = 0
         self.by_kind: Counter[str] = Counter()
         self.answered_ok: Counter[str] = Counter()
@@ -112,6 +115,8 @@ class ScriptedOpenAI:
 
     def reply(self, body: dict[str, Any], kind: str) -> tuple[str, str]:
         """(content, finish_reason) for a request under behaviour `kind`."""
+        if self.responder is not None and (content := self.responder(body)) is not None:
+            return content, "length" if kind == "length" else "stop"
         prompt = _prompt_text(body["messages"])
         if "[Verification]" in prompt:
             return self._verify_reply(prompt), "stop"

@@ -25,6 +25,7 @@ def _imports(path: Path) -> set[str]:
 def _modules() -> dict[str, Path]:
     mods = {p.stem: p for p in PKG.glob("*.py") if p.stem not in ("__init__", "__main__")}
     mods.update({f"hub.{p.stem}": p for p in (PKG / "hub").glob("*.py")})
+    mods.update({f"eval.{p.stem}": p for p in (PKG / "eval").glob("*.py")})
     return mods
 
 
@@ -47,3 +48,13 @@ def test_pure_stages_import_no_adapter_or_pipeline() -> None:
 def test_train_imports_nothing_from_the_package() -> None:
     for path in (ROOT / "train").rglob("*.py"):
         assert not any(m.split(".")[0] == "longdocvqa" for m in _imports(path)), path
+
+
+def test_eval_sits_beside_the_pipeline() -> None:
+    """`longdocvqa eval` reuses the floor and the adapters but never the build pipeline or the CLI."""
+    forbidden = ("longdocvqa.pipeline", "longdocvqa.cli")
+    modules = {name: path for name, path in _modules().items() if name.startswith("eval.")}
+    assert {"eval.data", "eval.prompt", "eval.score", "eval.report", "eval.run"} <= modules.keys()
+    for name, path in modules.items():
+        bad = {m for m in _imports(path) if any(m == f or m.startswith(f + ".") for f in forbidden)}
+        assert not bad, f"{name} imports {bad}"
