@@ -311,3 +311,8 @@ def test_cli_eval_help_and_run(server: ScriptedOpenAI, bench: Path, tmp_path: Pa
     assert "accuracy 1.0000" in result.output and json.loads((out / "scores.json").read_text())["accuracy"] == 1.0
     bad = runner.invoke(app, [*args[:-4], "--lengths", "many"])
     assert bad.exit_code == 2 and "error" in bad.output
+    missing = runner.invoke(app, ["eval", str(tmp_path / "nowhere"), *args[2:]])
+    assert missing.exit_code == 2 and "no such folder" in " ".join(missing.output.split())
+    server.push("auth_error")
+    refused = runner.invoke(app, [*args[:-2], "--input", "text", "--lengths", "4096"])
+    assert refused.exit_code == 1 and "HTTP 401" in " ".join(refused.output.split())

@@ -87,6 +87,9 @@ def load_eval_set(
     """An EvalSet from a benchmark folder (PDFs + JSON/JSONL) or a built dataset (folder or Hub repo)."""
     if is_local(source) and _question_files(Path(source)):
         return load_benchmark(Path(source), dpi=dpi)
+    text = str(source)
+    if not Path(source).exists() and (Path(text).is_absolute() or text.startswith(".") or text.count("/") > 1):
+        raise RecipeError(f"{source}: no such folder (and not a Hub repo id ORG/NAME)")
     target = str(dataset_folder(source)) if Path(source).exists() else str(source)
     return load_dataset_split(target, split, revision=revision, pdf_dir=pdf_dir)
 
