@@ -74,6 +74,16 @@ def test_right_answers_score_one_and_a_rerun_sends_nothing(
     assert read_predictions(out) == rows
 
 
+def test_page_images_of_benchmark_pdfs_are_sent(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
+    """Image input on PDFs: pages rendered at 144 DPI (in worker threads) and sent as JPEG data URLs."""
+    server.responder = replier(gold_answers())
+    result = run_eval(config(server, bench, tmp_path / "out", input_mode="images", lengths=[12000]), counter=counter())
+    assert result.scores["accuracy"] == 1.0 and result.scores["evaluated"] == len(QUESTIONS)
+    sent = sorted(sum(p.get("type") == "image_url" for p in b["messages"][0]["content"]) for b in server.bodies)
+    assert sent == sorted(p.plan.num_pages for p in result.predictions)
+    assert all(p.plan.prompt_tokens <= 12000 and len(p.plan.blocks) >= 2 for p in result.predictions)
+
+
 def test_wrong_answers_score_zero(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     server.responder = replier(wrong_answers())
     result = run_eval(config(server, bench, tmp_path / "out"), counter=counter())
@@ -301,3 +311,8 @@ def test_cli_eval_help_and_run(server: ScriptedOpenAI, bench: Path, tmp_path: Pa
     assert "accuracy 1.0000" in result.output and json.loads((out / "scores.json").read_text())["accuracy"] == 1.0
     bad = runner.invoke(app, [*args[:-4], "--lengths", "many"])
     assert bad.exit_code == 2 and "error" in bad.output
+    missing = runner.invoke(app, ["eval", str(tmp_path / "nowhere"), *args[2:]])
+    assert missing.exit_code == 2 and "no such folder" in " ".join(missing.output.split())
+    server.push("auth_error")
+    refused = runner.invoke(app, [*args[:-2], "--input", "text", "--lengths", "4096"])
+    assert refused.exit_code == 1 and "HTTP 401" in " ".join(refused.output.split())

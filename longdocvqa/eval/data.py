@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ast
 import json
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -37,6 +38,7 @@ from longdocvqa.tokens import image_size_px, pixmap_size_px
 STAGE = "eval"
 BENCHMARK_TASK = "benchmark"
 _PAGE_CACHE = 256  # rendered pages kept in memory (about 0.3 MB each at 144 DPI)
+_PDF_LOCK = threading.Lock()  # prompts are built in worker threads, and MuPDF is not thread-safe
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,9 @@ def load_eval_set(
     """An EvalSet from a benchmark folder (PDFs + JSON/JSONL) or a built dataset (folder or Hub repo)."""
     if is_local(source) and _question_files(Path(source)):
         return load_benchmark(Path(source), dpi=dpi)
+    text = str(source)
+    if not Path(source).exists() and (Path(text).is_absolute() or text.startswith(".") or text.count("/") > 1):
+        raise RecipeError(f"{source}: no such folder (and not a Hub repo id ORG/NAME)")
     target = str(dataset_folder(source)) if Path(source).exists() else str(source)
     return load_dataset_split(target, split, revision=revision, pdf_dir=pdf_dir)
 
@@ -195,7 +200,8 @@ def pdf_document(doc_id: str, path: Path, dpi: int) -> EvalDocument:
 
     @lru_cache(maxsize=_PAGE_CACHE)
     def image(page: int) -> bytes:
-        return render.render_page(path, page, dpi=dpi, fmt="jpeg", quality=90)
+        with _PDF_LOCK:
+            return render.render_page(path, page, dpi=dpi, fmt="jpeg", quality=90)
 
     texts = _lazy_texts(path)
     return EvalDocument(doc_id, Path(doc_id).stem, sizes, image, texts)
@@ -205,8 +211,9 @@ def _lazy_texts(path: Path) -> Callable[[int], str]:
     cache: list[list[str]] = []
 
     def text(page: int) -> str:
-        if not cache:
-            cache.append(render.page_texts(path))
+        with _PDF_LOCK:
+            if not cache:
+                cache.append(render.page_texts(path))
         return cache[0][page - 1]
 
     return text

@@ -19,6 +19,7 @@ and the plan says so (`padding_exhausted`).
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,6 +75,7 @@ class PromptBuilder:
         self.max_pixels = max_pixels
         self._page_costs: dict[str, list[int]] = {}
         self._images: OrderedDict[tuple[str, int], ImageInput] = OrderedDict()
+        self._images_lock = threading.Lock()  # prompts are built in worker threads (run.py)
         self._generation_prompt = 1 + counter.count_texts(["assistant\n"])[0]  # <|im_start|> + "assistant\n"
 
     # ------------------------------------------------------------------------------------------ planning
@@ -182,13 +184,16 @@ class PromptBuilder:
     def _image(self, doc: EvalDocument, page: int) -> ImageInput:
         """One ImageInput per page (its JPEG data URL encoded once), the most recent few hundred kept."""
         key = (doc.id, page)
-        if key in self._images:
+        with self._images_lock:
+            if key in self._images:
+                self._images.move_to_end(key)
+                return self._images[key]
+        image = ImageInput(doc.image(page), self.max_pixels)  # rendered outside the lock
+        with self._images_lock:
+            image = self._images.setdefault(key, image)
             self._images.move_to_end(key)
-            return self._images[key]
-        image = ImageInput(doc.image(page), self.max_pixels)
-        self._images[key] = image
-        if len(self._images) > _IMAGE_CACHE:
-            self._images.popitem(last=False)
+            if len(self._images) > _IMAGE_CACHE:
+                self._images.popitem(last=False)
         return image
 
 
