@@ -499,19 +499,25 @@ def run_generate(
 
 # Drops that say nothing about the endpoint: a repeated question, a page without text for an OCR task.
 _NOT_FAILURES = {"duplicate", "duplicate_question", "no_text"}
+# Calls that gave nothing usable: the endpoint failed, refused, hung, or answered with no parseable JSON. Semantic
+# rejects (evidence, anchor, answer not on the page) are the model's quality, counted in the drops, not here.
+_CALL_FAILURES = {"endpoint_error", "generate_failed", "reply_too_large", "truncated", "invalid_json",
+                  "schema_violation", "bad_response_body"}  # fmt: skip
 
 
 def _check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
     """Stop (exit 1) when more questions failed than max_reject_rate allows, naming the most common failure."""
     if ctx.recipe.generate.generator.kind == "template":
         return
-    failures = Counter({k: v for k, v in stats.dropped.items() if k not in _NOT_FAILURES})
-    failed, asked = sum(failures.values()), sum(failures.values()) + stats.kept
+    failures = Counter({k: v for k, v in stats.dropped.items() if k in _CALL_FAILURES or k.startswith("http_")})
+    asked = stats.kept + sum(v for k, v in stats.dropped.items() if k not in _NOT_FAILURES)
+    failed = sum(failures.values())
     limit = ctx.recipe.pool.max_reject_rate
     if not asked or failed / asked <= limit:
         return
     reason, count = failures.most_common(1)[0]
     example = next((r.detail for r in reversed(ctx.rejects) if r.stage == "generate" and r.reason == reason), "")
+    example = " ".join(example.split())  # one line, whatever the server said
     _stop(ctx, f"generate: {failed} of {asked} questions failed ({failed / asked:.0%}), over max_reject_rate "
                f"{limit:.0%}; most common: {reason} ({count}): {example[:200]}; finished documents are kept, "
                f"see {ctx.run.rejects_path}")  # fmt: skip

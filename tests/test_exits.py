@@ -315,6 +315,30 @@ def test_an_endpoint_failing_every_call_stops_the_build_with_exit_1(server, tmp_
     assert (tmp_path / "out" / "rejects.jsonl").read_text().count(reason) == 3  # kept for the user to read
 
 
+def test_a_build_stopped_by_the_generation_budget_keeps_finished_documents(server, tmp_path: Path) -> None:
+    def recipe(names: list[str]) -> Path:
+        return recipe_file(
+            tmp_path, [str(PDFS / n) for n in names], decontaminate={"within_pool": False},
+            generate={"generator": {"kind": "openai", "endpoint": endpoint(server)}, "input_mode": "text"},
+        )  # fmt: skip
+
+    out = tmp_path / "out"
+    assert invoke("build", recipe(["R-data.pdf"]), "--out", out, "--workers", "1").exit_code == 0
+    assert server.requests == 3
+    server.policy = lambda _index, _body: "server_error"  # the endpoint goes down; two documents are added
+    grown = recipe(["R-data.pdf", "etoolbox.pdf", "mathtools.pdf"])
+    result = invoke("build", grown, "--out", out, "--workers", "1")
+    assert result.exit_code == 1
+    (error,) = [line for line in lines(result.output) if line.startswith("error:")]
+    assert "generate: 6 of 9 questions failed (67%)" in error and "most common: endpoint_error (6)" in error
+    assert len(list((out / "stages" / "generate").glob("*/*/*.json"))) == 1  # R-data's questions are kept
+    server.policy = None  # the endpoint recovers: only the failed documents' calls are made again
+    before = server.requests
+    assert invoke("build", grown, "--out", out, "--workers", "1").exit_code == 0
+    assert server.requests - before == 6
+    assert len(list((out / "stages" / "generate").glob("*/*/*.json"))) == 3
+
+
 def test_an_empty_pool_exits_1_with_the_reason(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
