@@ -18,7 +18,8 @@ import typer
 app = typer.Typer(
     name="longdocvqa",
     help="Build long-document VQA datasets for long-context training of vision-language models "
-    "(PDF pool -> pages -> layout -> segments -> QA -> full-document examples -> Hub dataset).",
+    "(PDF pool -> pages -> layout -> segments -> QA -> full-document examples -> Hub dataset). "
+    "Exit codes: 0 success, 1 build or external failure, 2 bad recipe or usage.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

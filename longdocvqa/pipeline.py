@@ -301,6 +301,7 @@ def _filter_detail(doc: PdfDoc, kept: dict[str, PdfDoc], cfg: Any) -> str:
 def _check_budget(ctx: BuildContext, stage: str, bad: int, seen: int) -> None:
     limit = ctx.recipe.pool.max_reject_rate
     if seen and bad / seen > limit:
+        ctx.run.write_rejects(ctx.rejects)  # the message points there: write what was found so far
         raise StageError(
             f"{stage}: {bad} of {seen} inputs rejected ({bad / seen:.0%}), over max_reject_rate {limit:.0%}; "
             f"see {ctx.run.rejects_path}"

@@ -79,7 +79,11 @@ def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
 
     seen: set[tuple[int, int]] = set()
     for folder, dirs, files in os.walk(root, onerror=fail, followlinks=True):
-        stat = os.stat(folder)
+        try:
+            stat = os.stat(folder)
+        except OSError as exc:  # removed or made unreadable while we walk
+            fail(exc)
+            continue
         ident = (stat.st_dev, stat.st_ino)
         ancestors = {k: v for k, v in ancestors.items() if folder.startswith(v.rstrip(os.sep) + os.sep)}
         if ident in seen:
@@ -89,15 +93,18 @@ def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
             continue
         seen.add(ident)
         ancestors[ident] = folder
-        for name in files:
-            path = Path(folder) / name
-            if name.lower().endswith(".pdf"):
-                if path.is_symlink() and not path.exists():
-                    rejects.append(
-                        _skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist")
-                    )
-                elif path.is_file():
-                    yield path.resolve()
+        yield from _pdfs_in(Path(folder), files, rejects)
+
+
+def _pdfs_in(folder: Path, names: list[str], rejects: list[Reject]) -> Iterator[Path]:
+    for name in names:
+        path = folder / name
+        if not name.lower().endswith(".pdf"):
+            continue
+        if path.is_symlink() and not path.exists():
+            rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
+        elif path.is_file():
+            yield path.resolve()
 
 
 def _skip(path: Path, reason: str, detail: str) -> Reject:

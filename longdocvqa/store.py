@@ -196,7 +196,10 @@ def run_lock(path: Path) -> Iterator[None]:
 def _acquire(path: Path) -> int:
     import fcntl
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+    except OSError as exc:
+        raise RunDirBusy(f"{path}: cannot create the run directory's lock: {exc.strerror or exc}") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -206,6 +209,9 @@ def _acquire(path: Path) -> int:
             f"{path.parent}: another build is running in this run directory ({_holder(holder)}); "
             "wait for it to finish or choose another --out"
         ) from None
+    except OSError as exc:  # a file system without locks (some network mounts)
+        os.close(fd)
+        raise RunDirBusy(f"{path}: cannot lock the run directory: {exc.strerror or exc}") from None
     except BaseException:
         os.close(fd)
         raise

@@ -225,6 +225,30 @@ def test_runaway_replies_are_refused_unread_never_stored_nor_resent(server, tmp_
     assert [k for k, _ in kinds] == ["reply_too_large"] and kinds[0][1] <= 300
 
 
+def test_a_long_invalid_reply_is_sent_back_cut_in_the_reask(server) -> None:
+    from llm_fixtures import closing
+    from llm_fixtures import endpoint as llm_endpoint
+
+    from longdocvqa.llm import LLMClient
+    from longdocvqa.records import QA
+
+    pages = "[Current Case]\nPage 7:\nThe quick brown fox jumps over the dog\nA second line of useful text here\n"
+    messages = [
+        {"role": "system", "content": "You write QA."},
+        {"role": "user", "content": "Single-Page Focus. " + pages},
+    ]
+    server.huge_mb = 1  # under the 4 MB cap: read, found invalid, re-asked
+    server.push("huge")
+    client = LLMClient(llm_endpoint(server), None, backoff_base_s=0.01, backoff_max_s=0.05)
+    answer = closing(
+        client.ask(messages, QA, template_id="t@v1", task="extract-single", max_invalid_retries=1), client
+    )
+    assert answer.ok and server.requests == 2
+    echoed = server.bodies[1]["messages"][-2]
+    assert echoed["role"] == "assistant" and echoed["content"].endswith("more characters cut]")
+    assert len(echoed["content"]) < 70_000
+
+
 # ---------------------------------------------------------------- 4. bounded recipes
 
 
