@@ -340,8 +340,11 @@ def run_planned(
 ) -> tuple[dict[str, list[Segment]], dict[str, list[QARecord]], str]:
     """Plan, then layout, segment and generate the planned units; when drops leave a stream of the mixture short,
     draw more units (top-up round) and run again over the larger plan, finished work reused."""
+    from longdocvqa.llm import merge_usage
+
     planner, build_plan = run_plan(ctx, docs)
     mark, saved = len(ctx.rejects), copy.deepcopy(ctx.stats)
+    usage: dict[str, Any] = {}  # model calls of the earlier rounds
     while True:
         planned = [d for d in docs if d.sha256 in build_plan.documents()]
         layout_fp = run_layout(ctx, planned)
@@ -353,8 +356,12 @@ def run_planned(
             break
         build_plan.units += more
         atomic_write_text(_plan_path(ctx), build_plan.model_dump_json(indent=1))
+        usage = merge_usage(usage, ctx.stats["generate"].extra.get("usage", {}))
         del ctx.rejects[mark:]  # the next round reports every planned document again
         ctx.stats = {**copy.deepcopy(saved), "plan": ctx.stats["plan"]}
+    if usage:
+        generate = ctx.stage_stats("generate")
+        generate.extra["usage"] = merge_usage(usage, generate.extra.get("usage", {}))
     _finish_plan(ctx, planner, build_plan)
     return segments, qas, layout_fp
 

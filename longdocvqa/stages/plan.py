@@ -41,6 +41,7 @@ EST_PROMPT_TEXT_TOKENS = 700  # a generation prompt's instructions and exemplars
 EST_PAGE_TEXT_TOKENS = 600  # one page's text layer, for input_mode text / images+text
 EST_OUTPUT_TOKENS = 200  # one generation reply (evidence description + QA as JSON)
 EST_VERIFY_PAGES = 2  # evidence pages a verifier sees
+EST_ERROR_TOKENS = 1_000  # how far an example's exact length may be from its estimate (question and answer text)
 _GENERATOR_MIN_PIXELS = 3136  # the serving model's own processor floor
 
 
@@ -204,29 +205,51 @@ class Planner:
         return None if budget is None else budget * (1 - self.cfg.short_data.share)
 
     def initial(self) -> BuildPlan:
-        """Units until (1 + overdraw) x the budget is covered (every unit in the window without a budget)."""
+        """Units until (1 + overdraw) x the budget is covered (every unit in the window without a budget).
+
+        Where the budget itself is crossed, the assembly's next pick goes to the stream furthest below its share;
+        exact lengths differ from the estimates by a few hundred tokens, so every stream within that error of the
+        furthest one keeps one unit in reserve too (small budgets; with large ones the margin covers it)."""
         budget = self.long_budget
         target = None if budget is None else budget * (1 + self.recipe.plan.overdraw)
         picked: dict[tuple[str, str], None] = {}
         for stream in self.streams:
-            stream.pos = stream.used = 0
+            stream.pos, stream.used = 0, 0.0
         active = [s for s in self.streams if s.share > 0]
-        total = 0
+        total, reserve = 0, dict[str, int]()
         while active and (target is None or total < target):
-            stream = min(active, key=lambda s: s.used / s.share)  # ties: the first in mixture order
+            stream = min(active, key=lambda s: s.progress)  # ties: the first in mixture order
             if stream.pos == len(stream.docs):
                 if target is None:
                     active.remove(stream)
                     continue
                 break  # the assembly stops at a dry stream too (rescale), or fails (stop)
-            index = int(stream.docs[stream.pos])
-            stream.pos += 1
-            tokens = int(self.tokens[index])
-            stream.used += (tokens if self.cfg.mixture_unit == "tokens" else 1) * self.per_unit
-            total += tokens * self.per_unit
-            picked[(self.docs[index].sha256, stream.task)] = None
-        units = [PlanUnit(sha256=sha, task=task) for sha, task in picked]
-        return BuildPlan(key=self.key, units=units)
+            tokens = self._take(stream, picked)
+            if budget is not None and not reserve and total + tokens > budget:
+                reserve = {s.name: s.pos for s in self._near(active, stream)}
+            total += tokens
+        for stream in self.streams:  # a reserve unit for near-tied streams not drawn from since the crossing
+            if reserve.get(stream.name) == stream.pos and stream.pos < len(stream.docs):
+                self._take(stream, picked)
+        return BuildPlan(key=self.key, units=[PlanUnit(sha256=sha, task=task) for sha, task in picked])
+
+    def _take(self, stream: _PlanStream, picked: dict[tuple[str, str], None]) -> int:
+        """Draw the stream's next unit; returns its estimated tokens (all its QAs)."""
+        index = int(stream.docs[stream.pos])
+        stream.pos += 1
+        tokens = int(self.tokens[index]) * self.per_unit
+        stream.used += tokens if self.cfg.mixture_unit == "tokens" else self.per_unit
+        picked[(self.docs[index].sha256, stream.task)] = None
+        return tokens
+
+    def _near(self, active: list[_PlanStream], crossing: _PlanStream) -> list[_PlanStream]:
+        """Streams whose progress, before the crossing pick, was within the estimates' error of the crossing one."""
+        if self.cfg.mixture_unit == "examples":
+            return []
+        before = crossing.used - int(self.tokens[int(crossing.docs[crossing.pos - 1])]) * self.per_unit
+        error = EST_ERROR_TOKENS * self.per_unit
+        low = before / crossing.share + error * crossing.pos / crossing.share
+        return [s for s in active if s is not crossing and s.progress - error * s.pos / s.share <= low]
 
     def more(self, plan: BuildPlan, deficits: Mapping[str, float], round_: int) -> list[PlanUnit]:
         """Top-up: for each dry stream, its next unplanned units until (1 + overdraw) x its deficit is covered
@@ -339,6 +362,10 @@ class _PlanStream:
     docs: Any  # numpy array of document indices, in draw order
     pos: int = 0
     used: float = 0.0
+
+    @property
+    def progress(self) -> float:
+        return self.used / self.share
 
 
 def _empty_row() -> dict[str, Any]:
