@@ -89,6 +89,26 @@ def test_no_budget_plans_every_document_in_the_window() -> None:
     assert planner.initial().documents() == {d.sha256 for d in inside}
 
 
+def test_dry_run_prints_calls_prompt_tokens_and_cost_per_task(write_recipe, pdf_dir, tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from longdocvqa.cli import app
+
+    endpoint = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None, "price_input_per_mtok": 0.5,
+                "price_output_per_mtok": 1.5}  # fmt: skip
+    path = write_recipe([str(pdf_dir)], generate={"generator": {"kind": "openai", "endpoint": endpoint}},
+                        assemble={"budget_tokens": 400_000})  # fmt: skip
+    command = ["build", str(path), "--dry-run", "--out", str(tmp_path / "o")]
+    result = CliRunner().invoke(app, command, env={"COLUMNS": "220"})
+    assert result.exit_code == 0, result.output
+    calls = result.output[result.output.index("model calls the plan needs") :]
+    rows = {line.split()[1]: line.split("│") for line in calls.splitlines() if line.startswith("│ extract")}
+    assert set(rows) == {"extract-single", "extract-multi"} and "cost (USD)" in calls, result.output
+    assert all(int(row[3].replace(",", "")) >= 1 and float(row[-2]) > 0 for row in rows.values())
+    assert "model calls vs" in result.output and "pool documents" in result.output
+    assert not (tmp_path / "o").exists()  # a dry run writes nothing
+
+
 # ---------------------------------------------------------------------------------------------- builds
 
 
