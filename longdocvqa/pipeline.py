@@ -371,13 +371,15 @@ def _top_up(
     qas: dict[str, list[QARecord]], layout_fp: str,
 ) -> list[planning.PlanUnit]:  # fmt: skip
     """The next round's units: [] when the assembly's sampling of these QAs meets budget and mixture, when the pool
-    has no more units for the short streams, or after plan.max_rounds rounds."""
+    has no more units for the short streams, after plan.max_rounds rounds, or while endpoint errors are pending."""
     from longdocvqa.assemble import document_candidates
     from longdocvqa.tokens import TokenCounter
 
     cfg = ctx.recipe.assemble
     if cfg.budget_tokens is None or build_plan.rounds >= ctx.recipe.plan.max_rounds:
         return []
+    if ctx.stage_stats("generate").extra.get("incomplete_documents"):
+        return []  # calls failed at the endpoint are retried by the next run; drawing more now would pay twice
     with _timed(ctx, "plan"):
         counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]

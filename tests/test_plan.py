@@ -13,10 +13,12 @@ import pymupdf
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
+from longdocvqa import render
+from longdocvqa.assemble import Candidate
 from longdocvqa.fingerprint import file_sha256
-from longdocvqa.pipeline import build
+from longdocvqa.pipeline import build, plan_with_units
 from longdocvqa.recipe import Recipe, load_recipe, parse_recipe
-from longdocvqa.stages.plan import DocSize, Planner
+from longdocvqa.stages.plan import DocSize, Planner, dry_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pdfs"
@@ -89,6 +91,22 @@ def test_no_budget_plans_every_document_in_the_window() -> None:
     assert planner.initial().documents() == {d.sha256 for d in inside}
 
 
+def test_a_stream_short_of_its_share_draws_its_next_units() -> None:
+    planner = Planner(_pool(400), _recipe())
+    plan = planner.initial()
+    tokens = {d.sha256: int(n) for d, n in zip(planner.docs, planner.tokens, strict=True)}
+    real = [Candidate(f"{u.sha256}/{u.task}", u.task, tokens[u.sha256], 40, 0.5, u.sha256) for u in plan.units]
+    assert dry_streams(real, planner) == {}  # every stream has more than its share: no top-up
+    without_single = [c for c in real if c.task != "extract-single"]
+    deficits = dry_streams(without_single, planner)
+    assert set(deficits) == {"extract-single"} and deficits["extract-single"] == 0.4 * 2_000_000
+    more = planner.more(plan, deficits, 1)
+    assert {u.task for u in more} == {"extract-single"} and {u.round for u in more} == {1}
+    assert not {(u.sha256, u.task) for u in more} & {(u.sha256, u.task) for u in plan.units}
+    assert sum(tokens[u.sha256] for u in more) >= 0.4 * 2_000_000 * 1.1
+    assert more == planner.more(plan, deficits, 1)  # the same seeded order every time
+
+
 def test_dry_run_prints_calls_prompt_tokens_and_cost_per_task(write_recipe, pdf_dir, tmp_path) -> None:
     from typer.testing import CliRunner
 
@@ -154,6 +172,42 @@ def test_requests_grow_with_the_dataset_not_with_the_pool(server, write_recipe, 
     extra = _slices(tmp_path / "extra", 20)
     build(recipe([str(SHARED), str(extra)]), tmp_path / "bigger", workers=2)
     assert abs((server.requests - first) - first) <= 2, (first, server.requests - first)
+
+
+@pytest.mark.slow
+def test_drops_beyond_the_margin_are_topped_up_in_rounds(server, write_recipe, pdf_dir, tmp_path) -> None:
+    from openai_server import _prompt_text
+
+    generate = {"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text"}
+    recipe = load_recipe(write_recipe([str(pdf_dir)], generate=generate, assemble={"budget_tokens": 400_000}))
+    _, planner, initial = plan_with_units(recipe)
+    paths = {d.sha256: d.path for d in planner.docs}
+    doomed = {paths[u.sha256] for u in initial.units if u.task == "extract-single"}
+    lines = {path: _long_lines(path) for path in doomed}
+
+    def policy(index: int, body: dict) -> str:  # every extract-single QA of the initially planned documents fails
+        prompt = _prompt_text(body["messages"])
+        hit = any(sum(line in prompt for line in doc_lines) >= 10 for doc_lines in lines.values())
+        return "bad_evidence" if "Single-Page Focus" in prompt and hit else "ok"
+
+    server.policy = policy
+    out = tmp_path / "out"
+    manifest = build(recipe, out, workers=1)
+    plan = manifest["stages"]["plan"]
+    summary = manifest["stages"]["assemble"]["summary"]
+    assert plan["rounds"] >= 1 and summary["shortfall"] is None and summary["per_task"]["extract-single"]["examples"]
+    rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
+    assert {r["item"].split(" ")[0] for r in rejects if r["stage"] == "generate"} == doomed
+    stored = json.loads((out / "plan.json").read_text())
+    assert {u["round"] for u in stored["units"]} >= {0, 1}
+    requests = server.requests
+    again = build(recipe, out, workers=1)
+    assert server.requests == requests and again["stages"]["plan"]["reused"] == 1  # the stored plan, no new calls
+    assert again["examples"] == manifest["examples"]
+
+
+def _long_lines(path: str) -> set[str]:
+    return {line.strip() for text in render.page_texts(path) for line in text.splitlines() if len(line.strip()) > 30}
 
 
 def _every_document_accounted(out: Path, manifest: dict) -> None:
