@@ -206,6 +206,26 @@ def test_drops_beyond_the_margin_are_topped_up_in_rounds(server, write_recipe, p
     assert again["examples"] == manifest["examples"]
 
 
+@pytest.mark.slow
+def test_raising_the_budget_pays_only_for_new_units_and_lowering_it_pays_nothing(
+    server, write_recipe, pdf_dir, tmp_path
+) -> None:
+    generate = {"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text"}
+
+    def run(budget: int) -> tuple[int, set[tuple[str, str]]]:
+        recipe = load_recipe(write_recipe([str(pdf_dir)], generate=generate, assemble={"budget_tokens": budget}))
+        before = server.requests
+        build(recipe, tmp_path / "out", workers=1)
+        units = json.loads((tmp_path / "out" / "plan.json").read_text())["units"]
+        return server.requests - before, {(u["sha256"], u["task"]) for u in units}
+
+    first, small = run(250_000)
+    second, large = run(500_000)
+    assert small < large and first == len(small) and second == len(large - small)  # one call per new unit
+    third, again = run(250_000)
+    assert again == small and third == 0  # a subset: every call replayed from the ledger
+
+
 def _long_lines(path: str) -> set[str]:
     return {line.strip() for text in render.page_texts(path) for line in text.splitlines() if len(line.strip()) > 30}
 
