@@ -145,9 +145,9 @@ def _clear_stages(out_dir: Path) -> None:
 def _print_plan(recipe: Any, limit: int | None) -> None:
     from rich.table import Table
 
-    from longdocvqa.pipeline import plan
+    from longdocvqa.pipeline import plan_with_units
 
-    result = plan(recipe, limit=limit)
+    result, planner, units = plan_with_units(recipe, limit=limit)
     table = Table(title=f"plan: {recipe.name} {recipe.version} (nothing is built)")
     for column in ("task", "share", "candidates", "expected examples", "expected tokens", "shortfall tokens"):
         table.add_column(column, justify="left" if column == "task" else "right")
@@ -161,6 +161,30 @@ def _print_plan(recipe: Any, limit: int | None) -> None:
     console.print(f"documents {result.documents:,} ({window}), {total}")
     for note in result.notes:
         console.print(_plain(f"note: {note}"))
+    _print_calls(planner, units)
+
+
+def _print_calls(planner: Any, units: Any) -> None:
+    """Per task: what the plan stage would send to the model (estimates from page sizes)."""
+    from rich.table import Table
+
+    forecast = planner.forecast(units)
+    priced = any("cost_usd" in row for row in forecast.values())
+    table = Table(title="model calls the plan needs (before decontamination; text tokens estimated)")
+    columns = ["task", "documents", "model calls", "prompt tokens", "image tokens", "text tokens", "output tokens"]
+    for column in columns + (["cost (USD)"] if priced else []):
+        table.add_column(column, justify="left" if column == "task" else "right")
+    for task, row in forecast.items():
+        cells = [task] + [f"{row[k]:,}" for k in ("documents", "calls", "prompt_tokens", "image_tokens",
+                                                   "text_tokens", "output_tokens")]  # fmt: skip
+        table.add_row(*cells, *([f"{row.get('cost_usd', 0.0):,.2f}"] if priced else []))
+    console = _console()
+    console.print(table)
+    used, total = len(units.documents()), len(planner.docs)
+    calls = sum(row["calls"] for row in forecast.values())
+    console.print(f"the plan uses {used:,} of {total:,} pool documents ({len(units.units):,} document-task units); "
+                  f"{calls:,} model calls vs {planner.generate_everything_calls():,} to generate every task "
+                  "for every document")  # fmt: skip
 
 
 @app.command()

@@ -1,4 +1,7 @@
-"""Wires the stages: pool -> decontaminate -> layout -> segment -> generate -> assemble -> publish.
+"""Wires the stages: pool -> decontaminate -> plan -> layout -> segment -> generate -> assemble -> publish.
+
+The plan (stages/plan.py) picks, from page sizes alone, the (document, task) units the dataset needs; layout,
+segment and generate run only for those, with top-up rounds when drops leave a stream of the mixture short.
 
 Each stage's per-document output lives under a fingerprint of (stage, version, config, inputs), so
 a rerun skips finished work and a changed setting recomputes only what depends on it. Work is
@@ -10,11 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import copy
 import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -29,6 +33,7 @@ from longdocvqa.layout import parse_layout
 from longdocvqa.recipe import LayoutConfig, Recipe
 from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.segment import sample_segments
+from longdocvqa.stages import plan as planning
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
 from longdocvqa.store import dump as store_dump
 
@@ -159,10 +164,7 @@ def build(
     if limit is not None:
         docs = docs[:limit]
     docs, index = run_decontaminate(ctx, docs)
-    layout_fp = run_layout(ctx, docs)
-    segments, segment_fp = run_segment(ctx, docs, layout_fp)
-    qas = run_generate(ctx, docs, segments, layout_fp, segment_fp)
-    qas = run_question_overlap(ctx, qas, index)
+    segments, qas, layout_fp = run_planned(ctx, docs, index)
     assembled = run_assemble(ctx, docs, qas, layout_fp)
     if assembled is not None:
         run_publish(ctx, *assembled)
@@ -174,6 +176,14 @@ def build(
 
 def plan(recipe: Recipe, *, limit: int | None = None, workers: int = 1) -> Any:
     """What a build would produce, from the pool's page sizes alone (`build --dry-run`); writes nothing."""
+    return plan_with_units(recipe, limit=limit, workers=workers)[0]
+
+
+def plan_with_units(
+    recipe: Recipe, *, limit: int | None = None, workers: int = 1
+) -> tuple[Any, planning.Planner, planning.BuildPlan]:
+    """`plan`, plus the plan stage's units over the pool (before decontamination): the model calls, prompt tokens
+    and cost per task a build would spend (`build --dry-run`); writes nothing."""
     import tempfile
 
     from longdocvqa.assemble import plan as assembly_plan
@@ -182,7 +192,9 @@ def plan(recipe: Recipe, *, limit: int | None = None, workers: int = 1) -> Any:
         ctx = BuildContext(recipe=recipe, run=RunDir(tmp), workers=workers, progress=Progress())
         docs = run_pool(ctx)[:limit]
     per_doc = recipe.segment.per_document * recipe.generate.questions_per_segment
-    return assembly_plan(docs, recipe.assemble, render_dpi=recipe.render.dpi, qas_per_document=per_doc)
+    planner = planning.Planner([planning.DocSize.from_doc(d) for d in docs], recipe)
+    expected = assembly_plan(docs, recipe.assemble, render_dpi=recipe.render.dpi, qas_per_document=per_doc)
+    return expected, planner, planner.initial()
 
 
 def _timed(ctx: BuildContext, name: str) -> _Timer:
@@ -360,6 +372,99 @@ def run_question_overlap(ctx: BuildContext, qas: dict[str, list[QARecord]], inde
     return {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
 
 
+# ---------------------------------------------------------------- plan
+
+
+def run_plan(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[planning.Planner, planning.BuildPlan]:
+    """Which (document, task) units the dataset needs, from page sizes alone; stored as OUT/plan.json and reused
+    while recipe, seed and pool are unchanged."""
+    with _timed(ctx, "plan") as stats, ctx.progress.stage("plan", 1) as advance:
+        planner = planning.Planner([planning.DocSize.from_doc(d) for d in docs], ctx.recipe)
+        stored = planning.load_plan(_plan_path(ctx), planner.key)
+        build_plan = stored or planner.initial()
+        if stored is None:
+            atomic_write_text(_plan_path(ctx), build_plan.model_dump_json(indent=1))
+        stats.reused = int(stored is not None)
+        advance(1)
+    return planner, build_plan
+
+
+def _plan_path(ctx: BuildContext) -> Path:
+    return ctx.run.root / "plan.json"
+
+
+def run_planned(
+    ctx: BuildContext, docs: list[PdfDoc], index: Any
+) -> tuple[dict[str, list[Segment]], dict[str, list[QARecord]], str]:
+    """Plan, then layout, segment and generate the planned units; when drops leave a stream of the mixture short,
+    draw more units (top-up round) and run again over the larger plan, finished work reused."""
+    from longdocvqa.llm import merge_usage
+
+    planner, build_plan = run_plan(ctx, docs)
+    mark, saved = len(ctx.rejects), copy.deepcopy(ctx.stats)
+    usage: dict[str, Any] = {}  # model calls of the earlier rounds
+    while True:
+        planned = [d for d in docs if d.sha256 in build_plan.documents()]
+        layout_fp = run_layout(ctx, planned)
+        segments, segment_fp = run_segment(ctx, planned, layout_fp)
+        qas = run_generate(ctx, planned, segments, layout_fp, segment_fp, tasks=build_plan.tasks_by_doc())
+        qas = run_question_overlap(ctx, qas, index)
+        more = _top_up(ctx, planner, build_plan, planned, qas, layout_fp)
+        if not more:
+            break
+        build_plan.units += more
+        atomic_write_text(_plan_path(ctx), build_plan.model_dump_json(indent=1))
+        usage = merge_usage(usage, ctx.stats["generate"].extra.get("usage", {}))
+        del ctx.rejects[mark:]  # the next round reports every planned document again
+        ctx.stats = {**copy.deepcopy(saved), "plan": ctx.stats["plan"]}
+    if usage:
+        generate = ctx.stage_stats("generate")
+        generate.extra["usage"] = merge_usage(usage, generate.extra.get("usage", {}))
+    _finish_plan(ctx, planner, build_plan)
+    return segments, qas, layout_fp
+
+
+def _top_up(
+    ctx: BuildContext, planner: planning.Planner, build_plan: planning.BuildPlan, docs: list[PdfDoc],
+    qas: dict[str, list[QARecord]], layout_fp: str,
+) -> list[planning.PlanUnit]:  # fmt: skip
+    """The next round's units: [] when the assembly's sampling of these QAs meets budget and mixture, when the pool
+    has no more units for the short streams, after plan.max_rounds rounds, or while endpoint errors are pending."""
+    from longdocvqa.assemble import document_candidates
+    from longdocvqa.tokens import TokenCounter
+
+    cfg = ctx.recipe.assemble
+    if cfg.budget_tokens is None or build_plan.rounds >= ctx.recipe.plan.max_rounds:
+        return []
+    if ctx.stage_stats("generate").extra.get("incomplete_documents"):
+        return []  # calls failed at the endpoint are retried by the next run; drawing more now would pay twice
+    with _timed(ctx, "plan"):
+        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
+        records = [r for doc in docs for r in qas.get(doc.sha256, [])]
+        candidates, _ = document_candidates(
+            {d.sha256: d for d in docs}, records, lambda sha: _layout_or_fail(ctx, layout_fp, sha), cfg,
+            render_dpi=ctx.recipe.render.dpi, seed=ctx.recipe.seed, counter=counter,
+        )  # fmt: skip
+        deficits = planning.dry_streams(candidates, planner)
+        return planner.more(build_plan, deficits, build_plan.rounds + 1) if deficits else []
+
+
+def _finish_plan(ctx: BuildContext, planner: planning.Planner, build_plan: planning.BuildPlan) -> None:
+    """Reject lines for the pool documents the plan leaves out; predicted vs actual model calls per task."""
+    stats = ctx.stage_stats("plan")
+    for reject in planner.rejects(build_plan):
+        ctx.rejects.append(reject)
+        stats.dropped[reject.reason] += 1
+    forecast = planner.forecast(build_plan)
+    usage = ctx.stats["generate"].extra.get("usage", {}) if "generate" in ctx.stats else {}
+    stats.seen, stats.kept = len(planner.docs), len(build_plan.documents())
+    stats.extra.update(
+        units=len(build_plan.units), rounds=build_plan.rounds, forecast=forecast,
+        generate_everything_calls=planner.generate_everything_calls(),
+        calls=planning.compare(forecast, planning.actual_usage(usage)),
+    )  # fmt: skip
+
+
 # ---------------------------------------------------------------- layout
 
 
@@ -465,27 +570,30 @@ def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
 
 
 def run_generate(
-    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, segment_fp: str
-) -> dict[str, list[QARecord]]:
-    """QA for every segment and task; per-document results are stored, model calls go through the ledger."""
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, segment_fp: str,
+    tasks: Mapping[str, Sequence[str]] | None = None,
+) -> dict[str, list[QARecord]]:  # fmt: skip
+    """QA for every segment and task (or each document's planned `tasks`); per-document results are stored under
+    the document and its task subset, model calls go through the ledger (a task added later pays only its calls)."""
     out = ctx.run.stage("generate", generate_fingerprint(ctx.recipe, segment_fp))
+    key = _unit_keys(ctx, docs, tasks)
     with _timed(ctx, "generate") as stats:
-        todo = [d for d in docs if d.sha256 in segments and not out.done(d.sha256)]
+        todo = [d for d in docs if d.sha256 in segments and not out.done(key[d.sha256])]
         stats.seen = sum(1 for d in docs if d.sha256 in segments)
         stats.reused = stats.seen - len(todo)
         pending: dict[str, dict[str, Any]] = {}
         processes = min(ctx.recipe.generate.processes, len(todo))
         if processes > 1:
-            usage = _generate_in_processes(ctx, todo, segments, layout_fp, out.fingerprint, pending, processes)
+            usage = _generate_in_processes(ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks)
         else:
-            usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending)) if todo else {}
+            usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending, tasks)) if todo else {}
         result: dict[str, list[QARecord]] = {}
         for doc in docs:
             if doc.sha256 in segments:
-                data = pending.get(doc.sha256) or out.read(doc.sha256)["ok"]
+                data = pending.get(doc.sha256) or out.read(key[doc.sha256])["ok"]
                 result[doc.sha256] = [QARecord.model_validate(r) for r in data["records"]]
                 for reject in data["rejects"]:
-                    ctx.rejects.append(Reject.model_validate(reject))
+                    ctx.rejects.append(planning.name_document(Reject.model_validate(reject), doc.path))
                     stats.dropped[reject["reason"]] += 1
         records = [r for rs in result.values() for r in rs]
         stats.kept = len(records)
@@ -524,6 +632,11 @@ def _check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
                f"see {ctx.run.rejects_path}")  # fmt: skip
 
 
+def _unit_keys(ctx: BuildContext, docs: list[PdfDoc], tasks: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
+    every = ctx.recipe.generate.tasks
+    return {d.sha256: planning.unit_key(d.sha256, None if tasks is None else tasks.get(d.sha256), every) for d in docs}
+
+
 async def _generate_all(
     ctx: BuildContext,
     docs: list[PdfDoc],
@@ -531,6 +644,7 @@ async def _generate_all(
     layout_fp: str,
     out: StageOutput,
     pending: dict[str, dict[str, Any]],
+    tasks: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:
     from longdocvqa.qa import open_clients
 
@@ -538,16 +652,18 @@ async def _generate_all(
     client, verifier = open_clients(cfg, str(ctx.run.ledger_path))
     images = PageImages(ctx.run.cache_dir, ctx.recipe)
     limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency))
+    key = _unit_keys(ctx, docs, tasks)
     try:
         with ctx.progress.stage("generate", len(docs)) as advance:
 
             async def one(doc: PdfDoc) -> None:
                 async with limit:
                     result = await _generate_document(
-                        ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images
-                    )
+                        ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images,
+                        None if tasks is None else tasks.get(doc.sha256),
+                    )  # fmt: skip
                 if result is not None and _complete(result):
-                    out.write(doc.sha256, result)
+                    out.write(key[doc.sha256], result)
                 elif result is not None:
                     pending[doc.sha256] = json.loads(json.dumps(store_dump(result)))
                 advance(1)
@@ -565,6 +681,7 @@ async def _generate_all(
 def _generate_in_processes(
     ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
     generate_fp: str, pending: dict[str, dict[str, Any]], processes: int,
+    tasks: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """_generate_all over `processes` worker processes, each with 1/processes of the documents and of the
     endpoint's concurrency; one client process tops out near 300 requests/s of its own CPU (2 cores)."""
@@ -588,6 +705,7 @@ def _generate_in_processes(
                     {d.sha256: segments[d.sha256] for d in shard},
                     layout_fp,
                     generate_fp,
+                    None if tasks is None else {d.sha256: list(tasks.get(d.sha256, [])) for d in shard},
                 )
                 for shard in shards
             ]
@@ -629,12 +747,13 @@ class _QueueProgress(Progress):
 
 def _generate_shard(
     recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
-    generate_fp: str,
+    generate_fp: str, tasks: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
     """One worker's documents: (usage, incomplete documents); finished documents are stored as they finish."""
     ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
     pending: dict[str, dict[str, Any]] = {}
-    usage = asyncio.run(_generate_all(ctx, docs, segments, layout_fp, ctx.run.stage("generate", generate_fp), pending))
+    out = ctx.run.stage("generate", generate_fp)
+    usage = asyncio.run(_generate_all(ctx, docs, segments, layout_fp, out, pending, tasks))
     return usage, pending
 
 
@@ -648,11 +767,13 @@ _RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large"}  # ra
 
 async def _generate_document(
     ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str,
-    client: Any, verifier: Any, images: PageImages,
+    client: Any, verifier: Any, images: PageImages, tasks: Sequence[str] | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     from longdocvqa.qa import generate_document
 
     cfg = ctx.recipe.generate
+    if tasks is not None:  # the plan's tasks for this document only
+        cfg = cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t in tasks]})
     layout = load_layout(ctx.run, layout_fp, doc.sha256)
     if layout is None:
         return None
@@ -732,12 +853,23 @@ def run_assemble(
             render_dpi=ctx.recipe.render.dpi, seed=ctx.recipe.seed, counter=counter, short_rows=short_rows,
         )  # fmt: skip
         stats.seen, stats.kept = len(records), result.stats.examples
+        _account_assembly(result, records, docs, cfg)
         for reject in result.rejects:
             ctx.rejects.append(reject)
             stats.dropped[reject.reason] += 1
         stats.extra["summary"] = result.stats.model_dump(mode="json", exclude={"length_histogram", "pages_histogram"})
         advance(1)
     return result, done
+
+
+def _account_assembly(result: Any, records: list[QARecord], docs: list[PdfDoc], cfg: Any) -> None:
+    """Name each rejected QA's document by its file, and add a line for every QA the sampling left out."""
+    paths = {d.sha256: d.path for d in docs}
+    doc_of = {qa.id: paths[qa.doc_sha256] for qa in records if qa.doc_sha256 in paths}
+    rejected = [r.item for r in result.rejects]
+    result.rejects[:] = [planning.name_document(r, doc_of[r.item]) if r.item in doc_of else r for r in result.rejects]
+    picked = [p.qa.id for p in result.picks if p.qa is not None]
+    result.rejects.extend(planning.unpicked_rejects(records, picked, rejected, cfg.mixture, paths))
 
 
 def _reuse_assembly(ctx: BuildContext, done: Path) -> bool:

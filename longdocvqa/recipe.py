@@ -266,6 +266,17 @@ class AssembleConfig(Strict):
         return bins
 
 
+class PlanConfig(Strict):
+    """What the plan stage draws before any layout, rendering or model call (stages/plan.py)."""
+
+    overdraw: float = Field(
+        0.1, ge=0, le=10, description="extra share of the budget planned for QA that generation or checks drop"
+    )
+    max_rounds: int = Field(
+        20, ge=0, description="at most this many top-up rounds (more documents drawn when drops exceed the margin)"
+    )
+
+
 class PublishConfig(Strict):
     """The Hub-ready dataset folder."""
 
@@ -291,6 +302,7 @@ class Recipe(Strict):
     decontaminate: DecontaminateConfig = Field(default_factory=DecontaminateConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
     assemble: AssembleConfig = Field(default_factory=AssembleConfig)
+    plan: PlanConfig = Field(default_factory=PlanConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
 
     @field_validator("version")
