@@ -12,8 +12,8 @@ each worker writes its own output atomically, so a killed build loses only unfin
 from __future__ import annotations
 
 import asyncio
-import functools
 import copy
+import functools
 import json
 import os
 import time
