@@ -4,6 +4,7 @@ only what ran, and a history of every build (OUT/runs.jsonl, cumulative totals i
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -232,3 +233,29 @@ def test_demo_builds_without_importing_torch_or_transformers(tmp_path: Path) -> 
     assert int(examples) > 0 and heavy == "[]"
     (run,) = [json.loads(line) for line in (tmp_path / "out" / "runs.jsonl").read_text().splitlines()]
     assert run["tokenizer_source"] == "dashscope qwen.tiktoken"
+
+
+def test_tokenizer_comes_from_the_hub_when_no_offline_source_exists(tmp_path: Path) -> None:
+    """After a bare `pip install longdocvqa` (no dashscope, empty cache) the build downloads tokenizer.json."""
+    from fakehub import FakeHub
+    from tokenizers import Tokenizer
+    from tokenizers.models import WordLevel
+
+    local = tmp_path / "tokenizer.json"
+    Tokenizer(WordLevel({"hello": 0, "[UNK]": 1}, unk_token="[UNK]")).save(str(local))
+    code = (
+        "from huggingface_hub import HfApi\n"
+        "api = HfApi(); api.create_repo('org/tok', exist_ok=True)\n"
+        f"api.upload_file(path_or_fileobj={str(local)!r}, path_in_repo='tokenizer.json', repo_id='org/tok')\n"
+        "from longdocvqa import tokens\n"
+        "from longdocvqa.hub.load import fetch_tokenizer_json\n"
+        "tokens.dashscope_tiktoken_path = lambda: None  # as without the data-only dashscope wheel\n"
+        "tokenizer, source = tokens.resolve_tokenizer('org/tok', fetch=fetch_tokenizer_json)\n"
+        "print(source, tokenizer.encode('hello').ids)\n"
+    )
+    with FakeHub(tmp_path / "hub") as hub:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HF_")}
+        env.update(hub.client_env(tmp_path / "hf-home"))
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().splitlines()[-1] == "huggingface hub [0]"
