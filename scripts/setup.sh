@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-compile)  # .pyc on first import only
 "${PIP[@]}" --upgrade pip
 "${PIP[@]}" -e .
 # Data-only wheel, installed without its (heavy, unused) dependencies: dashscope ships qwen.tiktoken, the Qwen2/2.5
