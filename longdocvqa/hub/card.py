@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from longdocvqa import chart
 from longdocvqa.hub.redact import public_recipe_yaml
 from longdocvqa.recipe import Recipe
 
@@ -553,13 +554,6 @@ def write_histograms(folder: Path, stats: Any, build: BuildReport) -> None:
 
 
 def draw_histogram(values: list[int], label: str, path: Path) -> None:
-    """A plain histogram PNG (matplotlib Agg; no timestamp in the metadata, so reruns are byte-identical)."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    fig = Figure(figsize=(6, 3.2), dpi=100)
-    ax = fig.subplots()
-    ax.hist(values or [0], bins=_HIST_BINS, color="#3b6ea5")
-    ax.set_xlabel(label)
-    ax.set_ylabel("examples")
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
+    """A plain histogram PNG of the rows' values (Pillow; deterministic bytes, so reruns are byte-identical)."""
+    edges, counts = chart.histogram(values or [0], _HIST_BINS)
+    chart.stacked_histogram(edges, {"examples": counts}, path, xlabel=label)
