@@ -17,10 +17,11 @@ from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` 
 
 from longdocvqa.history import MASK, masked_argv
 from longdocvqa.hub.card import split_card
-from longdocvqa.hub.publish import passed_checks
+from longdocvqa.hub.publish import passed_checks, source_of
 from longdocvqa.hub.redact import pool_root, public_path, public_recipe
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import load_recipe
+from longdocvqa.records import PdfDoc
 from longdocvqa.validate import validate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -198,6 +199,12 @@ def test_card_of_a_template_build_says_what_ran(demo_build: Path) -> None:
     for question in shown:  # the card's cells are cut at 120 characters
         (row,) = [r for q, r in qa.items() if q.replace("|", "\\|").startswith(question.rstrip("…"))]
         assert passed_checks(row) and row["id"] in used
+
+
+def test_source_is_the_licence_files_or_else_the_file_name() -> None:
+    doc = PdfDoc(sha256="0" * 64, path="/private/folder/a.pdf", size_bytes=1, num_pages=1, page_sizes_pt=[(1, 1)])
+    assert source_of(doc) == "a.pdf"
+    assert source_of(doc.model_copy(update={"source": "texlive-doc"})) == "texlive-doc"
 
 
 def test_failed_checks_keep_a_row_out_of_the_card_examples() -> None:

@@ -179,6 +179,11 @@ def passed_checks(row: Mapping[str, Any]) -> bool:
     return all(outcomes.get(check) in allowed for check, allowed in _PASSED.items())
 
 
+def source_of(doc: PdfDoc) -> str:
+    """Where a document came from, as known: the licence file's source (package or URL), else its file name."""
+    return doc.source or Path(doc.path).name
+
+
 def document_row(doc: PdfDoc) -> dict[str, Any]:
     """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
     return {
@@ -190,7 +195,7 @@ def document_row(doc: PdfDoc) -> dict[str, Any]:
         "title": doc.title,
         "producer": doc.producer,
         "licence": doc.licence,
-        "source": doc.source,
+        "source": source_of(doc),
     }
 
 
@@ -361,7 +366,7 @@ class PublishStats:
                     "file_name": Path(doc.path).name,
                     "num_pages": doc.num_pages,
                     "licence": doc.licence,
-                    "source": doc.source,
+                    "source": source_of(doc),
                     "split": split,
                 }
             )
@@ -446,7 +451,7 @@ def _write_documents(
         if doc.sha256 in docs:
             continue
         split = split_for(doc.sha256, test_share)
-        docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, doc.source)
+        docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, source_of(doc))
         writer.add(split, document_row(doc), 64 * doc.num_pages)
         stats.add_document(doc, split)
     return docs
