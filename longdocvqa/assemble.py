@@ -42,6 +42,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from longdocvqa import chart
 from longdocvqa.errors import RejectedInput, StageError
 from longdocvqa.fingerprint import content_hash
 from longdocvqa.recipe import AssembleConfig
@@ -700,26 +701,8 @@ def write_histograms(stats: AssembleStats, out_dir: str | Path) -> dict[str, Pat
 
 
 def _plot(hist: Histogram, path: Path, xlabel: str, title: str, scale: int) -> Path:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(7, 4), dpi=120)
-    FigureCanvasAgg(figure)
-    axes = figure.add_subplot()
-    lefts = [edge / scale for edge in hist.edges[:-1]]
-    width = (hist.edges[1] - hist.edges[0]) / scale
-    bottom = [0] * len(lefts)
-    for task, counts in hist.counts.items():
-        axes.bar(lefts, counts, width=width, bottom=bottom, align="edge", label=task, edgecolor="white", linewidth=0.4)
-        bottom = [b + c for b, c in zip(bottom, counts, strict=True)]
-    axes.set_xlabel(xlabel)
-    axes.set_ylabel("Count")
-    axes.set_title(title, fontsize=9)
-    if hist.counts:
-        axes.legend(fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, format="png", metadata={"Software": None})  # no version stamp: same bytes on rebuild
-    return path
+    edges = [edge / scale for edge in hist.edges]
+    return chart.stacked_histogram(edges, hist.counts, path, xlabel=xlabel, title=title)
 
 
 # ---------------------------------------------------------------------------------------------- dry-run plan

@@ -26,6 +26,24 @@ app = typer.Typer(
 )
 
 
+def _hide_flag_types() -> None:
+    """Show no `<bool>` beside on/off flags (--dry-run, --resume/--no-resume, --help) in the Rich help: recent Typer
+    prints a value type for every option, though a flag takes no value."""
+    option = getattr(typer.core, "TyperOption", None)
+    shown = getattr(option, "display_type_rich", None)
+    if option is None or shown is None or getattr(shown, "_hides_flags", False):
+        return
+
+    def display_type_rich(self: Any, ctx: Any) -> str | None:
+        return None if getattr(self, "is_flag", False) else shown(self, ctx)
+
+    display_type_rich._hides_flags = True  # type: ignore[attr-defined]
+    option.display_type_rich = display_type_rich
+
+
+_hide_flag_types()
+
+
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
@@ -122,7 +140,7 @@ def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
     table = Table(title=_plain(f"{manifest['name']} {manifest['version']} -> {out_dir}"))
     for column in ("stage", "seen", "kept", "reused", "dropped (by reason)", "seconds"):
         table.add_column(column, justify="left" if column in ("stage", "dropped (by reason)") else "right")
-    for name, stage in manifest["stages"].items():
+    for name, stage in _in_pipeline_order(manifest["stages"]):
         drops = ", ".join(f"{k}: {v}" for k, v in stage["dropped"].items()) or "-"
         table.add_row(
             name, str(stage["seen"]), str(stage["kept"]), str(stage["reused"]), drops, f"{stage['seconds']:.2f}"
@@ -133,6 +151,23 @@ def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
     counts = f"documents {manifest['documents']} ({pages} pages), segments {manifest['segments']}"
     console.print(f"{counts}, examples {manifest.get('examples', 0)}, {manifest['seconds']:.1f} s")
     console.print(_plain(f"rejects: {out_dir / 'rejects.jsonl'}; dataset: {out_dir / 'dataset'}"))
+
+
+def _in_pipeline_order(stages: dict[str, Any]) -> list[tuple[str, Any]]:
+    """Stages as the pipeline runs them (the manifest's JSON keys are sorted); unknown stages last, by name."""
+    from longdocvqa.pipeline import STAGE_ORDER
+
+    def rank(name: str) -> tuple[int, str]:
+        return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
+
+    return sorted(stages.items(), key=lambda item: rank(item[0]))
+
+
+def _run_folder(path: Path) -> Path:
+    """The run directory of `path`: itself, or its parent when given the run's dataset/ folder."""
+    if not (path / "manifest.json").is_file() and (path.parent / "manifest.json").is_file():
+        return path.parent
+    return path
 
 
 def _clear_stages(out_dir: Path) -> None:
@@ -236,8 +271,11 @@ def push(
 
 
 @app.command()
-def inspect(out_dir: Annotated[Path, typer.Argument(help="A build's run directory.")]) -> None:
-    """Show a build's stats, drops by reason and the rejects file."""
+def inspect(
+    out_dir: Annotated[Path, typer.Argument(help="A build's run directory (or its dataset/ folder).")],
+) -> None:
+    """Show a build's stats (stages in pipeline order), drops by reason, history and the rejects file."""
+    out_dir = _run_folder(out_dir)
     manifest_path = out_dir / "manifest.json"
     if not manifest_path.is_file():
         _console(stderr=True).print(_plain(f"{manifest_path}: no manifest; is this a run directory?", "error: "))
@@ -256,9 +294,24 @@ def inspect(out_dir: Annotated[Path, typer.Argument(help="A build's run director
             console.print(f"  {task:<15} {row.get('examples', 0):>6} examples {row.get('tokens', 0):>14,} tokens")
     for reason, count in manifest.get("drops", {}).items():
         console.print(f"dropped {reason}: {count}")
+    _print_history(manifest.get("cumulative"), console)
     for name in ("length_histogram.png", "pages_histogram.png"):
         for path in (out_dir / "dataset").glob(f"**/*{name.split('_')[0]}*.png"):
             console.print(_plain(f"plot: {path}"))
+
+
+def _print_history(total: dict[str, Any] | None, console: Any) -> None:
+    """Totals over every build of this run directory (OUT/runs.jsonl and the call ledger)."""
+    if not total:
+        return
+    calls = total.get("calls") or {}
+    cost = calls.get("cost_usd")
+    console.print(
+        f"history: {total['runs']} builds since {total['first_started_at']}, {total['seconds']:.1f} s in all; "
+        f"model calls paid {calls.get('calls', 0):,}"
+        + (f", cost ${cost:,.4f}" if cost is not None else "")
+        + " (per build: runs.jsonl)"
+    )
 
 
 @app.command()

@@ -229,7 +229,11 @@ def _numpy_signatures(pages: Sequence[str], settings: SignatureSettings) -> tupl
 
 def _datasketch_signatures(pages: Sequence[str], settings: SignatureSettings) -> tuple[np.ndarray, np.ndarray]:
     """datasketch's MinHash (k permutations, SHA-1 of each shingle string): the reference, and the slowest."""
-    from datasketch import MinHash
+    try:
+        from datasketch import MinHash
+    except ImportError:
+        fix = "pip install 'longdocvqa[datasketch]'"
+        raise StageError(f"decontaminate.backend 'datasketch' needs the datasketch package: {fix}") from None
 
     rows, counts = [], []
     for text in pages:
@@ -287,32 +291,30 @@ def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
     return best
 
 
-class _Sketch:
-    """The two things datasketch's MinHashLSH reads from a MinHash: its values and its length."""
-
-    __slots__ = ("hashvalues",)
-
-    def __init__(self, values: np.ndarray) -> None:
-        self.hashvalues = values
-
-    def __len__(self) -> int:
-        return len(self.hashvalues)
-
-
 class SignatureLSH:
-    """datasketch's MinHashLSH over integer keys, with the bands/rows of `lsh_params`."""
+    """Banded LSH over integer keys, with the bands/rows of `lsh_params`: a stored key is a candidate for a query when
+    one band (r consecutive MinHash values) of their signatures is equal. The candidates of datasketch's MinHashLSH
+    with the same bands, without its scipy dependency (tests compare the two)."""
 
     def __init__(self, threshold: float, num_perm: int) -> None:
-        from datasketch import MinHashLSH
-
         self.params = lsh_params(threshold, num_perm)
-        self._lsh = MinHashLSH(num_perm=num_perm, params=self.params)
+        bands, rows = self.params
+        self._spans = [(band * rows, (band + 1) * rows) for band in range(bands)]
+        self._tables: list[dict[bytes, list[int]]] = [{} for _ in range(bands)]
+
+    def _keys(self, signature: np.ndarray) -> list[bytes]:
+        values = np.ascontiguousarray(signature, dtype=np.uint64)
+        return [values[lo:hi].tobytes() for lo, hi in self._spans]
 
     def insert(self, key: int, signature: np.ndarray) -> None:
-        self._lsh.insert(key, _Sketch(signature), check_duplication=False)
+        for table, band in zip(self._tables, self._keys(signature), strict=True):
+            table.setdefault(band, []).append(key)
 
     def query(self, signature: np.ndarray) -> list[int]:
-        return sorted(self._lsh.query(_Sketch(signature)))
+        found: set[int] = set()
+        for table, band in zip(self._tables, self._keys(signature), strict=True):
+            found.update(table.get(band, ()))
+        return sorted(found)
 
 
 _INK = [255 if value < 200 else 0 for value in range(256)]  # grey levels counted as ink when finding the content box

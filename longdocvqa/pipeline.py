@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import __version__, pool, render
+from longdocvqa import __version__, history, pool, render
 from longdocvqa.errors import ExternalServiceError, RecipeError, RejectedInput, StageError
 from longdocvqa.fingerprint import content_hash, stage_fingerprint
 from longdocvqa.layout import parse_layout
@@ -38,6 +38,7 @@ from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_wri
 from longdocvqa.store import dump as store_dump
 
 STAGE_VERSIONS = {"pool": 2, "layout": 1, "segment": 1, "generate": 1}
+STAGE_ORDER = ("pool", "decontaminate", "layout", "segment", "generate", "assemble", "publish")
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
@@ -158,7 +159,7 @@ def build(
     """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest."""
     run = RunDir(out_dir)
     ctx = BuildContext(recipe=recipe, run=run, workers=workers or os.cpu_count() or 1, progress=progress or Progress())
-    started = time.perf_counter()
+    started, started_at, started_epoch = time.perf_counter(), datetime.now(UTC), time.time()
     atomic_write_text(run.root / "recipe.lock.yaml", recipe.to_yaml())
     docs = run_pool(ctx)
     if limit is not None:
@@ -170,8 +171,22 @@ def build(
         run_publish(ctx, *assembled)
     manifest = _manifest(ctx, docs, segments, time.perf_counter() - started)
     run.write_rejects(ctx.rejects)
+    _record_history(ctx, manifest, started_at, started_epoch)
     run.write_manifest(manifest)
     return manifest
+
+
+def _record_history(ctx: BuildContext, manifest: dict[str, Any], started_at: datetime, started_epoch: float) -> None:
+    """Append this build to OUT/runs.jsonl; the manifest gets the totals over every build of this run directory."""
+    ledger, recipe = ctx.run.ledger_path, ctx.recipe
+    record = history.run_record(
+        started_at=started_at.isoformat(timespec="seconds"), finished_at=manifest["finished_at"],
+        seconds=manifest["seconds"], manifest=manifest,
+        calls=history.ledger_calls(ledger, recipe, since=started_epoch, until=time.time()),
+    )  # fmt: skip
+    history.append_run(ctx.run.root, record)
+    manifest["started_at"] = record["started_at"]
+    manifest["cumulative"] = history.cumulative(history.read_runs(ctx.run.root), history.ledger_calls(ledger, recipe))
 
 
 def plan(recipe: Recipe, *, limit: int | None = None, workers: int = 1) -> Any:
@@ -219,7 +234,8 @@ class _Timer:
 def run_pool(ctx: BuildContext) -> list[PdfDoc]:
     """Hash, probe and filter the pool; returns kept documents sorted by sha256."""
     cfg = ctx.recipe.pool
-    out = ctx.run.stage("pool", stage_fingerprint("pool", STAGE_VERSIONS["pool"], cfg.model_dump(exclude={"paths"})))
+    settings = cfg.model_dump(exclude={"paths", "allow_licences"})  # licences are filtered after the stage
+    out = ctx.run.stage("pool", stage_fingerprint("pool", STAGE_VERSIONS["pool"], settings))
     with _timed(ctx, "pool") as stats:
         files, skipped = pool.discover_with_rejects(cfg.paths)
         for reject in skipped:  # unreadable folders, dangling links, link cycles: each gets its reject line
@@ -301,12 +317,16 @@ def _pool_filter(doc: PdfDoc, kept: dict[str, PdfDoc], cfg: Any) -> str | None:
         return "duplicate"
     if not pool.in_page_range(doc, cfg):
         return "page_range"
+    if not pool.licence_allowed(doc, cfg.allow_licences):
+        return "licence_not_allowed"
     return None
 
 
 def _filter_detail(doc: PdfDoc, kept: dict[str, PdfDoc], cfg: Any) -> str:
     if doc.sha256 in kept:
         return f"same bytes as {kept[doc.sha256].path}"
+    if pool.in_page_range(doc, cfg):
+        return f"licence {doc.licence or 'unknown'!r} is not in pool.allow_licences {cfg.allow_licences}"
     return f"{doc.num_pages} pages, outside {cfg.min_pages}-{cfg.max_pages}"
 
 
@@ -845,7 +865,10 @@ def run_assemble(
     if _reuse_assembly(ctx, done):
         return None
     with _timed(ctx, "assemble") as stats, ctx.progress.stage("assemble", 1) as advance:
-        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
+        from longdocvqa.hub.load import fetch_tokenizer_json
+
+        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels, fetch=fetch_tokenizer_json)
+        stats.extra["tokenizer_source"] = counter.source
         short_rows = _load_short_rows(ctx.recipe) if cfg.short_data.share > 0 else None
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]
         result = assemble(
@@ -946,6 +969,7 @@ def run_publish(ctx: BuildContext, assembly: Any, done: Path) -> None:
             drops_by_reason=_drops(ctx.rejects), decontamination=decontamination,
             generator=_generator_name(ctx.recipe),
             length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
+            **_what_ran(ctx.recipe),
         )  # fmt: skip
         with ctx.progress.stage("publish", len(picks)) as advance:
             summary = write_dataset(
@@ -985,6 +1009,20 @@ def _short_images(assembly: Any) -> Callable[[int], list[bytes]] | None:
     from longdocvqa.hub.load import short_row_images
 
     return lambda index: short_row_images(rows[index])
+
+
+def _what_ran(recipe: Recipe) -> dict[str, Any]:
+    """The card's account of generation, verification and decontamination, from the settings this build ran."""
+    from longdocvqa.qa import TEMPLATE_PROMPT_VERSION
+
+    gen, verify = recipe.generate.generator, recipe.generate.verify
+    return {
+        "generator_kind": gen.kind,
+        "prompt_version": TEMPLATE_PROMPT_VERSION if gen.kind == "template" else recipe.generate.prompt_version,
+        "verifier": (verify.endpoint or gen.endpoint).model if verify.enabled and gen.kind != "template" else None,
+        "benchmarks": [b.name for b in recipe.decontaminate.benchmarks],
+        "within_pool": recipe.decontaminate.within_pool,
+    }
 
 
 def _generator_name(recipe: Recipe) -> str:

@@ -154,5 +154,12 @@ def attach_licence(doc: PdfDoc, licences: dict[str, tuple[str | None, str | None
     return doc.model_copy(update={"licence": hit[0], "source": hit[1]})
 
 
+def licence_allowed(doc: PdfDoc, allowed: list[str] | None) -> bool:
+    """Whether `doc`'s licence is in `allowed` (case-insensitive; 'unknown' stands for none); None allows all."""
+    if allowed is None:
+        return True
+    return (doc.licence or "unknown").strip().lower() in {a.strip().lower() for a in allowed}
+
+
 def pool_reject(path: Path, exc: RejectedInput) -> Reject:
     return Reject(stage="pool", item=str(path), reason=exc.reason, detail=exc.detail)

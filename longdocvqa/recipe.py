@@ -44,6 +44,11 @@ class PoolConfig(Strict):
     max_page_side_pt: float = Field(14400.0, gt=0, description="PDF's own limit: 200 inches")
     licences: str | None = Field(None, description="optional TSV file: path-or-filename<TAB>licence<TAB>source")
     max_reject_rate: float = Field(0.5, ge=0, le=1, description="stop the build when more of the pool is rejected")
+    allow_licences: list[str] | None = Field(
+        None,
+        description="keep only documents whose licence (from `licences`) is one of these, case-insensitive; "
+        "'unknown' matches documents without one; others are rejected with reason licence_not_allowed",
+    )
 
     @model_validator(mode="after")
     def _ordered(self) -> PoolConfig:
@@ -284,6 +289,12 @@ class PublishConfig(Strict):
     max_shard_mb: int = Field(500, ge=1)
     rows_per_group: int = Field(4, ge=1)
     licence: str = "other"
+    licence_name: str | None = Field(
+        None, description="card `license_name` when licence is `other`; default: the source licences, joined"
+    )
+    licence_link: str | None = Field(
+        None, description="card `license_link` when licence is `other`; default: the LICENSE.md written beside it"
+    )
     repo: str | None = None
     pretty_name: str | None = None
 

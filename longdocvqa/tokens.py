@@ -1,7 +1,8 @@
 """Exact Qwen2.5-VL sequence lengths, from page sizes and text, without pixels or a model.
 
 Owns: the pixel size PyMuPDF gives a page at a DPI, Qwen2-VL's `smart_resize` and image-token formula, loading the
-Qwen2 tokenizer (Hub cache, or offline from the `qwen.tiktoken` file that the PyPI package `dashscope` ships), and
+Qwen2 tokenizer (Hub cache, offline from the `qwen.tiktoken` file that the PyPI package `dashscope` ships, converted
+with `tokenizers` alone, or a Hub download the caller passes in), and
 counting the tokens of a TRL conversation rendered with Qwen2.5-VL's chat template. The count equals
 `len(input_ids)` from `Qwen2_5_VLProcessor(text=apply_chat_template(messages), images=pages)` (tests check it).
 Does not own: building examples (assemble.py) or rendering pages (render.py).
@@ -19,7 +20,7 @@ import io
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -154,44 +155,68 @@ def cache_dir() -> Path:
     return Path(os.environ.get("LONGDOCVQA_CACHE") or Path.home() / ".cache" / "longdocvqa")
 
 
-def load_tokenizer(name: str = "Qwen/Qwen2.5-VL-7B-Instruct", cache: str | Path | None = None) -> Any:
-    """The Qwen2 tokenizer as a `tokenizers.Tokenizer`, offline.
+def load_tokenizer(
+    name: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+    cache: str | Path | None = None,
+    fetch: Callable[[str], Path | None] | None = None,
+) -> Any:
+    """The Qwen2 tokenizer as a `tokenizers.Tokenizer` (see `resolve_tokenizer`)."""
+    return resolve_tokenizer(name, cache, fetch)[0]
+
+
+def resolve_tokenizer(
+    name: str = "Qwen/Qwen2.5-VL-7B-Instruct",
+    cache: str | Path | None = None,
+    fetch: Callable[[str], Path | None] | None = None,
+) -> tuple[Any, str]:
+    """(tokenizer, where it came from), with no dependency beyond `tokenizers`.
 
     Tried in order: `name` as a local folder with tokenizer.json; `name` as a Hub model id already in the local
-    Hugging Face cache (transformers AutoTokenizer, local_files_only); the `qwen.tiktoken` vocabulary shipped by the
-    PyPI package dashscope, converted once and cached (identical ids to the official tokenizer).
+    Hugging Face cache; the `qwen.tiktoken` vocabulary shipped by the PyPI package dashscope, converted once and
+    cached (identical ids to the official tokenizer); `fetch(name)`, a download of the model's tokenizer.json from
+    the Hub when online (the pipeline passes one; this module stays offline).
     """
     from tokenizers import Tokenizer
 
     folder = Path(name)
     if (folder / "tokenizer.json").is_file():
-        return Tokenizer.from_file(str(folder / "tokenizer.json"))
+        return Tokenizer.from_file(str(folder / "tokenizer.json")), "local folder"
     cached = _tokenizer_from_hub_cache(name)
     if cached is not None:
-        return cached
-    return _tokenizer_from_dashscope(name, Path(cache) if cache else cache_dir())
+        return cached, "huggingface cache"
+    if dashscope_tiktoken_path() is not None or fetch is None:
+        return _tokenizer_from_dashscope(name, Path(cache) if cache else cache_dir()), "dashscope qwen.tiktoken"
+    downloaded = fetch(name)
+    if downloaded is None:
+        raise StageError(
+            f"no Qwen2 tokenizer for {name!r}: not a local folder, not in the Hugging Face cache, the Hub could not "
+            f"be reached (or HF_HUB_OFFLINE is set), and the offline vocabulary is not installed; fix: {DASHSCOPE_FIX}"
+        )
+    return Tokenizer.from_file(str(downloaded)), "huggingface hub"
 
 
 def _hub_cache_roots() -> list[Path]:
-    """Where the Hugging Face cache may be (HF_HUB_CACHE, HF_HOME/hub, the default), to skip importing transformers
-    when the model was never downloaded."""
+    """Where the Hugging Face cache may be (HF_HUB_CACHE, HF_HOME/hub, the default)."""
     roots = [os.environ.get("HF_HUB_CACHE"), os.environ.get("HF_HOME") and str(Path(os.environ["HF_HOME"]) / "hub")]
     return [Path(r) for r in roots if r] + [Path.home() / ".cache" / "huggingface" / "hub"]
 
 
 def _tokenizer_from_hub_cache(name: str) -> Any | None:
+    """tokenizer.json of `name` from the Hugging Face cache's documented layout (refs/main -> snapshots/<commit>)."""
+    from tokenizers import Tokenizer
+
     if "/" not in name or Path(name).exists():
         return None
-    folder = "models--" + name.replace("/", "--")
-    if not any((root / folder).is_dir() for root in _hub_cache_roots()):
-        return None
-    try:
-        from transformers import AutoTokenizer
-
-        fast = AutoTokenizer.from_pretrained(name, local_files_only=True)
-    except (ImportError, OSError, ValueError):
-        return None
-    return getattr(fast, "backend_tokenizer", None) or getattr(fast, "_tokenizer", None)
+    for root in _hub_cache_roots():
+        repo = root / ("models--" + name.replace("/", "--"))
+        ref = repo / "refs" / "main"
+        snapshots = [ref.read_text().strip()] if ref.is_file() else []
+        snapshots += sorted(p.name for p in (repo / "snapshots").glob("*")) if (repo / "snapshots").is_dir() else []
+        for commit in snapshots:
+            path = repo / "snapshots" / commit / "tokenizer.json"
+            if path.is_file():
+                return Tokenizer.from_file(str(path))
+    return None
 
 
 def dashscope_tiktoken_path() -> Path | None:
@@ -225,28 +250,54 @@ def _tokenizer_from_dashscope(name: str, cache: Path) -> Any:
     return Tokenizer.from_file(str(target))
 
 
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character map used by byte-level BPE."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = printable[:]
+    extra = 0
+    for byte in range(256):
+        if byte not in printable:
+            printable.append(byte)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(printable, (chr(c) for c in chars), strict=True))
+
+
+def tiktoken_vocab_merges(ranks: Mapping[bytes, int]) -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """Byte-level BPE vocab and merges from tiktoken ranks: a token's merges are its splits into two tokens, in rank
+    order (the same derivation as transformers' TikTokenConverter, without transformers)."""
+    encoder = bytes_to_unicode()
+
+    def as_text(token: bytes) -> str:
+        return "".join(encoder[b] for b in token)
+
+    vocab, merges = {}, []
+    for token, rank in ranks.items():
+        vocab[as_text(token)] = rank
+        splits = [(token[:i], token[i:]) for i in range(1, len(token)) if token[:i] in ranks and token[i:] in ranks]
+        merges += sorted(((left, right, rank) for left, right in splits), key=lambda m: (ranks[m[0]], ranks[m[1]]))
+    merges.sort(key=lambda m: m[2])
+    return vocab, [(as_text(left), as_text(right)) for left, right, _ in merges]
+
+
 def convert_tiktoken(vocab_path: str | Path) -> Any:
-    """Convert Qwen's `qwen.tiktoken` (base64 token, rank per line) into a `tokenizers.Tokenizer` (about 2 s).
+    """Convert Qwen's `qwen.tiktoken` (base64 token, rank per line) into a `tokenizers.Tokenizer` (a few seconds).
 
     Qwen2 split regex, NFC normalisation, byte-level BPE, and the 22 added tokens at ids 151643..151664.
     """
-    try:
-        from transformers.convert_slow_tokenizer import TikTokenConverter
-    except ImportError:
-        raise StageError(
-            "converting qwen.tiktoken needs transformers (pip install 'longdocvqa[train]'), "
-            "or put the model's tokenizer.json in the Hugging Face cache"
-        ) from None
-    from tokenizers import AddedToken, normalizers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, normalizers, pre_tokenizers, processors
+    from tokenizers.models import BPE
 
-    class _NoTiktoken(TikTokenConverter):  # reads the ranks itself: the converter then needs no tiktoken
-        @staticmethod
-        def load_tiktoken_bpe(path: str) -> dict[bytes, int]:
-            lines = Path(path).read_bytes().splitlines()
-            return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in lines if line)}
-
-    converter = _NoTiktoken(vocab_file=str(vocab_path), pattern=QWEN2_SPLIT_PATTERN, extra_special_tokens=[])
-    tokenizer = converter.converted()
+    lines = Path(vocab_path).read_bytes().splitlines()
+    ranks = {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in lines if line)}
+    vocab, merges = tiktoken_vocab_merges(ranks)
+    tokenizer = Tokenizer(BPE(vocab, merges, fuse_unk=False))
+    tokenizer.model.ignore_merges = True
+    split = pre_tokenizers.Split(Regex(QWEN2_SPLIT_PATTERN), behavior="isolated", invert=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([split, pre_tokenizers.ByteLevel(add_prefix_space=False,
+                                                                                        use_regex=False)])  # fmt: skip
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
     tokenizer.normalizer = normalizers.NFC()
     tokenizer.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in EXTRA_ADDED_TOKENS])
@@ -306,14 +357,19 @@ class TokenCounter:
         self.max_pixels = max_pixels
         self._run_tokens: dict[str, int] = {}
         self._page_tables: dict[int, dict[tuple[float, float], int]] = {}
+        self.source = "given"  # where the tokenizer came from (recorded in OUT/runs.jsonl)
 
     @classmethod
     def load(
         cls, tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct", min_pixels: int = HUB_MIN_PIXELS,
         max_pixels: int = HUB_MAX_PIXELS, cache: str | Path | None = None,
+        fetch: Callable[[str], Path | None] | None = None,
     ) -> TokenCounter:  # fmt: skip
-        """A counter for AssembleConfig's tokenizer, min_pixels and max_pixels (see `load_tokenizer`)."""
-        return cls(load_tokenizer(tokenizer, cache), min_pixels, max_pixels)
+        """A counter for AssembleConfig's tokenizer, min_pixels and max_pixels (see `resolve_tokenizer`)."""
+        loaded, source = resolve_tokenizer(tokenizer, cache, fetch)
+        counter = cls(loaded, min_pixels, max_pixels)
+        counter.source = source
+        return counter
 
     def count_texts(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each plain text (no template, no special tokens added), encoded in one batch."""

@@ -109,6 +109,7 @@ class CardMeta(BaseModel):
 class DocEntry:
     splits: set[str]
     num_pages: int
+    licence: str | None = None
 
 
 @dataclass
@@ -214,6 +215,8 @@ def _check_card_configs(header: dict[str, Any], report: ValidationReport) -> Non
             report.fail("card", f"`configs` lacks the `{name}` config")
     if not (configs.get(DEFAULT_CONFIG) or {}).get("default"):
         report.fail("card", f"`{DEFAULT_CONFIG}` is not marked `default: true`")
+    if header.get("license") == "other" and not (header.get("license_name") and header.get("license_link")):
+        report.fail("card", "`license: other` needs `license_name` and `license_link` (the Hub shows them)")
 
 
 def check_counts(report: ValidationReport, header: dict[str, Any], meta: CardMeta, seen: Seen) -> None:
@@ -291,7 +294,7 @@ def check_document(report: ValidationReport, seen: Seen, split: str, row: dict[s
         report.fail(kind, f"document listed in {other!r} and again in {split!r}", **where)
         seen.docs[sha].splits.add(split)
         return
-    seen.docs[sha] = DocEntry({split}, row["num_pages"])
+    seen.docs[sha] = DocEntry({split}, row["num_pages"], row["licence"])
     if row["num_pages"] < 1 or len(row["page_sizes_pt"] or []) != row["num_pages"]:
         report.fail(
             "schema", f"num_pages {row['num_pages']} but {len(row['page_sizes_pt'] or [])} page sizes", **where
@@ -313,6 +316,7 @@ def check_qa(report: ValidationReport, seen: Seen, split: str, row: dict[str, An
     doc = _document(report, seen, row["doc_sha256"], split, where)
     if doc is None:
         return
+    _check_licence(report, row, doc, where)
     start, end = row["segment_start"], row["segment_end"]
     if not 1 <= start <= end <= doc.num_pages:
         report.fail("segment", f"segment pages {start}-{end} outside the document's 1-{doc.num_pages}", **where)
@@ -321,6 +325,12 @@ def check_qa(report: ValidationReport, seen: Seen, split: str, row: dict[str, An
             report.fail("evidence_page", f"evidence page {page} outside the document's 1-{doc.num_pages}", **where)
         elif not start <= page <= end:
             report.fail("evidence_page", f"evidence page {page} outside the recorded segment {start}-{end}", **where)
+
+
+def _check_licence(report: ValidationReport, row: dict[str, Any], doc: DocEntry, where: dict[str, str]) -> None:
+    """A row carries its document's licence (so training data can be filtered by licence without a join)."""
+    if row["licence"] != doc.licence:
+        report.fail("licence", f"row licence {row['licence']!r}, its document's {doc.licence!r}", **where)
 
 
 def schema_problems(record: dict[str, Any]) -> list[str]:
@@ -378,6 +388,8 @@ def check_sft(
         if doc is not None and (len(images) != doc.num_pages or row["num_pages"] != doc.num_pages):
             message = f"{len(images)} images, num_pages {row['num_pages']}, document has {doc.num_pages} pages"
             report.fail("image_count", message, **where)
+        if doc is not None:
+            _check_licence(report, row, doc, where)
     elif row["num_pages"] != len(images):
         report.fail("image_count", f"{len(images)} images, num_pages {row['num_pages']}", **where)
     _check_messages(report, row, where)

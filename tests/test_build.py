@@ -107,3 +107,6 @@ def test_benchmark_copies_are_dropped_and_reported(write_recipe, pdf_dir, tmp_pa
     assert Path(hit["item"]).name == "etoolbox.pdf" or "etoolbox" in json.dumps(hit)
     card = (tmp_path / "out" / "dataset" / "README.md").read_text()
     assert "mmlongbench-doc" in card
+    assert "| mmlongbench-doc | pdfs | bench_sha256 | 1 | `copy-of-etoolbox.pdf` |" in card  # benchmark, rule, count
+    assert "decontaminated against `mmlongbench-doc`" in card and "No benchmark was configured" not in card
+    assert str(bench) not in card and "- <local>/bench" not in card and "path: <local>/bench" in card

@@ -52,3 +52,28 @@ def test_bad_recipe_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "longdocvqa", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "build" in out.stdout
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_shows_no_value_type_for_flags(command: str | None) -> None:
+    result = runner.invoke(app, [command, "--help"] if command else ["--help"], terminal_width=120)
+    assert result.exit_code == 0 and "<bool>" not in result.output, result.output
+
+
+def test_inspect_lists_stages_in_pipeline_order_and_takes_the_dataset_folder(tmp_path: Path) -> None:
+    from longdocvqa.pipeline import STAGE_ORDER
+    from longdocvqa.store import atomic_write_json
+
+    stage = {"seen": 1, "kept": 1, "reused": 0, "dropped": {}, "seconds": 0.1}
+    manifest = {"name": "demo", "version": "0.1.0", "documents": 1, "segments": 1, "examples": 1, "seconds": 1.0,
+                "stages": {name: stage for name in STAGE_ORDER}, "drops": {},
+                "cumulative": {"runs": 2, "first_started_at": "2026-01-01T00:00:00+00:00", "seconds": 3.5,
+                               "stage_seconds": {}, "calls": {"calls": 7, "cost_usd": 0.25}}}  # fmt: skip
+    atomic_write_json(tmp_path / "manifest.json", manifest)  # as the pipeline writes it: keys sorted
+    (tmp_path / "dataset").mkdir()
+    for target in (tmp_path, tmp_path / "dataset"):
+        result = runner.invoke(app, ["inspect", str(target)], terminal_width=200)
+        assert result.exit_code == 0, result.output
+        rows = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")]
+        assert rows == list(STAGE_ORDER)
+        assert "history: 2 builds since 2026-01-01T00:00:00+00:00" in result.output and "cost $0.2500" in result.output

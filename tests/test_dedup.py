@@ -374,3 +374,28 @@ def test_estimates_agree_across_backends(pdf_dir: Path) -> None:
         one, two = dedup.page_signatures(a, settings), dedup.page_signatures(variant, settings)
         assert one.values.shape == (52, 128) and one.values.dtype == np.uint32
         assert 0.55 < dedup.estimate_jaccard(one.document(), two.document())[0] < 0.85
+
+
+def test_our_lsh_finds_the_candidates_of_datasketch_minhashlsh() -> None:
+    """SignatureLSH (banded, numpy + dict: no scipy in the base install) against datasketch's MinHashLSH."""
+    datasketch = pytest.importorskip("datasketch")
+
+    class Sketch:  # what MinHashLSH reads from a MinHash: its values and its length
+        def __init__(self, values: np.ndarray) -> None:
+            self.hashvalues = values
+
+        def __len__(self) -> int:
+            return len(self.hashvalues)
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 2**32, size=(40, 128), dtype=np.uint64)
+    near = base.copy()
+    near[:, :48] = rng.integers(0, 2**32, size=(40, 48), dtype=np.uint64)  # 8 of 21 bands of 6 rows changed
+    ours = dedup.SignatureLSH(0.7, 128)
+    theirs = datasketch.MinHashLSH(num_perm=128, params=ours.params)
+    for key, signature in enumerate(base):
+        ours.insert(key, signature)
+        theirs.insert(key, Sketch(signature), check_duplication=False)
+    for query in [*near, *rng.integers(0, 2**32, size=(10, 128), dtype=np.uint64), *base[:5]]:
+        assert ours.query(query) == sorted(theirs.query(Sketch(query)))
+    assert ours.query(near[7]) and 7 in ours.query(near[7])

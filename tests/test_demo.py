@@ -30,7 +30,7 @@ def test_demo_build_has_segments_qa_and_a_valid_dataset(demo_build: Path) -> Non
     docs = {r["sha256"]: r for r in load_dataset(str(demo_build / "dataset"), "documents", split="train")}
     row = sft[0]
     assert len(row["images"]) == docs[row["doc_id"]]["num_pages"]
-    assert 32_768 <= row["num_tokens"] <= 131_072
+    assert 1_024 <= row["num_tokens"] <= 4_096  # CPU-sized: the window of train/configs/cpu-smoke.yaml
 
 
 @pytest.mark.slow
@@ -40,11 +40,12 @@ def test_trainer_runs_on_the_demo_build(demo_build: Path, tmp_path: Path) -> Non
     launcher = [str(accelerate), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
                 "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     command = [*launcher, "train/sft.py", "--config", "train/configs/cpu-smoke.yaml",
-               "--dataset_name", str(demo_build / "dataset"), "--output_dir", str(out), "--max_steps", "2",
-               "--per_device_train_batch_size", "1", "--max_pixels", "3136"]  # fmt: skip
+               "--dataset_name", str(demo_build / "dataset"), "--output_dir", str(out), "--max_steps", "1",
+               "--per_device_train_batch_size", "1"]  # fmt: skip
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
-    assert "max_pixels" in result.stderr  # the card records 12845056; the smoke run warns about the mismatch
+    assert "num_tokens will be wrong" not in result.stderr  # the demo card's pixel budget is cpu-smoke.yaml's
+    assert "not dropped by length" not in result.stderr
     state = json.loads((out / "trainer_state.json").read_text())
     assert [e["loss"] for e in state["log_history"] if "loss" in e]

@@ -289,10 +289,13 @@ def test_qa_and_documents_round_trip(sample: Sample, tmp_path: Path) -> None:
         assert record["verification"] == "not_run"  # defaults of QARecord are filled in
     docs = load(sample.dataset, "documents", tmp_path)
     rows = {row["file_name"]: row for split in docs for row in docs[split]}
+    by_sha = {row["sha256"]: row["file_name"] for row in rows.values()}
     assert set(rows) == set(SAMPLE_PDFS)
     assert rows["ulineno.pdf"]["licence"] == "LPPL-1.3c" and rows[SAMPLE_PDFS[2]]["licence"] is None
     assert len(rows["latexbug.pdf"]["page_sizes_pt"]) == rows["latexbug.pdf"]["num_pages"] == 33
     assert not any("/" in name for name in rows)  # no machine paths in the published rows
+    for row in (r for split in qa for r in qa[split]):  # every qa row carries its document's licence
+        assert row["licence"] == rows[by_sha[row["doc_sha256"]]]["licence"]
 
 
 def test_streaming_gives_the_same_rows(sample: Sample, tmp_path: Path) -> None:
@@ -342,18 +345,20 @@ def test_card_body_reports_the_build(tmp_path: Path) -> None:
     build = BuildReport(
         drops_by_reason={"pool/too_short": 4, "generate/invalid_json": 1},
         decontamination={"docvqa: removed documents": 2},
+        benchmarks=["docvqa"],
     )
     sample = build_sample(tmp_path / "out", build=build)
     _, body = split_card((sample.dataset / "README.md").read_text())
     for expected in (
         "pool/too_short | 4",
         "docvqa: removed documents | 2",
-        "<details><summary>Recipe (resolved)",
+        "<details><summary>Recipe (resolved; local paths relative to the pool root, endpoints redacted)",
         'load_dataset("org/name", "sft", revision="v0.1.0")',
         "LPPL-1.3c | 2",
         "unknown | 1",
         "train/",
-        "Prompt versions: `v1` (9)",
+        "QA rows by prompt version: `v1` (9)",
+        "| LPPL-1.3c | 2 |",  # per licence: documents, sft examples, qa rows
         "extract-multi",
     ):
         assert expected in body

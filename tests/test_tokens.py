@@ -141,6 +141,49 @@ def test_missing_vocabulary_names_the_fix(monkeypatch: pytest.MonkeyPatch, tmp_p
 # ---------------------------------------------------------------------------------------------- template
 
 
+def test_conversion_needs_only_tokenizers_and_equals_transformers_converter(counter: tokens.TokenCounter) -> None:
+    """The base install has no transformers: our tiktoken conversion must give the very tokenizer it would."""
+    import base64
+
+    converters = pytest.importorskip("transformers.convert_slow_tokenizer")
+    from tokenizers import AddedToken, normalizers
+
+    class Reference(converters.TikTokenConverter):
+        @staticmethod
+        def load_tiktoken_bpe(path: str) -> dict[bytes, int]:
+            lines = Path(path).read_bytes().splitlines()
+            return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in lines if line)}
+
+    vocab = tokens.dashscope_tiktoken_path()
+    reference = Reference(vocab_file=str(vocab), pattern=tokens.QWEN2_SPLIT_PATTERN, extra_special_tokens=[])
+    expected = reference.converted()
+    expected.normalizer = normalizers.NFC()
+    expected.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in tokens.SPECIAL_TOKENS])
+    expected.add_tokens([AddedToken(t, special=False, normalized=False) for t in tokens.EXTRA_ADDED_TOKENS])
+    assert tokens.convert_tiktoken(vocab).to_str() == expected.to_str()
+
+
+def test_tokenizer_sources_in_order(counter: tokens.TokenCounter, monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
+    saved = tmp_path / "tokenizer.json"
+    counter.tokenizer.save(str(saved))
+    snapshot = tmp_path / "hub" / "models--org--tok" / "snapshots" / "abc123"
+    snapshot.mkdir(parents=True)
+    (snapshot.parent.parent / "refs").mkdir()
+    (snapshot.parent.parent / "refs" / "main").write_text("abc123")
+    (snapshot / "tokenizer.json").write_bytes(saved.read_bytes())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    assert tokens.resolve_tokenizer(str(tmp_path))[1] == "local folder"
+    assert tokens.resolve_tokenizer("org/tok")[1] == "huggingface cache"  # no transformers needed
+    assert (
+        tokens.resolve_tokenizer("org/other", tmp_path / "c", fetch=lambda name: None)[1] == "dashscope qwen.tiktoken"
+    )
+    monkeypatch.setattr(tokens, "dashscope_tiktoken_path", lambda: None)
+    fetched, source = tokens.resolve_tokenizer("org/other", fetch=lambda name: saved)
+    assert source == "huggingface hub" and fetched.encode("Hello").ids == counter.tokenizer.encode("Hello").ids
+    with pytest.raises(StageError, match=r"Hub could not be reached .* pip install --no-deps dashscope"):
+        tokens.resolve_tokenizer("org/other", fetch=lambda name: None)
+
+
 def test_render_chat_matches_trl_template() -> None:
     import jinja2
 

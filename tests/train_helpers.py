@@ -3,7 +3,8 @@
 `make_sft_folder` writes what `load_dataset(folder, "sft")` reads exactly as it would read the Hub repo: README.md
 with a `configs:` YAML header and Parquet shards under data/sft/. Rows follow DESIGN.md §4: `id`, `task`, `doc_id`,
 `num_tokens` (exact, counted with the training processor), `images` (PyMuPDF renders of real PDF pages) and
-`messages` (user: per page "Page N:" + an image placeholder, then the question; assistant: the answer).
+`messages` (user: per page "Page N:" + an image placeholder, then the question; assistant: the answer), `licence`
+and `source` (of the PDF).
 The lead can swap this for the project's demo build once it exists.
 """
 
@@ -19,6 +20,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # tests import train.* from this checkout
     sys.path.insert(0, str(REPO_ROOT))
 
+TEST_PDF_LICENCE = "GPL-2 (portions LGPL, Artistic)"  # R-FAQ.pdf, from tests/data/pdfs/SOURCES.tsv
+TEST_PDF_SOURCE = "r-doc-pdf"
 TINY_MIN_PIXELS = 28 * 28 * 4
 TINY_MAX_PIXELS = 28 * 28 * 64
 CARD_HEADER = """---
@@ -92,7 +95,8 @@ def count_tokens(processor: Any, messages: list[dict[str, Any]], images: list[An
 
 def sft_rows(pages: list[tuple[Any, str]], n_examples: int, pages_per_example: int, processor: Any) -> dict:
     """Column dict of `n_examples` rows, each over `pages_per_example` consecutive pages (wrapping around)."""
-    rows: dict[str, list] = {key: [] for key in ("id", "task", "doc_id", "num_tokens", "images", "messages")}
+    keys = ("id", "task", "doc_id", "num_tokens", "images", "messages", "licence", "source")
+    rows: dict[str, list] = {key: [] for key in keys}
     doc_id = hashlib.sha256(b"".join(text.encode() for _, text in pages)).hexdigest()
     for index in range(n_examples):
         chosen = [(index + offset) % len(pages) for offset in range(pages_per_example)]
@@ -106,6 +110,8 @@ def sft_rows(pages: list[tuple[Any, str]], n_examples: int, pages_per_example: i
         rows["num_tokens"].append(count_tokens(processor, messages, images))
         rows["images"].append(images)
         rows["messages"].append(messages)
+        rows["licence"].append(TEST_PDF_LICENCE)
+        rows["source"].append(TEST_PDF_SOURCE)
     return rows
 
 
@@ -122,6 +128,8 @@ def sft_features() -> Any:
             "num_tokens": Value("int64"),
             "images": List(Image()),
             "messages": List({"role": Value("string"), "content": List(part)}),
+            "licence": Value("string"),  # as longdocvqa's `sft` rows: the source document's licence and origin
+            "source": Value("string"),
         }
     )
 

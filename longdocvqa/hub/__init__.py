@@ -6,6 +6,6 @@
 - `load`: reading a folder or a Hub repo the way a user would (`datasets.load_dataset`), and its card.
 - `push`: the versioned upload to the Hub (one commit, one tag, resumable, refuses to overwrite a tag).
 
-Heavy libraries (pyarrow, datasets, huggingface_hub, matplotlib) are imported inside functions, so importing this
+Heavy libraries (pyarrow, datasets, huggingface_hub) are imported inside functions, so importing this
 package stays cheap.
 """

@@ -10,6 +10,7 @@ sources and licences, how to load and train. Rows are the truth; this module onl
 
 from __future__ import annotations
 
+import re
 import shutil
 import statistics
 from collections.abc import Mapping
@@ -19,12 +20,15 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
+from longdocvqa import chart
+from longdocvqa.hub.redact import public_recipe_yaml
 from longdocvqa.recipe import Recipe
 
 CARD_KEY = "longdocvqa"
 ASSETS = "assets"
 LENGTH_PNG = f"{ASSETS}/length_histogram.png"
 PAGES_PNG = f"{ASSETS}/pages_histogram.png"
+LICENCE_FILE = "LICENSE.md"
 TASK_CATEGORIES = ["visual-question-answering", "document-question-answering", "image-text-to-text"]
 TAGS = ["long-context", "long-document", "document-understanding", "multimodal", "synthetic", "sft", "longdocvqa"]
 _SIZE_BOUNDS = [(1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")]
@@ -42,6 +46,11 @@ class BuildReport(BaseModel):
     pages_histogram_png: Path | None = None
     generator: str | None = Field(default=None, description="generator model; defaults to the recipe's")
     notes: str = ""
+    generator_kind: str | None = Field(default=None, description="'template' or 'openai'; defaults to the recipe's")
+    prompt_version: str | None = Field(default=None, description="prompt version; defaults to the recipe's")
+    verifier: str | None = Field(default=None, description="verifier model when verification ran, else None")
+    benchmarks: list[str] | None = Field(default=None, description="benchmarks decontaminated against (names)")
+    within_pool: bool | None = Field(default=None, description="near-duplicates removed inside the pool")
 
 
 def size_category(num_rows: int) -> str:
@@ -53,6 +62,7 @@ def write_card(folder: Path, recipe: Recipe, stats: Any, build: BuildReport | No
     """Write README.md and the histogram PNGs into the dataset folder; returns the README path."""
     build = build or BuildReport()
     write_histograms(folder, stats, build)
+    write_licence_file(folder, recipe, stats)
     header = card_header(folder, recipe, stats)
     text = (
         "---\n"
@@ -87,6 +97,7 @@ def card_header(folder: Path, recipe: Recipe, stats: Any) -> dict[str, Any]:
     header: dict[str, Any] = {
         "pretty_name": recipe.publish.pretty_name or recipe.name,
         "license": recipe.publish.licence,
+        **licence_yaml(recipe, stats),
         "task_categories": TASK_CATEGORIES,
         "size_categories": [size_category(num_sft)],
         "tags": TAGS,
@@ -95,6 +106,38 @@ def card_header(folder: Path, recipe: Recipe, stats: Any) -> dict[str, Any]:
         CARD_KEY: longdocvqa_yaml(recipe, stats),
     }
     return header
+
+
+def licence_yaml(recipe: Recipe, stats: Any) -> dict[str, str]:
+    """`license_name` and `license_link` when the licence is `other` (the Hub shows them instead of a known id)."""
+    if recipe.publish.licence != "other":
+        return {}
+    mixed = "-".join(sorted(_slug(name) for name in stats.licences)) or "unknown"
+    name = recipe.publish.licence_name or (f"mixed-{mixed}" if len(stats.licences) > 1 else mixed)
+    return {"license_name": name, "license_link": recipe.publish.licence_link or LICENCE_FILE}
+
+
+def _slug(text: str) -> str:
+    """`GPL-2 (portions LGPL)` -> `gpl-2-portions-lgpl`: an id the Hub accepts as `license_name`."""
+    return re.sub(r"[^a-z0-9.+]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def write_licence_file(folder: Path, recipe: Recipe, stats: Any) -> Path:
+    """LICENSE.md: the licence of every source document (rows carry theirs in `licence` / `source`)."""
+    lines = [
+        f"# Licences of {recipe.publish.pretty_name or recipe.name} {recipe.version}",
+        "",
+        "Each row inherits the licence of the source document it is made from; `sft`, `qa` and `documents` rows "
+        "carry it in their `licence` and `source` columns, so a subset can be selected by licence.",
+        "",
+        _licence_table(stats),
+        "",
+        _document_table(stats),
+        "",
+    ]
+    path = folder / LICENCE_FILE
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
 
 
 def configs_yaml(stats: Any) -> list[dict[str, Any]]:
@@ -177,7 +220,7 @@ def task_shares(stats: Any, unit: str) -> dict[str, float]:
 def card_body(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     """The Markdown body."""
     sections = [
-        _intro(recipe, stats),
+        _intro(recipe, stats, build),
         _usage(recipe),
         _contents(recipe, stats),
         _lengths(stats),
@@ -189,24 +232,76 @@ def card_body(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     return "\n\n".join(s.strip() for s in sections) + "\n"
 
 
-def _intro(recipe: Recipe, stats: Any) -> str:
+def _intro(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     name = recipe.publish.pretty_name or recipe.name
     pages = stats.num_pages
     span = f"{min(pages)}-{max(pages)} pages" if pages else "no examples"
     return f"""
 # {name} {recipe.version}
 
-Long-document visual question answering for long-context continued pre-training of vision-language models
-(the MMProLong recipe). Each `sft` example is a whole PDF document given as page images ({span}) followed by a
-question whose answer needs one or more of its pages; the assistant turn is the answer.
+{_baseline_warning(recipe, build)}Long-document visual question answering for long-context continued pre-training of
+vision-language models (the MMProLong recipe). Each `sft` example is a whole PDF document given as page images
+({span}) followed by a question whose answer needs one or more of its pages; the assistant turn is the answer.
 {recipe.description}
 
-Built with longdocvqa from recipe `{recipe.name}` version `{recipe.version}`
-(fingerprint `{recipe.fingerprint()}`): PDFs were hashed, filtered and decontaminated against benchmarks, rendered at
-{recipe.render.dpi} DPI, parsed into labelled blocks, cut into section-aligned segments of
-{recipe.segment.min_pages}-{recipe.segment.max_pages} pages, given to a generator that wrote question-answer pairs
-with evidence pages, checked, and assembled into full-document examples with exact Qwen2.5-VL token lengths.
+Built with longdocvqa from recipe `{recipe.name}` version `{recipe.version}` (fingerprint `{recipe.fingerprint()}`):
+PDFs were hashed and filtered{_decontaminated_clause(recipe, build)}, rendered at {recipe.render.dpi} DPI, parsed
+into labelled blocks, cut into section-aligned segments of {recipe.segment.min_pages}-{recipe.segment.max_pages}
+pages, given to {_generator_clause(recipe, build)} that wrote question-answer pairs with evidence pages, checked by
+rules (evidence pages inside the segment, answer format, an anchor in the question, extracted answers found on an
+evidence page){_verified_clause(recipe, build)}, and assembled into full-document examples with exact Qwen2.5-VL
+token lengths.
 """
+
+
+def is_template(recipe: Recipe, build: BuildReport) -> bool:
+    """Whether the QA came from the offline template baseline."""
+    return (build.generator_kind or recipe.generate.generator.kind) == "template"
+
+
+def _baseline_warning(recipe: Recipe, build: BuildReport) -> str:
+    if not is_template(recipe, build):
+        return ""
+    return (
+        "**Not training data.** The questions and answers of this build come from the offline template baseline "
+        "(fill-in questions made from the layout, no model): they exist to demonstrate and test the pipeline. "
+        "Build with a strong VLM as `generate.generator` for training data.\n\n"
+    )
+
+
+def _benchmarks(recipe: Recipe, build: BuildReport) -> list[str]:
+    if build.benchmarks is not None:
+        return list(build.benchmarks)
+    return [b.name for b in recipe.decontaminate.benchmarks]
+
+
+def _decontaminated_clause(recipe: Recipe, build: BuildReport) -> str:
+    names = _benchmarks(recipe, build)
+    within = recipe.decontaminate.within_pool if build.within_pool is None else build.within_pool
+    dedup = ", near-duplicates inside the pool removed" if within else ""
+    if not names:
+        return f"{dedup}, **not** decontaminated against any benchmark (none was configured)"
+    return f"{dedup}, decontaminated against {', '.join(f'`{n}`' for n in names)}"
+
+
+def _generator_clause(recipe: Recipe, build: BuildReport) -> str:
+    if is_template(recipe, build):
+        return "the offline template baseline (no model)"
+    return f"the generator `{build.generator or _generator(recipe)}`"
+
+
+def _verified_clause(recipe: Recipe, build: BuildReport) -> str:
+    verifier = _verifier(recipe, build)
+    return f", verified as answerable by `{verifier}`" if verifier else "; no answerability verification was run"
+
+
+def _verifier(recipe: Recipe, build: BuildReport) -> str | None:
+    if build.verifier is not None:
+        return build.verifier
+    verify = recipe.generate.verify
+    if not verify.enabled:
+        return None
+    return (verify.endpoint or recipe.generate.generator.endpoint).model
 
 
 def _usage(recipe: Recipe) -> str:
@@ -286,23 +381,26 @@ def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     generator = build.generator or _generator(recipe)
     versions = ", ".join(f"`{v}` ({n})" for v, n in sorted(stats.prompt_versions.items())) or "none"
     used = ", ".join(f"`{g}` ({n})" for g, n in sorted(stats.generators.items())) or "none"
+    verifier = _verifier(recipe, build)
+    kind = "template baseline, offline" if is_template(recipe, build) else "OpenAI-compatible endpoint"
+    prompt = build.prompt_version or recipe.generate.prompt_version
     parts = [
         "## How it was built",
         "",
-        f"- Generator: `{generator}` (QA rows by generator: {used})",
-        f"- Prompt versions: {versions}",
-        f"- Verification: {'answerability check by a second model' if recipe.generate.verify.enabled else 'off'}",
+        f"- Generator: `{generator}` ({kind}; QA rows by generator: {used})",
+        f"- Prompt version: `{prompt}` (QA rows by prompt version: {versions})",
+        f"- Verification: {f'on, answerability checked by `{verifier}`' if verifier else 'off'}",
     ]
     if build.notes:
         parts += ["", build.notes]
     parts += ["", "### Drops by reason", "", _table(build.drops_by_reason, ("stage/reason", "dropped"))]
-    parts += ["", "### Decontamination", "", _decontamination(build.decontamination)]
+    parts += ["", "### Decontamination", "", _decontamination_section(recipe, build)]
     parts += [
         "",
-        "<details><summary>Recipe (resolved)</summary>",
+        "<details><summary>Recipe (resolved; local paths relative to the pool root, endpoints redacted)</summary>",
         "",
         "```yaml",
-        recipe.to_yaml().rstrip(),
+        public_recipe_yaml(recipe).rstrip(),
         "```",
         "",
         "</details>",
@@ -313,6 +411,9 @@ def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
 def _examples(stats: Any) -> str:
     lines = [
         "## Example rows (`qa`)",
+        "",
+        "Rows that passed every check that ran (answer found on an evidence page for extraction tasks, the "
+        "verifier's agreement when verification was on) and are used by an `sft` example.",
         "",
         "| task | question | answer | format | evidence pages |",
         "|---|---|---|---|---|",
@@ -327,9 +428,25 @@ def _examples(stats: Any) -> str:
 
 
 def _sources(stats: Any) -> str:
-    lines = ["## Source documents and licences", "", _table(dict(stats.licences), ("licence", "documents")), ""]
+    lines = ["## Source documents and licences", "", _licence_table(stats), "", _document_table(stats)]
+    return "\n".join(lines)
+
+
+def _licence_table(stats: Any) -> str:
+    """Per licence: documents, `sft` examples and `qa` rows (every row carries its document's licence)."""
+    rows = ["| licence | documents | sft examples | qa rows |", "|---|---|---|---|"]
+    names = sorted(
+        set(stats.licences) | set(stats.licence_rows.get("sft", {})) | set(stats.licence_rows.get("qa", {}))
+    )
+    for name in names:
+        sft, qa = stats.licence_rows.get("sft", {}).get(name, 0), stats.licence_rows.get("qa", {}).get(name, 0)
+        rows.append(f"| {_cell(name)} | {stats.licences.get(name, 0)} | {sft} | {qa} |")
+    return "\n".join(rows) if names else "No documents."
+
+
+def _document_table(stats: Any) -> str:
     total = sum(stats.rows["documents"].values())
-    lines += ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
+    lines = ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
     for doc in stats.documents:
         lines.append(
             f"| {_cell(doc['file_name'])} | {doc['num_pages']} | {doc['licence'] or 'unknown'} | "
@@ -347,11 +464,11 @@ def _fields() -> str:
 - `sft`: `id`, `task`, `doc_id` (document sha256), `qa_id` (the `qa` row, null for OCR tasks), `num_pages`,
   `num_tokens` (exact Qwen2.5-VL length with the recorded processor settings), `images` (every page, in order),
   `messages` (user turn: page labels, one `{"type": "image"}` block per page, the question; assistant turn: the
-  answer).
+  answer), `licence` and `source` (of the source document; null for short-data rows).
 - `qa`: `id`, `task`, `doc_sha256`, `segment_id`, `segment_start`, `segment_end`, `segment_sections`, `question`,
   `answer` (text; JSON for List answers), `answer_list` (items of List answers), `answer_format`, `evidence_pages`
   (absolute, 1-based), `evidence_sources`, `evidence_description`, `generator`, `prompt_version`, `call_id`,
-  `verification`, `num_tokens`.
+  `verification`, `num_tokens`, `licence`, `source` (of the source document).
 - `documents`: `sha256`, `file_name`, `num_pages`, `page_sizes_pt`, `size_bytes`, `title`, `producer`, `licence`,
   `source`.
 
@@ -370,6 +487,20 @@ def _splits(stats: Any) -> list[str]:
     return ordered_splits({split for config in ("sft", "qa", "documents") for split in stats.rows[config]}) or [
         "train"
     ]
+
+
+def _decontamination_section(recipe: Recipe, build: BuildReport) -> str:
+    """What decontamination ran: the benchmarks and counts, or a visible line saying none was configured."""
+    names = _benchmarks(recipe, build)
+    if names:
+        return _decontamination(build.decontamination)
+    within = recipe.decontaminate.within_pool if build.within_pool is None else build.within_pool
+    pool = (build.decontamination.get("within_pool") or {}).get("pool_near_dup", 0)
+    line = f"Near-duplicates removed inside the pool: {pool}." if within else "No near-duplicate removal was run."
+    return (
+        "**No benchmark was configured: these documents were not decontaminated against any evaluation "
+        f"benchmark.** {line}"
+    )
 
 
 def _decontamination(report: Mapping[str, Any]) -> str:
@@ -423,13 +554,6 @@ def write_histograms(folder: Path, stats: Any, build: BuildReport) -> None:
 
 
 def draw_histogram(values: list[int], label: str, path: Path) -> None:
-    """A plain histogram PNG (matplotlib Agg; no timestamp in the metadata, so reruns are byte-identical)."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend or figure state
-
-    fig = Figure(figsize=(6, 3.2), dpi=100)
-    ax = fig.subplots()
-    ax.hist(values or [0], bins=_HIST_BINS, color="#3b6ea5")
-    ax.set_xlabel(label)
-    ax.set_ylabel("examples")
-    fig.tight_layout()
-    fig.savefig(path, format="png", metadata={"Software": None})
+    """A plain histogram PNG of the rows' values (Pillow; deterministic bytes, so reruns are byte-identical)."""
+    edges, counts = chart.histogram(values or [0], _HIST_BINS)
+    chart.stacked_histogram(edges, {"examples": counts}, path, xlabel=label)

@@ -149,3 +149,19 @@ def short_row_images(row: Mapping[str, Any]) -> list[bytes]:
         elif isinstance(image, dict) and image.get("path"):
             out.append(Path(image["path"]).read_bytes())
     return out
+
+
+def fetch_tokenizer_json(model: str) -> Path | None:
+    """The model repo's tokenizer.json downloaded into the Hugging Face cache, or None when offline or unreachable.
+
+    Used by the assemble stage after the offline sources (tokens.resolve_tokenizer); honours HF_HUB_OFFLINE and
+    HF_ENDPOINT like every `huggingface_hub` download. The token, if any, comes from HF_TOKEN or `hf auth login`.
+    """
+    from huggingface_hub import constants, hf_hub_download
+
+    if constants.HF_HUB_OFFLINE or "/" not in model:
+        return None
+    try:
+        return Path(hf_hub_download(model, "tokenizer.json", etag_timeout=10))
+    except Exception:  # no network, unknown repo, gated model: the caller names the offline fix
+        return None

@@ -43,12 +43,18 @@ _MB = 1_000_000
 _ROW_OVERHEAD_BYTES = 512
 _HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
 _CARD_SAMPLES_PER_TASK = 2
+_CARD_CANDIDATES_PER_TASK = 64  # kept while qa rows stream past; the card shows those an `sft` example uses
+# Outcomes of the checks recorded in a qa row's `verification` ("evidence_text=...;answerability=..."):
+# found / not_applicable (reasoning asks for no literal quote); exact / judge (verifier agreed) / not_run (off).
+_PASSED = {"evidence_text": {"found", "not_applicable"}, "answerability": {"exact", "judge", "not_run"}}
 
 
 class QARow(QARecord):
     """A `qa` config row as a record: the QA with its provenance plus the token length of its example."""
 
     num_tokens: int
+    licence: str | None = None
+    source: str | None = None
 
 
 def sft_features() -> Any:
@@ -66,6 +72,8 @@ def sft_features() -> Any:
             "num_tokens": Value("int64"),
             "images": List(Image()),
             "messages": List({"role": Value("string"), "content": List(block)}),
+            "licence": Value("string"),
+            "source": Value("string"),
         }
     )
 
@@ -96,6 +104,8 @@ def qa_features() -> Any:
             "call_id": Value("string"),
             "verification": Value("string"),
             "num_tokens": Value("int64"),
+            "licence": Value("string"),
+            "source": Value("string"),
         }
     )
 
@@ -164,6 +174,17 @@ def qa_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
+def passed_checks(row: Mapping[str, Any]) -> bool:
+    """Whether a qa row passed every check that ran (its answer found on an evidence page, the verifier agreed)."""
+    outcomes = dict(part.partition("=")[::2] for part in str(row.get("verification") or "").split(";") if part)
+    return all(outcomes.get(check) in allowed for check, allowed in _PASSED.items())
+
+
+def source_of(doc: PdfDoc) -> str:
+    """Where a document came from, as known: the licence file's source (package or URL), else its file name."""
+    return doc.source or Path(doc.path).name
+
+
 def document_row(doc: PdfDoc) -> dict[str, Any]:
     """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
     return {
@@ -175,7 +196,7 @@ def document_row(doc: PdfDoc) -> dict[str, Any]:
         "title": clean(doc.title),
         "producer": clean(doc.producer),
         "licence": clean(doc.licence),
-        "source": clean(doc.source),
+        "source": clean(source_of(doc)),
     }
 
 
@@ -305,6 +326,8 @@ class ImageSource:
 class DocInfo:
     split: str
     num_pages: int
+    licence: str | None = None
+    source: str | None = None
 
 
 @dataclass
@@ -320,10 +343,20 @@ class PublishStats:
     documents: list[dict[str, Any]] = field(default_factory=list)
     prompt_versions: Counter[str] = field(default_factory=Counter)
     generators: Counter[str] = field(default_factory=Counter)
-    samples: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    used_qa: set[str] = field(default_factory=set)
+    licence_rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     shards: dict[str, dict[str, list[Path]]] = field(default_factory=dict)
     num_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
     max_card_documents: int = 100
+
+    @property
+    def samples(self) -> dict[str, list[dict[str, Any]]]:
+        """Card examples: per task, the first qa rows that passed every check and made it into an `sft` example."""
+        return {
+            task: [r for r in rows if r["id"] in self.used_qa][:_CARD_SAMPLES_PER_TASK]
+            for task, rows in self.candidates.items()
+        }
 
     def add_document(self, doc: PdfDoc, split: str) -> None:
         self.rows["documents"][split] += 1
@@ -334,7 +367,7 @@ class PublishStats:
                     "file_name": clean(Path(doc.path).name),
                     "num_pages": doc.num_pages,
                     "licence": clean(doc.licence),
-                    "source": clean(doc.source),
+                    "source": clean(source_of(doc)),
                     "split": split,
                 }
             )
@@ -343,12 +376,16 @@ class PublishStats:
         self.rows["qa"][split] += 1
         self.prompt_versions[row["prompt_version"]] += 1
         self.generators[row["generator"]] += 1
-        if len(self.samples[row["task"]]) < _CARD_SAMPLES_PER_TASK:
-            keys = ("task", "question", "answer", "answer_format", "evidence_pages")
-            self.samples[row["task"]].append({k: row[k] for k in keys})
+        self.licence_rows["qa"][row.get("licence") or "unknown"] += 1
+        if len(self.candidates[row["task"]]) < _CARD_CANDIDATES_PER_TASK and passed_checks(row):
+            keys = ("id", "task", "question", "answer", "answer_format", "evidence_pages", "verification")
+            self.candidates[row["task"]].append({k: row[k] for k in keys})
 
     def add_example(self, row: Mapping[str, Any], split: str) -> None:
         self.rows["sft"][split] += 1
+        self.licence_rows["sft"][row.get("licence") or "unknown"] += 1
+        if row.get("qa_id"):
+            self.used_qa.add(row["qa_id"])
         self.task_counts[split][row["task"]] += 1
         self.task_tokens[split][row["task"]] += row["num_tokens"]
         self.num_tokens.append(row["num_tokens"])
@@ -415,7 +452,7 @@ def _write_documents(
         if doc.sha256 in docs:
             continue
         split = split_for(doc.sha256, test_share)
-        docs[doc.sha256] = DocInfo(split, doc.num_pages)
+        docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, source_of(doc))
         writer.add(split, document_row(doc), 64 * doc.num_pages)
         stats.add_document(doc, split)
     return docs
@@ -439,6 +476,7 @@ def _write_qa(
         if doc is None:
             rejects.append(_reject(row["id"], "unknown_document", f"document {row['doc_sha256'][:12]} not published"))
             continue
+        row.update(licence=doc.licence, source=doc.source)
         writer.add(doc.split, row, len(json.dumps(row)))
         stats.add_qa(row, doc.split)
 
@@ -477,6 +515,7 @@ def sft_row(example: Mapping[str, Any], docs: Mapping[str, DocInfo], images: Ima
         raise ValueError(f"image_count: example has {example['num_pages']} pages, its document {len(encoded)}")
     if count_image_placeholders(messages) != len(encoded):
         raise ValueError(f"placeholders: {count_image_placeholders(messages)} image blocks for {len(encoded)} images")
+    doc = docs.get(example["doc_id"]) if example["doc_id"] else None
     return {
         "id": str(example["id"]),
         "task": example["task"],
@@ -486,6 +525,8 @@ def sft_row(example: Mapping[str, Any], docs: Mapping[str, DocInfo], images: Ima
         "num_tokens": int(example["num_tokens"]),
         "images": [{"bytes": data, "path": None} for data in encoded],
         "messages": messages,
+        "licence": doc.licence if doc else example.get("licence"),
+        "source": doc.source if doc else example.get("source"),
     }
 
 
