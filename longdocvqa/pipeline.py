@@ -31,7 +31,7 @@ from longdocvqa.segment import sample_segments
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
 from longdocvqa.store import dump as store_dump
 
-STAGE_VERSIONS = {"pool": 2, "layout": 1, "segment": 1, "generate": 1}
+STAGE_VERSIONS = {"pool": 2, "layout": 2, "segment": 1, "generate": 1}
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 
