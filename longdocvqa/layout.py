@@ -15,6 +15,7 @@ Image-only (scanned) pages are flagged, not dropped: their text comes later from
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ _NUMBERED = re.compile(
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^\S{1,6}( ?[=<>≤≥≠≈∈] ?\S{1,8})+$")
+_DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 _TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
 _FIGURE_GAP_PT = 6.0
@@ -78,13 +80,15 @@ def parse_layout(
         image_only = num_chars < config.image_only_max_chars and bool(raw.image_boxes)
         parsed.append(Page(index=raw.index, width_pt=raw.width_pt, height_pt=raw.height_pt, blocks=blocks,
                            image_only=image_only, num_chars=num_chars))  # fmt: skip
+    if not entries:
+        _rank_levels(parsed)
     backend = "pymupdf-layout" if any(p.model_boxes is not None for p in pages) else "heuristic"
     return LayoutDoc(sha256=sha256, backend=backend, num_pages=len(parsed), pages=parsed, outline=entries)
 
 
 def normalise_title(text: str) -> str:
-    """Fold case, digits-with-dots prefixes and whitespace, for matching outline titles to lines."""
-    text = re.sub(r"\s+", " ", text).strip().lower()
+    """Fold case, ligatures (NFKC), punctuation and whitespace, for matching outline titles to lines."""
+    text = re.sub(r"\s+", " ", unicodedata.normalize("NFKC", text)).strip().lower()
     return re.sub(r"[^\w ]+", "", text)
 
 
@@ -178,26 +182,34 @@ def _match_outline(text: str, titles: dict[str, int]) -> int | None:
     if not norm:
         return None
     for title, level in titles.items():
-        if norm == title or norm.endswith(title) and len(title) >= 4 or title.endswith(norm) and len(norm) >= 6:
+        prefixed = norm.endswith(title) and len(title) >= 4 and len(norm) <= len(title) + 12  # "4.2 " + title
+        if norm == title or prefixed or title.endswith(norm) and len(norm) >= 6:
             return level
     return None
 
 
-def heading_level(line: RawLine, body_size: float) -> int | None:
+def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> int | None:
     """Level of a heading found without an outline: numbered headings by depth, larger fonts by size.
 
-    A line at body size is a heading only when it is numbered and bold; plain body text never is.
+    A line at body size is a heading only when it is numbered and bold; plain body text never is. A table of
+    contents line (dot leaders) is not; on the first page (title, authors, addresses) only numbered lines are.
     """
     text = line.text.strip()
-    if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or line.mono or not any(c.isalpha() for c in text):
+    if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or not any(c.isalpha() for c in text):
+        return None
+    if line.math or any("\ue000" <= c <= "\uf8ff" for c in text):  # pieces of a display formula
         return None
     numbered = _NUMBERED.match(text)
-    if text.endswith((".", ",", ";", ":")) and not numbered or _TEX_MACRO.search(text):
+    if not numbered and (line.mono or _TEX_MACRO.search(text) or first_page):
+        return None
+    if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
         return None
     letters = [c for c in text if c.isalpha()]
     if not (text[0].isupper() or text[0].isdigit()) or sum(c.isupper() for c in letters) == 0:
         return None
     ratio = line.size / body_size
+    if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
+        return None  # "1. Encoding" in body size is a numbered list item, not a section
     if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
         return min(numbered.group(1).count(".") + 1, 3)
     if ratio >= 1.6:
@@ -205,6 +217,35 @@ def heading_level(line: RawLine, body_size: float) -> int | None:
     if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
         return 2 if ratio >= 1.3 else 3
     return None
+
+
+def _toc_page(lines: Sequence[RawLine], ctx: _Context, first_page: bool) -> bool:
+    """A page where heading-like lines make up much of the text is a table of contents (or a list of them)."""
+    if ctx.has_outline or len(lines) < 6:
+        return False
+    heads = sum(heading_level(ln, ctx.body_size, first_page) is not None for ln in lines)
+    return heads >= 6 and heads > 0.35 * len(lines)
+
+
+def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
+    """Rows (rounded centre y, +-2) that end in a bare page number at the right: table-of-contents entries."""
+    rows: set[int] = set()
+    for line in lines:
+        if line.text.strip().isdigit() and line.bbox[0] > page.width_pt * 0.6 and not _in_margin(line, page):
+            centre = round((line.bbox[1] + line.bbox[3]) / 2)
+            rows.update(range(centre - 2, centre + 3))
+    return rows
+
+
+def _rank_levels(pages: Sequence[Page]) -> None:
+    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3."""
+    unnumbered = [b for p in pages for b in p.blocks if b.label == "section" and not _NUMBERED.match(b.text)]
+    sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
+    numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
+                       for b in p.blocks)  # fmt: skip
+    offset = 1 if numbered_top else 0  # numbered chapters own level 1; unnumbered headings sit below them
+    for block in unnumbered:
+        block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -319,14 +360,15 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
     return out
 
 
-def _line_label(line: RawLine, ctx: _Context, titles: dict[str, int]) -> tuple[str, int | None]:
-    """Label one body line (headers and footers are found before); the second item is a heading level."""
+def _line_label(line: RawLine, ctx: _Context, titles: dict[str, int], heads: str) -> tuple[str, int | None]:
+    """Label one body line (headers and footers are found before); the second item is a heading level.
+    `heads` is "none" on a table-of-contents page, "numbered" on the first page, else "all"."""
     level = _match_outline(line.text, titles) if titles else None
     if level is not None:
         return "section", level
     if _CAPTION.match(line.text) and not line.mono:
         return "caption", None
-    level = None if ctx.has_outline else heading_level(line, ctx.body_size)
+    level = None if ctx.has_outline or heads == "none" else heading_level(line, ctx.body_size, heads == "numbered")
     if level is not None:
         return "section", level
     if _LIST_ITEM.match(line.text) and not line.mono:
@@ -362,14 +404,22 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     figure_text: dict[Box, list[str]] = {box: [] for box in figures}
     furniture = _page_furniture(lines, page, ctx.margins)
     footnote_top = _footnote_top(page, lines, ctx.body_size)
+    heads = "none" if _toc_page(lines, ctx, page.index == 1) else "numbered" if page.index == 1 else "all"
+    toc_rows = _toc_rows(lines, page)
     current: list[RawLine] = []
     current_label = ""
+    last_head: RawLine | None = None
     for i, line in enumerate(lines):
         home = next((box for box in taken if _inside(line.bbox, box)), None)
         if home is not None:
             figure_text.get(home, []).append(line.text)
             continue
-        label, level = (furniture[i], None) if i in furniture else _line_label(line, ctx, titles)
+        row_heads = "none" if round((line.bbox[1] + line.bbox[3]) / 2) in toc_rows else heads
+        label, level = (furniture[i], None) if i in furniture else _line_label(line, ctx, titles, row_heads)
+        if label in ("section", "paragraph") and last_head and blocks and _heading_continues(last_head, line):
+            blocks[-1].bbox, blocks[-1].text = _union(blocks[-1].bbox, line.bbox), f"{blocks[-1].text} {line.text}"
+            last_head = line
+            continue
         if footnote_top is not None and line.bbox[1] >= footnote_top and label not in ("header", "footer"):
             label = "footnote"
         if label in _FLOWING and current and _continues(current[-1], line, ctx.body_size, current_label, label):
@@ -380,12 +430,27 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
         if label not in _FLOWING:
             blocks.append(_block(label, [line], level))
             current = []
+        last_head = line if label == "section" else None
     _flush(current, current_label, blocks)
     for box in figures:
         label = "figure" if _rounded(box) not in ctx.running_figures else "header"
         blocks.append(Block(label=label, bbox=box, text=" ".join(figure_text[box]), order=0))  # type: ignore[arg-type]
     _promote_title(page, blocks)
+    _follow_captions(blocks)
     return _ordered(_merge_formulas(blocks))
+
+
+def _follow_captions(blocks: list[Block]) -> None:
+    """A float's caption names its kind: a ruled grid captioned "Figure 2" is a figure, and the reverse."""
+    captions = [b for b in blocks if b.label == "caption"]
+    for block in blocks:
+        if block.label not in ("table", "figure"):
+            continue
+        near = [c for c in captions if _overlaps(c.bbox, block.bbox, 30) and c.bbox[0] < block.bbox[2]]
+        kinds = {"figure" if c.text.lower().startswith("fig") else "table" for c in near
+                 if c.text.lower().startswith(("fig", "table"))}  # fmt: skip
+        if len(kinds) == 1:
+            block.label = kinds.pop()  # type: ignore[assignment]
 
 
 def _merge_formulas(blocks: list[Block]) -> list[Block]:
@@ -422,6 +487,13 @@ def _formula_part(block: Block, formula: Block) -> bool:
 
 def _union(a: Box, b: Box) -> Box:
     return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
+
+
+def _heading_continues(prev: RawLine, line: RawLine) -> bool:
+    """The second line of a heading that wraps: same font, just below, not numbered itself."""
+    gap = line.bbox[1] - prev.bbox[3]
+    same_font = abs(prev.size - line.size) < 0.3 and prev.bold == line.bold
+    return same_font and -1 <= gap <= line.size * 0.8 and not _NUMBERED.match(line.text)
 
 
 def _continues(prev: RawLine, line: RawLine, body_size: float, prev_label: str, label: str) -> bool:

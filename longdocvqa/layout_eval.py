@@ -104,7 +104,8 @@ def _matches(text: str, title: str) -> bool:
     norm, ref = normalise_title(text), normalise_title(title)
     if not norm or not ref:
         return False
-    return norm == ref or norm.endswith(ref) and len(ref) >= 4 or ref.endswith(norm) and len(norm) >= 6
+    prefixed = norm.endswith(ref) and len(ref) >= 4 and len(norm) <= len(ref) + 12
+    return norm == ref or prefixed or ref.endswith(norm) and len(norm) >= 6
 
 
 def score_headings(hidden: LayoutDoc, outline: Sequence[OutlineEntry], scores: HeadingScores) -> None:
@@ -116,7 +117,7 @@ def score_headings(hidden: LayoutDoc, outline: Sequence[OutlineEntry], scores: H
     for page in hidden.pages:
         heads[page.index] = [b for b in page.blocks if b.label in ("title", "section")]
         for block in heads[page.index]:
-            if block.label == "section" and (block.level or 3) > 2:
+            if block.label == "title" or (block.level or 3) > 2:  # the document title is no outline level
                 continue
             scores.predicted += 1
             scores.right += any(_matches(block.text, e.title) for e in by_page.get(page.index, []))

@@ -229,7 +229,8 @@ def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
         text = "\n".join(" | ".join(c or "" for c in row) for row in rows)
         cells = [c for row in rows for c in row]
         filled = sum(bool(c and c.strip()) for c in cells)
-        if table.row_count >= 2 and table.col_count >= 2 and filled >= 0.4 * len(cells):  # not a music staff
+        full_rows = sum(sum(bool(c and c.strip()) for c in row) >= 2 for row in rows)
+        if table.row_count >= 2 and full_rows >= 2 and filled >= 0.4 * len(cells):  # not a staff, not a frame
             boxes.append(RawBox(bbox=tuple(round(v, 2) for v in table.bbox), label="table", text=text))
     return boxes
 
