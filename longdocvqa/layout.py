@@ -32,11 +32,13 @@ _CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+[.:\s]"
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[0-9ivxlc]{1,6}(\s*(/|of)\s*[0-9]+)?$", re.IGNORECASE)
 _NUMBERED = re.compile(
-    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3})\.?\s+\S"
+    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
+    r"\.?\s+\S"
 )
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^\S{1,6}( ?[=<>≤≥≠≈∈] ?\S{1,8})+$")
+_FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
 _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 _TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
@@ -195,8 +197,12 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     contents line (dot leaders) is not; on the first page (title, authors, addresses) only numbered lines are.
     """
     text = line.text.strip()
+    if len(text) == 1 and text.isupper() and line.bold and not line.math:
+        return 3  # an index letter
     if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or not any(c.isalpha() for c in text):
         return None
+    if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
+        return 1
     if line.math or any("\ue000" <= c <= "\uf8ff" for c in text):  # pieces of a display formula
         return None
     numbered = _NUMBERED.match(text)
