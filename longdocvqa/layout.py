@@ -28,7 +28,7 @@ _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and fo
 _REPEAT_SHARE = 0.25  # a margin line seen on >= 25% of pages is a running header/footer
 _HEADING_SIZE_RATIO = 1.15
 _MAX_HEADING_CHARS = 120
-_CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+[.:\s]", re.IGNORECASE)
+_CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+(\.[0-9]+)?[.:]", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[0-9ivxlc]{1,6}(\s*(/|of)\s*[0-9]+)?$", re.IGNORECASE)
 _NUMBERED = re.compile(
@@ -37,8 +37,9 @@ _NUMBERED = re.compile(
 )
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
-_SHORT_EQUATION = re.compile(r"^\S{1,6}( ?[=<>≤≥≠≈∈] ?\S{1,8})+$")
+_SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")  # math-extension glyphs (big braces, radicals) of TeX fonts
 _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 _TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
@@ -203,7 +204,7 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
         return 1
-    if line.math or any("\ue000" <= c <= "\uf8ff" for c in text):  # pieces of a display formula
+    if line.math or _PRIVATE_USE.search(text):  # pieces of a display formula
         return None
     numbered = _NUMBERED.match(text)
     if not numbered and (line.mono or _TEX_MACRO.search(text) or first_page):
@@ -390,11 +391,11 @@ def _is_formula(line: RawLine) -> bool:
     if line.mono or _TEX_MACRO.search(text) or len(text) > 160:
         return False
     stripped = text.replace(" ", "")
-    if any("\ue000" <= c <= "\uf8ff" for c in stripped):  # math-extension glyphs (big braces, radicals)
+    if _PRIVATE_USE.search(stripped):  # math-extension glyphs (big braces, radicals)
         return True
     if len(stripped) < 3:
         return False
-    if line.math or _SHORT_EQUATION.match(text):
+    if line.math or len(text) <= 60 and _SHORT_EQUATION.match(text):
         return True
     return sum(c in _MATH_CHARS for c in stripped) / len(stripped) > 0.25
 
