@@ -226,12 +226,10 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     return None
 
 
-def _toc_page(lines: Sequence[RawLine], ctx: _Context, first_page: bool) -> bool:
+def _toc_page(levels: Sequence[int | None]) -> bool:
     """A page where heading-like lines make up much of the text is a table of contents (or a list of them)."""
-    if ctx.has_outline or len(lines) < 6:
-        return False
-    heads = sum(heading_level(ln, ctx.body_size, first_page) is not None for ln in lines)
-    return heads >= 6 and heads > 0.35 * len(lines)
+    heads = sum(level is not None for level in levels)
+    return len(levels) >= 6 and heads >= 6 and heads > 0.35 * len(levels)
 
 
 def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
@@ -367,17 +365,16 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
     return out
 
 
-def _line_label(line: RawLine, ctx: _Context, titles: dict[str, int], heads: str) -> tuple[str, int | None]:
+def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> tuple[str, int | None]:
     """Label one body line (headers and footers are found before); the second item is a heading level.
-    `heads` is "none" on a table-of-contents page, "numbered" on the first page, else "all"."""
+    `heading` is the line's level from `heading_level`, None when it is no heading or headings are off here."""
     level = _match_outline(line.text, titles) if titles else None
     if level is not None:
         return "section", level
     if _CAPTION.match(line.text) and not line.mono:
         return "caption", None
-    level = None if ctx.has_outline or heads == "none" else heading_level(line, ctx.body_size, heads == "numbered")
-    if level is not None:
-        return "section", level
+    if heading is not None:
+        return "section", heading
     if _LIST_ITEM.match(line.text) and not line.mono:
         return "list", None
     if _is_formula(line):
@@ -411,7 +408,9 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     figure_text: dict[Box, list[str]] = {box: [] for box in figures}
     furniture = _page_furniture(lines, page, ctx.margins)
     footnote_top = _footnote_top(page, lines, ctx.body_size)
-    heads = "none" if _toc_page(lines, ctx, page.index == 1) else "numbered" if page.index == 1 else "all"
+    levels = [None if ctx.has_outline else heading_level(ln, ctx.body_size, page.index == 1) for ln in lines]
+    if _toc_page(levels):
+        levels = [None] * len(lines)
     toc_rows = _toc_rows(lines, page)
     current: list[RawLine] = []
     current_label = ""
@@ -421,8 +420,8 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
         if home is not None:
             figure_text.get(home, []).append(line.text)
             continue
-        row_heads = "none" if round((line.bbox[1] + line.bbox[3]) / 2) in toc_rows else heads
-        label, level = (furniture[i], None) if i in furniture else _line_label(line, ctx, titles, row_heads)
+        heading = None if round((line.bbox[1] + line.bbox[3]) / 2) in toc_rows else levels[i]
+        label, level = (furniture[i], None) if i in furniture else _line_label(line, titles, heading)
         if label in ("section", "paragraph") and last_head and blocks and _heading_continues(last_head, line):
             blocks[-1].bbox, blocks[-1].text = _union(blocks[-1].bbox, line.bbox), f"{blocks[-1].text} {line.text}"
             last_head = line
