@@ -1,78 +1,122 @@
-"""Layout backends compared: speed (pages/s) and agreement on section headings.
+"""Layout quality and speed, measured: labels against hand-labelled pages, headings and segment starts with the
+outline hidden, and pages/s CPU against a bare `get_text("dict")` loop with the same extraction flags.
 
-Usage: python bench/layout.py [--pages N]
-For each bundled PDF with an outline, the outline's (page, title) pairs are the reference; each
-backend's `section`/`title` blocks are matched against them (recall) and against each other
-(agreement = Jaccard of the matched (page, title) sets). The heuristic backend is the baseline.
+Usage: python bench/layout.py [--pool DIR] [--ml-pages N] [--skip-speed]
+- Labels: every block on the pages of tests/data/layout_truth.json (41 pages, 17 PDFs), per label.
+- Headings / segment starts: every outline-bearing PDF of tests/data (and of --pool, default
+  ../shared/pdfs when present); the outline is the truth and is hidden from the layout.
+- Speed: CPU seconds (time.process_time, one process = one core) over the PDFs of --pool, against a
+  bare loop of page.get_text("dict") with the flags render.raw_pages uses, measured in the same run.
+  The pymupdf-layout backend runs its ONNX model on every page, so it is timed on the first --ml-pages
+  pages of each PDF of tests/data/pdfs only (and against the bare loop on those same pages).
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
 import pymupdf
 
-from longdocvqa.layout import normalise_title
+from longdocvqa import layoutview
 from longdocvqa.pipeline import parse_document
-from longdocvqa.recipe import LayoutConfig
+from longdocvqa.recipe import LayoutConfig, SegmentConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-PDFS = sorted((ROOT / "tests/data/pdfs").glob("*.pdf"))
+DATA = (ROOT / "tests/data/pdfs", ROOT / "tests/data/layout")
+TRUTH = ROOT / "tests/data/layout_truth.json"
+TARGETS = {"overall": 0.85, "paragraph": 0.80, "section": 0.80, "header/footer": 0.80, "table": 0.80, "figure": 0.80}
+
+
+def report_labels(backend: str) -> None:
+    scores = layoutview.evaluate_labels(TRUTH, DATA, backend)
+    print(f"\nlabels, backend {backend}: precision {scores.precision():.1%} (target {TARGETS['overall']:.0%}), "
+          f"recall {scores.recall():.1%} over {sum(scores.truth.values())} truth blocks")  # fmt: skip
+    print(f"{'label':<14} {'precision':>16} {'recall':>16}")
+    for label in sorted(set(scores.predicted) | set(scores.truth)):
+        target = f" (target {TARGETS[label]:.0%})" if label in TARGETS else ""
+        print(f"{label:<14} {scores.precision(label):6.1%} {scores.right[label]:>4}/{scores.predicted[label]:<4} "
+              f"{scores.recall(label):6.1%} {scores.found[label]:>4}/{scores.truth[label]:<4}{target}")  # fmt: skip
+
+
+def report_headings(pdfs: list[Path]) -> None:
+    config = SegmentConfig(min_pages=8, max_pages=15, per_document=3)
+    headings, aligned, total = layoutview.evaluate_headings(pdfs, config)
+    print(f"\noutline hidden, {len(pdfs)} PDFs (those with an outline count): heading precision "
+          f"{headings.precision:.1%} ({headings.right}/{headings.predicted}), recall {headings.recall:.1%} "
+          f"({headings.found}/{headings.truth} level 1-2 entries); segment starts on an outline page "
+          f"{aligned / max(total, 1):.1%} ({aligned}/{total}, 5 seeds x up to 3 segments)")  # fmt: skip
+
+
+def bare_seconds(path: Path, pages: int | None = None) -> tuple[float, int]:
+    """CPU seconds of the bare extraction loop: open, get_text("dict") with raw_pages' flags, close."""
+    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    start = time.process_time()
+    doc = pymupdf.open(path)
+    count = 0
+    for page in doc:
+        if pages is not None and count >= pages:
+            break
+        page.get_text("dict", flags=flags)
+        count += 1
+    doc.close()
+    return time.process_time() - start, count
 
 
 def excerpt(path: Path, pages: int, folder: Path) -> Path:
     out = folder / path.name
-    doc = pymupdf.open(path)
-    small = pymupdf.open()
-    small.insert_pdf(doc, to_page=min(pages, doc.page_count) - 1)
-    small.set_toc([e for e in doc.get_toc() if e[2] <= pages])
-    small.save(out)
+    with pymupdf.open(path) as doc, pymupdf.open() as small:
+        small.insert_pdf(doc, to_page=min(pages, doc.page_count) - 1)
+        small.save(out)
     return out
 
 
-def found_headings(layout, outline) -> set[tuple[int, str]]:
-    """Outline entries whose title appears as a section/title block on the right page."""
-    hits = set()
-    for _level, title, page in outline:
-        heads = [normalise_title(b.text) for b in layout.pages[page - 1].blocks if b.label in ("section", "title")]
-        if any(h and (h.endswith(normalise_title(title)) or normalise_title(title).endswith(h)) for h in heads):
-            hits.add((page, normalise_title(title)))
-    return hits
+def report_speed(pdfs: list[Path], ml_pages: int) -> None:
+    parse_document(str(DATA[0] / "brief.pdf"), "warm-up", LayoutConfig())  # imports and caches out of the timing
+    bare = ours = 0.0
+    pages = 0
+    for pdf in pdfs:
+        seconds, count = bare_seconds(pdf)
+        start = time.process_time()
+        parse_document(str(pdf), pdf.name, LayoutConfig())
+        ours += time.process_time() - start
+        bare, pages = bare + seconds, pages + count
+    print(f"\nspeed over {len(pdfs)} PDFs, {pages} pages, one core (CPU time): bare get_text('dict') "
+          f"{pages / bare:.0f} pages/s; heuristic backend {pages / ours:.0f} pages/s = {bare / ours:.2f}x "
+          f"(target >= 0.40x)")  # fmt: skip
+    bare = ml = 0.0
+    pages = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for pdf in sorted(DATA[0].glob("*.pdf")):
+            small = excerpt(pdf, ml_pages, Path(tmp))
+            seconds, count = bare_seconds(small)
+            start = time.process_time()
+            parse_document(str(small), pdf.name, LayoutConfig(backend="pymupdf-layout"))
+            ml += time.process_time() - start
+            bare, pages = bare + seconds, pages + count
+    print(f"pymupdf-layout backend on {pages} pages: {pages / ml:.1f} pages/s = {bare / ml:.3f}x the bare loop")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pages", type=int, default=12, help="first N pages of each PDF (the model is slow)")
+    default_pool = ROOT.parent / "shared/pdfs"
+    parser.add_argument("--pool", type=Path, default=default_pool if default_pool.is_dir() else None,
+                        help="folder of PDFs (searched recursively) for headings and speed")  # fmt: skip
+    parser.add_argument("--ml-pages", type=int, default=4, help="pages per PDF for the ONNX-model backend")
+    parser.add_argument("--skip-speed", action="store_true", help="quality only")
+    parser.add_argument("--ml-labels", action="store_true", help="also score the ONNX-model backend's labels")
     args = parser.parse_args()
-    import tempfile
-
-    totals = {"heuristic": [0.0, 0, 0], "pymupdf-layout": [0.0, 0, 0]}  # seconds, pages, headings found
-    reference = agreement_num = agreement_den = 0
-    with tempfile.TemporaryDirectory() as tmp:
-        for pdf in PDFS:
-            path = excerpt(pdf, args.pages, Path(tmp))
-            outline = [tuple(e[:3]) for e in pymupdf.open(path).get_toc() if e[2] >= 1]
-            found = {}
-            for backend in totals:
-                start = time.perf_counter()
-                layout = parse_document(str(path), pdf.name, LayoutConfig(backend=backend))
-                totals[backend][0] += time.perf_counter() - start
-                totals[backend][1] += layout.num_pages
-                found[backend] = found_headings(layout, outline)
-                totals[backend][2] += len(found[backend])
-            reference += len(outline)
-            union = found["heuristic"] | found["pymupdf-layout"]
-            agreement_num += len(found["heuristic"] & found["pymupdf-layout"])
-            agreement_den += len(union)
-    base = totals["heuristic"][1] / totals["heuristic"][0]
-    print(f"{len(PDFS)} PDFs x first {args.pages} pages; {reference} outline headings as reference")
-    print(f"{'backend':<16} {'pages/s':>8} {'vs heuristic':>13} {'headings found':>15}")
-    for backend, (seconds, pages, hits) in totals.items():
-        rate = pages / seconds
-        print(f"{backend:<16} {rate:8.1f} {rate / base:12.3f}x {hits:>8}/{reference} ({hits / max(reference, 1):.0%})")
-    print(f"agreement between backends on found headings (Jaccard): {agreement_num / max(agreement_den, 1):.0%}")
+    report_labels("heuristic")
+    if args.ml_labels:
+        report_labels("pymupdf-layout")
+    pool = sorted(args.pool.rglob("*.pdf")) if args.pool else []
+    local = sorted(p for folder in DATA for p in folder.glob("*.pdf"))
+    names = {p.name for p in local}
+    report_headings(local + [p for p in pool if p.name not in names])
+    if not args.skip_speed:
+        report_speed(pool or local, args.ml_pages)
 
 
 if __name__ == "__main__":

@@ -416,5 +416,55 @@ def eval_command(
     console.print(f"scores: {out / 'scores.json'}; predictions: {out / 'predictions.jsonl'}")
 
 
+@app.command()
+def layout(
+    pdf: Annotated[Path, typer.Argument(help="The PDF to look at.")],
+    pages: Annotated[str | None, typer.Option(help="Pages to show, e.g. 3-5 or 1,4-6 (1-based); default all.")] = None,
+    as_json: Annotated[
+        bool,
+        typer.Option("--json", help='Print {"pages": [{"page": N, "blocks": [{"label", "text", "bbox"}]}]}.'),
+    ] = False,
+    png: Annotated[
+        Path | None, typer.Option(help="Folder for page images with every block outlined in its label's colour.")
+    ] = None,
+    backend: Annotated[
+        str, typer.Option(help="'heuristic' (default) or 'pymupdf-layout' (ONNX model).")
+    ] = "heuristic",
+) -> None:
+    """Show the labelled layout blocks (title, section, paragraph, table, figure, ...) the pipeline sees on pages."""
+    from longdocvqa import layoutview
+    from longdocvqa.errors import RecipeError, RejectedInput
+
+    if backend not in ("heuristic", "pymupdf-layout"):
+        _fail(RecipeError(f"--backend {backend!r}: choose 'heuristic' or 'pymupdf-layout'"))
+    try:
+        doc = layoutview.layout_of(pdf, backend)
+    except (RejectedInput, OSError) as exc:
+        _console(stderr=True).print(f"[bold red]error:[/] {pdf}: {exc}", highlight=False)
+        raise typer.Exit(1) from None
+    try:
+        chosen = layoutview.parse_pages(pages, doc.num_pages)
+    except RecipeError as exc:
+        _fail(exc)
+    data = layoutview.layout_json(doc, chosen)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False, indent=1))
+    else:
+        _print_layout(data)
+    if png is not None:
+        written = layoutview.write_pngs(pdf, doc, chosen, png)
+        _console(stderr=as_json).print(f"wrote {len(written)} page images to {png}")
+
+
+def _print_layout(data: dict[str, Any]) -> None:
+    console = _console()
+    for page in data["pages"]:
+        console.print(f"[bold]page {page['page']}[/] ({len(page['blocks'])} blocks)")
+        for block in page["blocks"]:
+            text = block["text"].replace("\n", " ")
+            text = text if len(text) <= 100 else text[:97] + "..."
+            console.print(f"  {block['label']:<9} {text}", highlight=False, markup=False, soft_wrap=True)
+
+
 def main() -> None:
     app()

@@ -37,8 +37,8 @@ from longdocvqa.stages import plan as planning
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
 from longdocvqa.store import dump as store_dump
 
-STAGE_VERSIONS = {"pool": 2, "layout": 1, "segment": 1, "generate": 1}
-STAGE_ORDER = ("pool", "decontaminate", "layout", "segment", "generate", "assemble", "publish")
+STAGE_VERSIONS = {"pool": 2, "layout": 2, "segment": 1, "generate": 1}
+STAGE_ORDER = ("pool", "decontaminate", "plan", "layout", "segment", "generate", "assemble", "publish")
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
 

@@ -46,6 +46,7 @@ class Block(Record):
     text: str
     order: int = Field(description="reading order on the page, from 0")
     font_size: float | None = None
+    level: int | None = Field(None, description="heading level (1 = top) for title/section blocks, when known")
 
 
 class Page(Record):
@@ -158,6 +159,8 @@ class RawLine(Record):
     text: str
     size: float
     bold: bool = False
+    mono: bool = False
+    math: bool = Field(False, description="most characters are in a math font (CMMI, CMSY, STIX Math, ...)")
 
 
 class RawBox(Record):
@@ -178,3 +181,7 @@ class RawPage(Record):
     image_boxes: list[tuple[float, float, float, float]] = Field(default_factory=list)
     tables: list[RawBox] = Field(default_factory=list)
     model_boxes: list[RawBox] | None = None
+    graphic_boxes: list[tuple[float, float, float, float]] = Field(
+        default_factory=list, description="every vector path's box but page backgrounds (figure candidates)"
+    )
+    rules: list[tuple[float, float, float, float]] = Field(default_factory=list, description="thin horizontal lines")

@@ -8,7 +8,9 @@ MuPDF's own JPEG writer (research/infra.md §4).
 
 from __future__ import annotations
 
+import functools
 import io
+import re
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,11 @@ from longdocvqa.records import RawBox, RawLine, RawPage
 
 _PDF_MAGIC_WINDOW = 1024
 _BOLD_FLAG = 16
+_MONO_FLAG = 8
+_MONO_FONT = re.compile(r"mono|courier|cmtt|sfmono|consol|inconsolata|typewriter|^tt|beramono|menlo", re.I)
+_MATH_FONT = re.compile(r"cmmi|cmsy|cmex|msam|msbm|math|symbol|stix|rsfs|eufm|mnsymbol|esint", re.I)
+_RULE_PT = 3.0  # a drawing thinner than this is a rule or a border line, never a figure
+Box = tuple[float, float, float, float]
 # PyMuPDF 2's layout model labels -> our block labels.
 _MODEL_LABELS = {
     "title": "title", "section-header": "section", "text": "paragraph", "list-item": "list", "table": "table",
@@ -103,51 +110,127 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     for block in data["blocks"]:
         for line in block.get("lines", []):
             lines.extend(_raw_line(line))
-    images = [tuple(round(v, 2) for v in info["bbox"]) for info in page.get_image_info()]
-    tables = _tables(page) if find_tables and _has_ruling(page) else []
+    images = _image_boxes(page)
+    graphics, rules, grids = _drawings(page)
+    tables = _tables(page, grids) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
     return RawPage(index=page.number + 1, width_pt=round(rect.width, 2), height_pt=round(rect.height, 2),
-                   lines=lines, image_boxes=images, tables=tables, model_boxes=boxes)  # fmt: skip
+                   lines=lines, image_boxes=images, tables=tables, model_boxes=boxes,
+                   graphic_boxes=graphics, rules=rules)  # fmt: skip
 
 
 def _raw_line(line: dict[str, Any]) -> list[RawLine]:
-    spans = [s for s in line["spans"] if s["text"].strip()]
-    if not spans:
-        return []
     text = "".join(s["text"] for s in line["spans"]).strip()
-    main = max(spans, key=lambda s: len(s["text"]))
+    if not text:
+        return []
+    main, chars, mono, math = None, 0, 0, 0
+    for span in line["spans"]:
+        length = len(span["text"].strip())
+        if not length:
+            continue
+        is_mono, is_math = _font_kind(span["font"], span["flags"])
+        chars, mono, math = chars + length, mono + length * is_mono, math + length * is_math
+        if main is None or len(span["text"]) > len(main["text"]):
+            main = span
+    assert main is not None
     bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
-    bbox = tuple(round(v, 2) for v in line["bbox"])
-    return [RawLine(bbox=bbox, text=text, size=round(main["size"], 2), bold=bold)]  # type: ignore[arg-type]
+    x0, y0, x1, y1 = line["bbox"]
+    return [RawLine.model_construct(bbox=(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text=text,
+                                    size=round(main["size"], 2), bold=bold, mono=mono > chars / 2,
+                                    math=math > chars * 0.4)]  # fmt: skip
 
 
-def _has_ruling(page: Any, min_lines: int = 3) -> bool:
-    """Cheap pre-check before the (slow, ~0.3 s/page) table finder: a few long horizontal AND vertical rules."""
-    horizontal = vertical = 0
-    min_length = page.rect.width * 0.1
-    for path in page.get_drawings():
-        for item in path["items"]:
-            if item[0] == "l":
-                (x0, y0), (x1, y1) = item[1], item[2]
-            elif item[0] == "re" and min(item[1].width, item[1].height) < 2:
-                x0, y0, x1, y1 = item[1]
-            else:
-                continue
-            horizontal += abs(y1 - y0) < 1 and abs(x1 - x0) >= min_length
-            vertical += abs(x1 - x0) < 1 and abs(y1 - y0) >= 8
-        if horizontal >= min_lines and vertical >= min_lines:
-            return True
-    return False
+@functools.lru_cache(maxsize=4096)
+def _font_kind(font: str, flags: int) -> tuple[bool, bool]:
+    """(monospace, math font) for a span's font name and flags."""
+    return bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font)), bool(_MATH_FONT.search(font))
 
 
-def _tables(page: Any) -> list[RawBox]:
-    found = page.find_tables()
+def _image_boxes(page: Any) -> list[Box]:
+    """Where images are drawn; the resource list is checked first because `get_image_info` builds a second
+    text page (as slow as the text extraction itself) and most pages have no image."""
+    if not page.get_images(full=False):
+        return []
+    return [tuple(round(v, 2) for v in info["bbox"]) for info in page.get_image_info()]  # type: ignore[misc]
+
+
+def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box]]:
+    """Vector graphics in one pass: every path's box (layout groups them into figures), thin horizontal rules,
+    and ruled grids' boxes. A path covering most of the page is a background and is left out."""
+    graphics: list[Box] = []
+    rules: list[Box] = []
+    segments: list[Box] = []
+    page_area = page.rect.width * page.rect.height
+    for path in page.get_cdrawings():
+        x0, y0, x1, y1 = (round(v, 2) for v in path["rect"])
+        width, height = x1 - x0, y1 - y0
+        if height < _RULE_PT and width >= _RULE_PT:
+            rules.append((x0, y0, x1, y1))
+        if min(width, height) < _RULE_PT:
+            segments.append((x0, y0, x1, y1))
+        else:
+            segments.extend(_segments(path["items"]))
+        if width * height < 0.6 * page_area:
+            graphics.append((x0, y0, x1, y1))
+    return graphics, rules, _grids(segments)
+
+
+def _segments(items: list[Any]) -> list[Box]:
+    """Straight lines and thin rectangles inside one path (a table grid is often drawn as one path)."""
+    out: list[Box] = []
+    for item in items:
+        if item[0] == "l":
+            (x0, y0), (x1, y1) = item[1], item[2]
+            out.append((min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1)))
+        elif item[0] == "re" and min(item[1][2] - item[1][0], item[1][3] - item[1][1]) < 2:
+            out.append(tuple(item[1]))
+    return out
+
+
+def _grids(segments: list[Box]) -> list[Box]:
+    """Boxes where at least 3 horizontal rules of the same extent are crossed by 3 vertical ones: ruled tables.
+
+    A framed code box (2 + 2 lines) or a footnote rule is not; the table finder is slow, so it only runs here.
+    """
+    rows: dict[tuple[int, int], set[int]] = {}
+    for x0, y0, x1, y1 in segments:
+        if y1 - y0 < 1 and x1 - x0 >= 20:
+            rows.setdefault((round(x0 / 3), round(x1 / 3)), set()).add(round(y0))
+    grids = []
+    for (left, right), ys in rows.items():
+        if _wide_gaps(ys, 9) < 2:  # rows of text are >= 9 pt apart; the 5 lines of a music staff are not
+            continue
+        top, bottom = min(ys), max(ys)
+        columns = {round(x0) for x0, y0, x1, y1 in segments if x1 - x0 < 1 and y1 - y0 >= 8
+                   and left * 3 - 3 <= x0 <= right * 3 + 3 and y0 < bottom and y1 > top}  # fmt: skip
+        if len(columns) >= 3:
+            grids.append((left * 3.0 - 3, top - 3.0, right * 3.0 + 3, bottom + 3.0))
+    return grids
+
+
+def _wide_gaps(values: set[int], min_gap: int) -> int:
+    """How many gaps between consecutive sorted values are at least `min_gap`."""
+    ordered = sorted(values)
+    return sum(b - a >= min_gap for a, b in zip(ordered, ordered[1:], strict=False))
+
+
+def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
+    """Ruled tables only: `use_layout=False` keeps PyMuPDF 2 from running its ONNX layout model here (~90% of
+    the time it took); the `pymupdf-layout` backend runs that model deliberately and uses its labels."""
+    clip = (min(g[0] for g in grids), min(g[1] for g in grids), max(g[2] for g in grids), max(g[3] for g in grids))
+    try:
+        found = page.find_tables(clip=clip, use_layout=False)
+    except TypeError:  # PyMuPDF < 1.26 has no layout model and no such argument
+        found = page.find_tables(clip=clip)
     boxes = []
     for table in found.tables:
         rows = table.extract() or []
         text = "\n".join(" | ".join(c or "" for c in row) for row in rows)
-        if table.row_count >= 2 and table.col_count >= 2:
+        cells = [c for row in rows for c in row]
+        filled = sum(bool(c and c.strip()) for c in cells)
+        full_rows = sum(sum(bool(c and c.strip()) for c in row) >= 2 for row in rows)
+        if table.row_count >= 2 and full_rows >= 2 and filled >= 0.4 * len(cells):  # not a staff, not a frame
             boxes.append(RawBox(bbox=tuple(round(v, 2) for v in table.bbox), label="table", text=text))
     return boxes
 

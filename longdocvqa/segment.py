@@ -3,8 +3,9 @@
 A segment is one or more consecutive sections spanning `min_pages..max_pages` pages (the paper:
 8-15). Sections come from the PDF outline when it has one, else from `title`/`section` blocks.
 A section longer than `max_pages` is split into its subsections. A document without usable
-headings falls back to a page window whose first page starts a new paragraph; each segment says
-which rule made it. Sampling is deterministic given the recipe seed and the document hash.
+headings falls back to a page window whose first page holds a heading, else starts a new paragraph;
+each segment says which rule made it. Spans whose first section starts at the top of a page are
+preferred. Sampling is deterministic given the recipe seed and the document hash.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from longdocvqa.fingerprint import content_hash
 from longdocvqa.recipe import SegmentConfig
 from longdocvqa.records import LayoutDoc, Section, Segment
 
+_CONTENTS = re.compile(r"^(table of )?contents$|^index$", re.IGNORECASE)  # navigation, not a section start
 _SENTENCE_END = re.compile(r"[.!?:;)\]]\s*$")
 
 
@@ -39,9 +41,20 @@ def _headings(layout: LayoutDoc) -> list[tuple[int, str, int]]:
     heads = []
     for page in layout.pages:
         for block in sorted(page.blocks, key=lambda b: b.order):
-            if block.label == "section" and page.index > 1:
-                heads.append((rank.get(block.font_size or 0, 3), block.text.strip(), page.index))
+            if block.label == "section" and page.index > 1 and not _CONTENTS.match(block.text.strip()):
+                level = block.level if block.level is not None else rank.get(block.font_size or 0, 3)
+                heads.append((level, block.text.strip(), page.index))
     return heads
+
+
+def top_pages(layout: LayoutDoc) -> set[int]:
+    """Pages whose first block below the running header is a heading: a section starts at the page top."""
+    tops = set()
+    for page in layout.pages:
+        body = [b for b in sorted(page.blocks, key=lambda b: b.order) if b.label not in ("header", "footer")]
+        if body and body[0].label in ("section", "title"):
+            tops.add(page.index)
+    return tops
 
 
 def sample_segments(layout: LayoutDoc, config: SegmentConfig, seed: int) -> list[Segment]:
@@ -49,6 +62,8 @@ def sample_segments(layout: LayoutDoc, config: SegmentConfig, seed: int) -> list
     rng = random.Random(content_hash({"seed": seed, "doc": layout.sha256}))
     units = _units(find_sections(layout), config.max_pages)
     spans = _section_spans(units, config)
+    tops = top_pages(layout)
+    spans = [s for s in spans if s[0] in tops] or spans  # prefer sections that start at the top of a page
     segments: list[Segment] = []
     taken: set[int] = set()
     while spans and len(segments) < config.per_document:
@@ -116,7 +131,10 @@ def _window(layout: LayoutDoc, config: SegmentConfig, rng: random.Random) -> Seg
     """Fallback: a page window of random length that starts where a new paragraph starts."""
     length = min(layout.num_pages, rng.randint(config.min_pages, config.max_pages))
     starts = list(range(1, layout.num_pages - length + 2))
-    aligned = [p for p in starts if _starts_paragraph(layout, p)]
+    heads = {page for _, _, page in _headings(layout)}
+    tops = top_pages(layout)
+    aligned = ([p for p in starts if p in heads and p in tops] or [p for p in starts if p in heads]
+               or [p for p in starts if _starts_paragraph(layout, p)])  # fmt: skip
     start = rng.choice(aligned or starts)
     end = start + length - 1
     titles = [h[1] for h in _headings(layout) if start <= h[2] <= end]
