@@ -9,7 +9,19 @@ ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "longdocvqa"
 # The one module (or package) allowed to import each external library.
 OWNER = {"pymupdf": "render", "fitz": "render", "openai": "llm", "datasets": "hub", "huggingface_hub": "hub"}
-PURE = {"layout", "segment", "dedup", "assemble", "tokens", "records", "recipe", "errors", "fingerprint", "store"}
+PURE = {
+    "layout",
+    "segment",
+    "dedup",
+    "assemble",
+    "tokens",
+    "records",
+    "recipe",
+    "errors",
+    "fingerprint",
+    "store",
+    "text",
+}
 
 
 def _imports(path: Path) -> set[str]:
