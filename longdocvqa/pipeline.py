@@ -796,6 +796,8 @@ def _parallel(
     def failed(job: tuple[Any, ...], reason: str, detail: str) -> None:
         out.write_reject(job[1], Reject(stage=name, item=str(job[0]), reason=reason, detail=detail))
 
+    if jobs:
+        render.preload()  # forked workers inherit the import
     with ctx.progress.stage(name, len(jobs)) as advance:
         isolate.run_isolated(
             fn, [(*job, fingerprint) for job in jobs], workers=ctx.workers, limits=limits, on_failure=failed,

@@ -204,6 +204,8 @@ def run_measured(cmd: list[str], timeout_s: float) -> tuple[subprocess.Completed
 
 
 @pytest.mark.skipif(not (HOSTILE / ".complete").is_file(), reason="run scripts/fetch_hostile_corpus.py first")
+@pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_the_hostile_corpus_builds_with_every_file_accounted_for(server, write_recipe, pdf_dir, tmp_path) -> None:
     pool = tmp_path / "pool"
     shutil.copytree(HOSTILE, pool / "corpus", ignore=shutil.ignore_patterns("*.tsv", ".complete"))
