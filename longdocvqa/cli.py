@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import typer
 
@@ -131,7 +131,16 @@ def build(
     except LongDocVQAError as exc:
         _fail(exc)
         return
+    except KeyboardInterrupt:
+        _interrupted(out or Path("runs"))
     _print_summary(manifest, out_dir)
+
+
+def _interrupted(out_dir: Path) -> NoReturn:
+    """Ctrl-C: one line, exit 130; finished work stays in the run directory and a rerun resumes from it."""
+    message = f"interrupted: finished work is kept in {out_dir}; run the same command again to resume"
+    _console(stderr=True).print(message, highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(130)
 
 
 def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:

@@ -528,8 +528,8 @@ def _flush(lines: list[RawLine], label: str, blocks: list[Block]) -> None:
 def _join_lines(lines: list[str]) -> str:
     out = ""
     for text in lines:
-        if out.endswith("-") and text[:1].islower():
-            out = out[:-1] + text
+        if out.endswith("-") and text[:1].islower():  # kept: extraction already joined the safe cases
+            out = out + text
         else:
             out = f"{out} {text}" if out else text
     return out

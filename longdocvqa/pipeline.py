@@ -19,14 +19,14 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import __version__, history, pool, render
+from longdocvqa import __version__, history, isolate, pool, render
 from longdocvqa.errors import ExternalServiceError, RecipeError, RejectedInput, StageError
 from longdocvqa.fingerprint import content_hash, stage_fingerprint
 from longdocvqa.layout import parse_layout
@@ -37,7 +37,7 @@ from longdocvqa.stages import plan as planning
 from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes, atomic_write_text
 from longdocvqa.store import dump as store_dump
 
-STAGE_VERSIONS = {"pool": 2, "layout": 2, "segment": 1, "generate": 1}
+STAGE_VERSIONS = {"pool": 3, "layout": 3, "segment": 1, "generate": 1}  # pool 3, layout 3: text.clean
 STAGE_ORDER = ("pool", "decontaminate", "plan", "layout", "segment", "generate", "assemble", "publish")
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 
@@ -94,7 +94,7 @@ class PageImages:
         self.root = cache_dir / "pages"
 
     def path(self, sha256: str, page: int) -> Path:
-        variant = f"{self.cfg.dpi}-{self.cfg.format}-q{self.cfg.quality}"
+        variant = f"{self.cfg.dpi}-{self.cfg.format}-q{self.cfg.quality}-px{self.cfg.max_pixels}"
         return self.root / sha256[:2] / sha256 / variant / f"{page}.{_EXT[self.cfg.format]}"
 
     def get(self, doc: PdfDoc, page: int) -> bytes:
@@ -104,7 +104,8 @@ class PageImages:
     def get_many(self, doc: PdfDoc, pages: Sequence[int]) -> dict[int, bytes]:
         missing = [p for p in pages if not self.path(doc.sha256, p).is_file()]
         if missing:
-            rendered = render.render_pages(doc.path, missing, self.cfg.dpi, self.cfg.format, self.cfg.quality)
+            cfg = self.cfg
+            rendered = render.render_pages(doc.path, missing, cfg.dpi, cfg.format, cfg.quality, cfg.max_pixels)
             for page, data in rendered.items():
                 atomic_write_bytes(self.path(doc.sha256, page), data)
         return {p: self.path(doc.sha256, p).read_bytes() for p in pages}
@@ -277,7 +278,8 @@ def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprin
     except RejectedInput as exc:
         out.write_reject(key, pool.pool_reject(Path(path), exc))
     except Exception as exc:  # a broken file must never stop the build
-        out.write_reject(key, Reject(stage="pool", item=path, reason="unreadable", detail=_one_line(exc)))
+        reason = "too_big" if isolate.is_memory_error(exc) else "unreadable"
+        out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=_one_line(exc)))
 
 
 def _collect_pool(
@@ -369,9 +371,14 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
 
 
 def _thumbnails(path: Path) -> list[bytes]:
-    """Small page images for perceptual hashes of image-only documents (50 DPI is plenty for a 64-bit dHash)."""
-    count = len(render.page_texts(path))
-    return list(render.render_pages(path, list(range(1, count + 1)), 50, "jpeg", 85).values())
+    """Small page images for perceptual hashes of image-only documents (50 DPI is plenty for a 64-bit dHash).
+
+    A document MuPDF cannot render gets none (it is then compared by text only); layout and generation reject it."""
+    try:
+        count = len(render.page_texts(path))
+        return list(render.render_pages(path, list(range(1, count + 1)), 50, "jpeg", 85).values())
+    except Exception:
+        return []
 
 
 def run_question_overlap(ctx: BuildContext, qas: dict[str, list[QARecord]], index: Any) -> dict[str, list[QARecord]]:
@@ -459,7 +466,9 @@ def _top_up(
     if ctx.stage_stats("generate").extra.get("incomplete_documents"):
         return []  # calls failed at the endpoint are retried by the next run; drawing more now would pay twice
     with _timed(ctx, "plan"):
-        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels)
+        counter = TokenCounter.load(
+            cfg.tokenizer, cfg.min_pixels, cfg.max_pixels, render_max_pixels=ctx.recipe.render.max_pixels
+        )
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]
         candidates, _ = document_candidates(
             {d.sha256: d for d in docs}, records, lambda sha: _layout_or_fail(ctx, layout_fp, sha), cfg,
@@ -521,7 +530,8 @@ def _layout_worker(path: str, sha: str, cfg: dict[str, Any], root: str, fingerpr
     except RejectedInput as exc:
         out.write_reject(sha, Reject(stage="layout", item=path, reason=exc.reason, detail=exc.detail))
     except Exception as exc:  # a broken page must never stop the build
-        out.write_reject(sha, Reject(stage="layout", item=path, reason="layout_failed", detail=_one_line(exc)))
+        reason = "too_big" if isolate.is_memory_error(exc) else "layout_failed"
+        out.write_reject(sha, Reject(stage="layout", item=path, reason=reason, detail=_one_line(exc)))
 
 
 def parse_document(path: str, sha: str, cfg: LayoutConfig) -> LayoutDoc:
@@ -715,7 +725,9 @@ def _generate_in_processes(
     done: Any = multiprocessing.get_context().Queue()
     usage: dict[str, Any] = {}
     with ctx.progress.stage("generate", len(docs)) as advance:
-        with ProcessPoolExecutor(processes, initializer=_generate_worker_init, initargs=(done,)) as executor:
+        init = (done, os.getpid())
+        executor = ProcessPoolExecutor(processes, initializer=_generate_worker_init, initargs=init)
+        with executor, isolate.interrupt_kills(executor):
             futures = [
                 executor.submit(
                     _generate_shard,
@@ -753,8 +765,9 @@ def _concurrency_share(recipe: Recipe, processes: int) -> Recipe:
 _WORKER_DONE: Any = None  # the parent's queue of finished-document counts, set in each generate worker
 
 
-def _generate_worker_init(done: Any) -> None:
+def _generate_worker_init(done: Any, parent_pid: int) -> None:
     global _WORKER_DONE
+    isolate.die_with_parent(parent_pid)
     _WORKER_DONE = done
 
 
@@ -798,12 +811,19 @@ async def _generate_document(
     if layout is None:
         return None
     ocr_rejects: list[Reject] = []
-    if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
-        layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)
     needs_images = cfg.generator.kind != "template" and cfg.input_mode != "text"
-    if needs_images:  # render the segments' pages off the event loop, once, into the page cache
-        pages = sorted({p for seg in segs for p in seg.pages})
-        await asyncio.to_thread(images.get_many, doc, pages)
+    try:
+        if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
+            layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)
+        if needs_images:  # render the segments' pages off the event loop, once, into the page cache
+            pages = sorted({p for seg in segs for p in seg.pages})
+            await asyncio.to_thread(images.get_many, doc, pages)
+    except ExternalServiceError:
+        raise
+    except Exception as exc:  # MuPDF cannot render a page (or memory runs out): reject this document only
+        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
+        return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason=reason,
+                                                  detail=_one_line(exc))]}  # fmt: skip
     page_image = (lambda i: images.get(doc, i)) if needs_images else None
     try:
         records, rejects = await generate_document(
@@ -860,6 +880,7 @@ def run_assemble(
     cfg = ctx.recipe.assemble
     qa_ids = sorted(r.id for rs in qas.values() for r in rs)
     inputs = {"assemble": cfg, "seed": ctx.recipe.seed, "dpi": ctx.recipe.render.dpi, "layout": layout_fp,
+              "render_max_pixels": ctx.recipe.render.max_pixels,
               "docs": sorted(d.sha256 for d in docs), "qa": qa_ids}  # fmt: skip
     done = ctx.run.root / "stages" / "assemble" / f"{content_hash(inputs, length=16)}.json"
     if _reuse_assembly(ctx, done):
@@ -867,7 +888,10 @@ def run_assemble(
     with _timed(ctx, "assemble") as stats, ctx.progress.stage("assemble", 1) as advance:
         from longdocvqa.hub.load import fetch_tokenizer_json
 
-        counter = TokenCounter.load(cfg.tokenizer, cfg.min_pixels, cfg.max_pixels, fetch=fetch_tokenizer_json)
+        counter = TokenCounter.load(
+            cfg.tokenizer, cfg.min_pixels, cfg.max_pixels, fetch=fetch_tokenizer_json,
+            render_max_pixels=ctx.recipe.render.max_pixels,
+        )  # fmt: skip
         stats.extra["tokenizer_source"] = counter.source
         short_rows = _load_short_rows(ctx.recipe) if cfg.short_data.share > 0 else None
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]
@@ -1040,18 +1064,24 @@ def _drops(rejects: Iterable[Reject]) -> dict[str, int]:
 def _parallel(
     ctx: BuildContext, name: str, fn: Callable[..., None], jobs: list[tuple[Any, ...]], fingerprint: str
 ) -> None:
-    """Run `fn(*job, fingerprint)` for each job, in processes when workers > 1; each job writes its own output."""
+    """Run `fn(*job, fingerprint)` for each job, each in its own process under the recipe's per-document limits.
+
+    Each job writes its own output; a job that overruns its time or memory, or whose process dies, gets a reject
+    (job[0] is the file, job[1] its key) and the other jobs go on."""
+    cfg = ctx.recipe.isolation
+    limits = isolate.Limits(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
+    out = ctx.run.stage(name, fingerprint)
+
+    def failed(job: tuple[Any, ...], reason: str, detail: str) -> None:
+        out.write_reject(job[1], Reject(stage=name, item=str(job[0]), reason=reason, detail=detail))
+
+    if jobs:
+        render.preload()  # forked workers inherit the import
     with ctx.progress.stage(name, len(jobs)) as advance:
-        if ctx.workers <= 1 or len(jobs) <= 1:
-            for job in jobs:
-                fn(*job, fingerprint)
-                advance(1)
-            return
-        with ProcessPoolExecutor(max_workers=min(ctx.workers, len(jobs))) as executor:
-            futures = [executor.submit(fn, *job, fingerprint) for job in jobs]
-            for future in as_completed(futures):
-                future.result()
-                advance(1)
+        isolate.run_isolated(
+            fn, [(*job, fingerprint) for job in jobs], workers=ctx.workers, limits=limits, on_failure=failed,
+            advance=advance,
+        )  # fmt: skip
 
 
 def _one_line(exc: BaseException) -> str:

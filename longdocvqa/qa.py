@@ -14,7 +14,6 @@ import asyncio
 import json
 import random
 import re
-import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
@@ -41,6 +40,7 @@ from longdocvqa.records import (
     Segment,
     Task,
 )
+from longdocvqa.text import comparable
 
 TEMPLATE_GENERATOR = "template-baseline"
 TEMPLATE_PROMPT_VERSION = "template-v1"
@@ -241,10 +241,8 @@ def _content(parts: list[dict[str, Any]]) -> str | list[dict[str, Any]]:
 
 
 def normalise(text: str) -> str:
-    """Lower-case words and numbers only (NFKC; line-end hyphenation joined; punctuation and spacing dropped)."""
-    text = unicodedata.normalize("NFKC", text).lower()
-    text = re.sub(r"(\w)-\s*\n\s*(\w)", r"\1\2", text)
-    return " ".join(re.findall(r"[^\W_]+", text))
+    """Lower-case words and numbers only (text.comparable: the normalisation every check against page text uses)."""
+    return comparable(text)
 
 
 def _contains(haystack: str, needle: str) -> bool:

@@ -63,6 +63,21 @@ class RenderConfig(Strict):
     dpi: int = Field(144, ge=36, le=600)
     format: Literal["jpeg", "png", "webp"] = "jpeg"
     quality: int = Field(90, ge=1, le=100)
+    max_pixels: int = Field(
+        12845056,
+        ge=28 * 28,
+        description="pixel cap per page image: a larger page renders at the lower DPI that fits (default: "
+        "Qwen2.5-VL's max_pixels, 16384*28*28, so no page is rasterised above what the model would see)",
+    )
+
+
+class IsolationConfig(Strict):
+    """Per-document bounds in the CPU stages (pool, layout): each document runs in its own worker process."""
+
+    seconds_per_document: float = Field(600.0, ge=0, description="wall time per document; 0: unbounded")
+    memory_mb_per_document: int = Field(
+        4096, ge=0, description="address space a document's worker may add (RLIMIT_AS); 0: unbounded"
+    )
 
 
 class LayoutConfig(Strict):
@@ -315,6 +330,7 @@ class Recipe(Strict):
     assemble: AssembleConfig = Field(default_factory=AssembleConfig)
     plan: PlanConfig = Field(default_factory=PlanConfig)
     publish: PublishConfig = Field(default_factory=PublishConfig)
+    isolation: IsolationConfig = Field(default_factory=IsolationConfig)
 
     @field_validator("version")
     @classmethod

@@ -16,6 +16,8 @@ from typing import Any
 
 from longdocvqa.errors import RejectedInput
 from longdocvqa.records import RawBox, RawLine, RawPage
+from longdocvqa.text import clean, clean_metadata, dehyphenate_lines, dehyphenate_text, vocabulary
+from longdocvqa.tokens import RENDER_MAX_PIXELS, capped_dpi
 
 _PDF_MAGIC_WINDOW = 1024
 _BOLD_FLAG = 16
@@ -38,6 +40,13 @@ def _pymupdf() -> Any:
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     return pymupdf
+
+
+def preload() -> None:
+    """Import PyMuPDF (and Pillow) now, in the build process, so per-document worker processes forked from it
+    start with them loaded instead of importing them again each (about a second of CPU per document)."""
+    _pymupdf()
+    import PIL.Image  # noqa: F401
 
 
 def open_pdf(path: str | Path) -> Any:
@@ -80,8 +89,8 @@ def probe(path: str | Path) -> dict[str, Any]:
     return {
         "num_pages": len(sizes),
         "page_sizes_pt": sizes,
-        "title": (meta.get("title") or "").strip(),
-        "producer": (meta.get("producer") or "").strip(),
+        "title": clean_metadata(meta.get("title")),
+        "producer": clean_metadata(meta.get("producer")),
     }
 
 
@@ -89,18 +98,26 @@ def outline(path: str | Path) -> list[tuple[int, str, int]]:
     """The PDF outline (bookmarks) as (level, title, 1-based page); empty when there is none."""
     doc = open_pdf(path)
     try:
-        return [(int(lvl), str(title).strip(), int(page)) for lvl, title, page, *_ in doc.get_toc(simple=True)]
+        toc = doc.get_toc(simple=True)
+        return [(int(lvl), clean_metadata(str(title)), int(page)) for lvl, title, page, *_ in toc]
     finally:
         doc.close()
 
 
 def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = False) -> list[RawPage]:
-    """Text lines with font size and weight, image boxes, ruled tables and optional model boxes, per page."""
+    """Text lines with font size and weight, image boxes, ruled tables and optional model boxes, per page.
+
+    Text is clean (text.clean) and end-of-line hyphenation is undone where the joined word occurs in the document."""
     doc = open_pdf(path)
     try:
-        return [_raw_page(page, find_tables, layout_model) for page in doc]
+        pages = [_raw_page(page, find_tables, layout_model) for page in doc]
     finally:
         doc.close()
+    words = vocabulary(line.text for page in pages for line in page.lines)
+    for page in pages:
+        texts = dehyphenate_lines([line.text for line in page.lines], words)
+        page.lines = [line.model_copy(update={"text": t}) for line, t in zip(page.lines, texts, strict=True) if t]
+    return pages
 
 
 def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
@@ -121,7 +138,7 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
 
 
 def _raw_line(line: dict[str, Any]) -> list[RawLine]:
-    text = "".join(s["text"] for s in line["spans"]).strip()
+    text = clean("".join(s["text"] for s in line["spans"])).strip()
     if not text:
         return []
     main, chars, mono, math = None, 0, 0, 0
@@ -226,7 +243,7 @@ def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
     boxes = []
     for table in found.tables:
         rows = table.extract() or []
-        text = "\n".join(" | ".join(c or "" for c in row) for row in rows)
+        text = clean("\n".join(" | ".join(c or "" for c in row) for row in rows))
         cells = [c for row in rows for c in row]
         filled = sum(bool(c and c.strip()) for c in cells)
         full_rows = sum(sum(bool(c and c.strip()) for c in row) >= 2 for row in rows)
@@ -241,19 +258,21 @@ def _model_boxes(page: Any) -> list[RawBox]:
     page.get_layout()
     boxes = []
     for x0, y0, x1, y1, label in page.layout_information or []:
-        text = page.get_text("text", clip=(x0, y0, x1, y1)).strip()
+        text = clean(page.get_text("text", clip=(x0, y0, x1, y1))).strip()
         mapped = _MODEL_LABELS.get(label, "paragraph")
         boxes.append(RawBox(bbox=(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), label=mapped, text=text))
     return boxes
 
 
 def page_texts(path: str | Path) -> list[str]:
-    """Plain text of every page, in order (for decontamination and checks)."""
+    """Plain text of every page, in order (for decontamination and checks), clean and safely de-hyphenated."""
     doc = open_pdf(path)
     try:
-        return [page.get_text("text") for page in doc]
+        texts = [clean(page.get_text("text")) for page in doc]
     finally:
         doc.close()
+    words = vocabulary(texts)
+    return [dehyphenate_text(text, words) for text in texts]
 
 
 def pixel_size(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
@@ -264,22 +283,29 @@ def pixel_size(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
     return irect.width, irect.height
 
 
-def render_page(path: str | Path, index: int, dpi: int = 144, fmt: str = "jpeg", quality: int = 90) -> bytes:
-    """Render 1-based page `index` to an RGB image encoded as JPEG, PNG or WebP."""
+def render_page(
+    path: str | Path, index: int, dpi: int = 144, fmt: str = "jpeg", quality: int = 90,
+    max_pixels: int = RENDER_MAX_PIXELS,
+) -> bytes:  # fmt: skip
+    """Render 1-based page `index` to an RGB image encoded as JPEG, PNG or WebP, at most `max_pixels` pixels."""
+    return render_pages(path, [index], dpi, fmt, quality, max_pixels)[index]
+
+
+def render_pages(
+    path: str | Path, indices: list[int], dpi: int, fmt: str, quality: int, max_pixels: int = RENDER_MAX_PIXELS
+) -> dict[int, bytes]:
+    """Render several pages of one document, opening it once; a page whose pixmap at `dpi` would exceed
+    `max_pixels` renders at the lower DPI that fits (tokens.capped_dpi, which token counting also uses)."""
     doc = open_pdf(path)
     try:
-        return encode_pixmap(doc[index - 1].get_pixmap(dpi=dpi, alpha=False), fmt, quality)
+        return {i: encode_pixmap(_pixmap(doc[i - 1], dpi, max_pixels), fmt, quality) for i in indices}
     finally:
         doc.close()
 
 
-def render_pages(path: str | Path, indices: list[int], dpi: int, fmt: str, quality: int) -> dict[int, bytes]:
-    """Render several pages of one document, opening it once."""
-    doc = open_pdf(path)
-    try:
-        return {i: encode_pixmap(doc[i - 1].get_pixmap(dpi=dpi, alpha=False), fmt, quality) for i in indices}
-    finally:
-        doc.close()
+def _pixmap(page: Any, dpi: int, max_pixels: int) -> Any:
+    rect = page.rect
+    return page.get_pixmap(dpi=capped_dpi(rect.width, rect.height, dpi, max_pixels), alpha=False)
 
 
 def encode_pixmap(pix: Any, fmt: str, quality: int) -> bytes:

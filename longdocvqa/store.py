@@ -7,7 +7,7 @@ Layout (DESIGN.md §3):
     OUT/rejects.jsonl          every dropped item (rewritten from the stage outputs at the end of a build)
     OUT/llm_calls.sqlite       the model-call ledger
     OUT/stages/<stage>/<fingerprint>/<sha[:2]>/<key>.json   one output per document, or its rejection
-    OUT/cache/pages/<sha[:2]>/<sha>/<dpi>-<format>-q<quality>/<page>.<ext>
+    OUT/cache/pages/<sha[:2]>/<sha>/<dpi>-<format>-q<quality>-px<max_pixels>/<page>.<ext>
     OUT/dataset/               the Hub-ready folder
 
 Every file is written to a temporary name in the same folder and renamed into place, so a run

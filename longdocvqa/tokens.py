@@ -34,6 +34,7 @@ FACTOR_PX = PATCH_PX * MERGE
 MAX_ASPECT_RATIO = 200
 HUB_MIN_PIXELS = 3136  # Qwen2.5-VL preprocessor_config.json: 56*56
 HUB_MAX_PIXELS = 12845056  # 16384*28*28
+RENDER_MAX_PIXELS = HUB_MAX_PIXELS  # recipe render.max_pixels default: no page image larger than the model takes
 _MUPDF_EPSILON = 0.001  # MuPDF's fz_round_rect: floorf(x0 + eps), ceilf(x1 - eps), in single precision
 
 DEFAULT_SYSTEM_PROMPT = "You are a helpful assistant."
@@ -110,10 +111,30 @@ def image_tokens(width_px: int, height_px: int, min_pixels: int, max_pixels: int
     return (h_bar // FACTOR_PX) * (w_bar // FACTOR_PX)
 
 
-@lru_cache(maxsize=65536)
-def page_image_tokens(width_pt: float, height_pt: float, dpi: int, min_pixels: int, max_pixels: int) -> int:
-    """Tokens one rendered page adds to a sequence: its image tokens plus <|vision_start|> and <|vision_end|>."""
+def capped_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int = RENDER_MAX_PIXELS) -> int:
+    """The DPI a page is rendered at: `dpi`, or the highest lower whole DPI whose pixmap has <= max_pixels pixels.
+
+    Rendering (render.py) and counting (here) both use it, so a huge page (a 14,000 pt poster) is never
+    rasterised at full DPI (MuPDF refuses: "Overly large image") and its counted tokens stay exact.
+    """
     width_px, height_px = pixmap_size_px(width_pt, height_pt, dpi)
+    if width_px * height_px <= max_pixels:
+        return dpi
+    lower = max(1, min(dpi - 1, math.floor(dpi * math.sqrt(max_pixels / (width_px * height_px)))))
+    while lower > 1 and math.prod(pixmap_size_px(width_pt, height_pt, lower)) > max_pixels:
+        lower -= 1
+    return lower
+
+
+@lru_cache(maxsize=65536)
+def page_image_tokens(
+    width_pt: float, height_pt: float, dpi: int, min_pixels: int, max_pixels: int,
+    render_max_pixels: int = RENDER_MAX_PIXELS,
+) -> int:  # fmt: skip
+    """Tokens one rendered page adds to a sequence: its image tokens plus <|vision_start|> and <|vision_end|>.
+
+    The page is rendered at `capped_dpi(..., render_max_pixels)`, as render.py does."""
+    width_px, height_px = pixmap_size_px(width_pt, height_pt, capped_dpi(width_pt, height_pt, dpi, render_max_pixels))
     return image_tokens(width_px, height_px, min_pixels, max_pixels) + VISION_MARKERS
 
 
@@ -351,10 +372,14 @@ class TokenCounter:
     runs between them in batches; short recurring runs (page labels, role headers) are cached.
     """
 
-    def __init__(self, tokenizer: Any, min_pixels: int = HUB_MIN_PIXELS, max_pixels: int = HUB_MAX_PIXELS) -> None:
+    def __init__(
+        self, tokenizer: Any, min_pixels: int = HUB_MIN_PIXELS, max_pixels: int = HUB_MAX_PIXELS,
+        render_max_pixels: int = RENDER_MAX_PIXELS,
+    ) -> None:  # fmt: skip
         self.tokenizer = tokenizer
         self.min_pixels = min_pixels
         self.max_pixels = max_pixels
+        self.render_max_pixels = render_max_pixels  # recipe render.max_pixels: the pixel cap of page rendering
         self._run_tokens: dict[str, int] = {}
         self._page_tables: dict[int, dict[tuple[float, float], int]] = {}
         self.source = "given"  # where the tokenizer came from (recorded in OUT/runs.jsonl)
@@ -364,10 +389,11 @@ class TokenCounter:
         cls, tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct", min_pixels: int = HUB_MIN_PIXELS,
         max_pixels: int = HUB_MAX_PIXELS, cache: str | Path | None = None,
         fetch: Callable[[str], Path | None] | None = None,
+        render_max_pixels: int = RENDER_MAX_PIXELS,
     ) -> TokenCounter:  # fmt: skip
         """A counter for AssembleConfig's tokenizer, min_pixels and max_pixels (see `resolve_tokenizer`)."""
         loaded, source = resolve_tokenizer(tokenizer, cache, fetch)
-        counter = cls(loaded, min_pixels, max_pixels)
+        counter = cls(loaded, min_pixels, max_pixels, render_max_pixels)
         counter.source = source
         return counter
 
@@ -392,7 +418,7 @@ class TokenCounter:
         for width, height in page_sizes_pt:
             count = table.get((width, height))
             if count is None:
-                count = page_image_tokens(width, height, dpi, self.min_pixels, self.max_pixels)
+                count = page_image_tokens(width, height, dpi, self.min_pixels, self.max_pixels, self.render_max_pixels)
                 table[(width, height)] = count
             total += count
         return total

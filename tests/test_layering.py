@@ -21,6 +21,7 @@ PURE = {
     "fingerprint",
     "store",
     "chart",
+    "text",
 }
 PURE_PACKAGES = ("stages",)  # every module in these packages is pure
 

@@ -146,9 +146,9 @@ class Planner:
         self.streams = self._stream_orders()
 
     def _length(self, doc: DocSize) -> int | None:
-        cfg, dpi = self.cfg, self.recipe.render.dpi
+        cfg, dpi, cap = self.cfg, self.recipe.render.dpi, self.recipe.render.max_pixels
         try:
-            image = sum(n * page_image_tokens(w, h, dpi, cfg.min_pixels, cfg.max_pixels) for w, h, n in doc.sizes)
+            image = sum(n * page_image_tokens(w, h, dpi, cfg.min_pixels, cfg.max_pixels, cap) for w, h, n in doc.sizes)
         except ValueError:
             return None
         labels = doc.num_pages * EST_LABEL_TOKENS if cfg.page_labels else 0
@@ -338,8 +338,10 @@ class Planner:
         gen = self.recipe.generate
         if gen.input_mode == "text":
             return 0.0, EST_PAGE_TEXT_TOKENS
-        dpi = self.recipe.render.dpi
-        image = sum(n * page_image_tokens(w, h, dpi, _GENERATOR_MIN_PIXELS, gen.max_pixels) for w, h, n in doc.sizes)
+        dpi, cap = self.recipe.render.dpi, self.recipe.render.max_pixels
+        image = sum(
+            n * page_image_tokens(w, h, dpi, _GENERATOR_MIN_PIXELS, gen.max_pixels, cap) for w, h, n in doc.sizes
+        )
         return image / max(1, doc.num_pages), EST_PAGE_TEXT_TOKENS
 
     def _cost(self, row: dict[str, Any]) -> dict[str, Any]:

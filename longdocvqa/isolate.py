@@ -1,0 +1,232 @@
+"""Worker processes that die with the build, and per-document isolation with a time limit and a memory guard.
+
+Two jobs, both about processes the build starts:
+
+- `die_with_parent(pid)` runs first in every worker (pool/layout documents, generation client processes): on
+  Linux the kernel sends SIGKILL to the worker when its parent dies (prctl PR_SET_PDEATHSIG); everywhere, a
+  daemon thread checks once every `WATCHDOG_INTERVAL_S` that the build process is still alive and kills its own
+  process when it is not. So a build killed by any signal (OOM killer, `kill -9`, a CI timeout) leaves nothing
+  running. Workers ignore SIGINT: Ctrl-C is handled once, by the build process, which then ends its workers.
+- `run_isolated(...)` runs each document's job in its own child process under `Limits`: a wall-clock deadline
+  (the parent kills the child when it passes) and an address-space limit (RLIMIT_AS, set in the child above the
+  address space it started with). A job that overruns, or whose process dies, is reported through `on_failure`
+  with the reason `timeout`, `too_big` or `worker_crashed`, and the remaining jobs go on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+WATCHDOG_INTERVAL_S = 0.5
+_PR_SET_PDEATHSIG = 1
+_POLL_S = 0.1
+_MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-document bounds: wall time in seconds, extra address space in MB (0 disables a bound)."""
+
+    seconds: float = 0.0
+    memory_mb: int = 0
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Make this (worker) process exit as soon as `parent_pid` dies; ignore Ctrl-C (the parent handles it)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _set_pdeathsig()
+    if not _alive(parent_pid) or os.getppid() != parent_pid:  # the parent died before the kernel was told
+        os._exit(1)
+    thread = threading.Thread(target=_watch, args=(parent_pid,), name="parent-watchdog", daemon=True)
+    thread.start()
+
+
+def _set_pdeathsig() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _watch(parent_pid: int) -> None:
+    while _alive(parent_pid) and os.getppid() == parent_pid:
+        time.sleep(WATCHDOG_INTERVAL_S)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def kill_pool(executor: Any) -> None:
+    """End a ProcessPoolExecutor's workers now (Ctrl-C or an error in the parent): no waiting for their jobs."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.kill()
+    executor.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        with contextlib.suppress(Exception):
+            process.join(5)
+
+
+# ---------------------------------------------------------------- per-document isolation
+
+
+def run_isolated(
+    fn: Callable[..., None],
+    jobs: Sequence[tuple[Any, ...]],
+    *,
+    workers: int,
+    limits: Limits,
+    on_failure: Callable[[tuple[Any, ...], str, str], None],
+    advance: Callable[[int], None],
+) -> None:
+    """Run `fn(*job)` for every job, each in its own process, at most `workers` at a time, under `limits`."""
+    context = _context()
+    running: dict[Any, tuple[Any, tuple[Any, ...], float]] = {}
+    queue = list(jobs)
+    try:
+        while queue or running:
+            while queue and len(running) < max(1, workers):
+                job = queue.pop(0)
+                process = context.Process(target=_child, args=(fn, job, os.getpid(), limits.memory_mb), daemon=True)
+                with _sigint_blocked():  # the child ignores Ctrl-C from its first instruction on
+                    process.start()
+                running[process.sentinel] = (process, job, time.monotonic() + (limits.seconds or float("inf")))
+            _reap(running, limits, on_failure, advance)
+    finally:
+        for process, _job, _deadline in running.values():  # Ctrl-C or an error here: end what still runs
+            process.kill()
+            process.join()
+
+
+def _context() -> Any:
+    import multiprocessing
+
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return multiprocessing.get_context(method)
+
+
+def _reap(
+    running: dict[Any, tuple[Any, tuple[Any, ...], float]],
+    limits: Limits,
+    on_failure: Callable[[tuple[Any, ...], str, str], None],
+    advance: Callable[[int], None],
+) -> None:
+    from multiprocessing.connection import wait
+
+    ready = set(wait(list(running), timeout=_POLL_S))
+    now = time.monotonic()
+    for sentinel in list(running):
+        process, job, deadline = running[sentinel]
+        if sentinel not in ready and now < deadline:
+            continue
+        del running[sentinel]
+        if sentinel not in ready:
+            process.kill()
+        process.join()
+        failure = _failure(process.exitcode, sentinel not in ready, limits)
+        if failure:
+            on_failure(job, *failure)
+        advance(1)
+
+
+def _failure(exitcode: int | None, overran: bool, limits: Limits) -> tuple[str, str] | None:
+    if overran:
+        return "timeout", f"over the {limits.seconds:g} s limit per document"
+    if exitcode == 0:
+        return None
+    if exitcode == _EXIT_MEMORY:
+        return "too_big", f"over the {limits.memory_mb} MB memory limit per document"
+    cause = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
+    if limits.memory_mb and exitcode in (-signal.SIGSEGV, -signal.SIGABRT, -signal.SIGBUS):
+        return "too_big", f"worker died ({cause}), probably at the {limits.memory_mb} MB memory limit"
+    return "worker_crashed", f"the worker process died ({cause})"
+
+
+_EXIT_MEMORY = 3
+
+
+@contextlib.contextmanager
+def _sigint_blocked() -> Iterator[None]:
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _child(fn: Callable[..., None], job: tuple[Any, ...], parent_pid: int, memory_mb: int) -> None:
+    die_with_parent(parent_pid)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if memory_mb:
+        limit_memory(memory_mb)
+    try:
+        fn(*job)
+    except MemoryError:
+        os._exit(_EXIT_MEMORY)
+
+
+def limit_memory(memory_mb: int) -> None:
+    """Cap this process's address space at what it has now plus `memory_mb` (RLIMIT_AS; no-op where absent)."""
+    try:
+        import resource
+    except ImportError:  # not on Windows
+        return
+    limit = _address_space_bytes() + memory_mb * _MB
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+def _address_space_bytes() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def is_memory_error(exc: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError or MuPDF's out-of-memory error (raised as a generic type)."""
+    if isinstance(exc, MemoryError):
+        return True
+    text = str(exc).lower()
+    return any(m in text for m in ("malloc", "out of memory", "cannot allocate", "memory allocation"))
+
+
+@contextlib.contextmanager
+def interrupt_kills(executor: Any) -> Iterator[None]:
+    """Around a ProcessPoolExecutor block: on Ctrl-C or any error, end its workers instead of waiting for them."""
+    try:
+        yield
+    except BaseException:
+        kill_pool(executor)
+        raise
