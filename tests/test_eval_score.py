@@ -120,3 +120,10 @@ def test_judge_reply_parsing() -> None:
     assert parse_judge_reply("Extracted answer: ['a', 'b']\nAnswer format: List") == "['a', 'b']"
     assert parse_judge_reply("Extracted answer: Not answerable\nAnswer format: String") == NOT_ANSWERABLE
     assert parse_judge_reply("I cannot help with that") == "Failed to extract"
+
+
+def test_a_sentence_answer_scores_one_without_its_final_period() -> None:
+    """Rule extraction drops a reply's final period, so a gold sentence is compared without its own."""
+    gold = "When a slide is not full, the material is vertically centered within the slide."
+    assert score_answer(gold, extract_answer(f"Answer: {gold}", "String"), "String") == 1.0
+    assert score_answer("Made in the U.S.", "Made in the U.S", "String") < 1.0  # an abbreviation keeps its dot

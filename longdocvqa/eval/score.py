@@ -165,6 +165,8 @@ def _score_float(gold: Any, prediction: Any) -> float:
 
 def _score_string(gold: Any, prediction: Any) -> float:
     gold_text, predicted = clean(gold), clean(prediction)
+    if gold_text.endswith(".") and not predicted.endswith(".") and not _ABBREVIATION_END.search(gold_text):
+        gold_text = gold_text[:-1].rstrip()  # extraction drops a sentence's final period: compare like with like
     if needs_exact_match(gold_text):
         return float(gold_text == predicted)
     return anls(gold_text, predicted)
