@@ -452,6 +452,11 @@ class SignatureCache:
             _save_array(path, stored)
         return result
 
+    def forget(self, sha256: str) -> None:
+        """Drop a document's cached signatures and image hashes (say its texts could not be read this time)."""
+        (self.root / sha256[:2] / f"{sha256}.npy").unlink(missing_ok=True)
+        (self.image_root / sha256[:2] / f"{sha256}.npy").unlink(missing_ok=True)
+
     def image_hashes(self, sha256: str | None, images: ImageSource) -> list[int]:
         """Cached difference hashes of the document's page images; `images` is called on a miss."""
         path = self.image_root / sha256[:2] / f"{sha256}.npy" if sha256 else None

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -357,10 +357,15 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
     by_sha = {d.sha256: d for d in docs}
     with _timed(ctx, "decontaminate") as stats, ctx.progress.stage("decontaminate", 1) as advance:
         index = build_benchmark_index(cfg, cache, render.page_texts, page_images=_thumbnails)
-        texts = [(d.sha256, lambda p=d.path: render.page_texts(p)) for d in docs]
+        unreadable: list[Reject] = []
+        texts = [(d.sha256, functools.partial(_page_texts_or_reject, d, unreadable)) for d in docs]
         kept, rejects, report = dedup.check_documents(
             index, texts, cfg, cache, page_images=lambda sha: _thumbnails(Path(by_sha[sha].path))
         )
+        for reject in unreadable:  # an empty cached entry would let the document through on the next run
+            dedup.SignatureCache(cache, dedup.SignatureSettings.from_config(cfg)).forget(reject.item)
+        bad = {r.item for r in unreadable}
+        kept, rejects = set(kept) - bad, [*(r for r in rejects if r.item not in bad), *unreadable]
         stats.seen, stats.kept = len(docs), len(kept)
         for reject in rejects:
             ctx.rejects.append(reject)
@@ -368,6 +373,18 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
         stats.extra["report"] = report
         advance(1)
     return [d for d in docs if d.sha256 in kept], index
+
+
+def _page_texts_or_reject(doc: PdfDoc, unreadable: list[Reject]) -> list[str]:
+    """The document's page texts; one MuPDF cannot read gets a reject (item: its sha256, dropped from the kept set
+    by run_decontaminate) and no text, never a traceback in the build's process."""
+    try:
+        return render.page_texts(doc.path)
+    except Exception as exc:
+        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
+        unreadable.append(Reject(stage="decontaminate", item=doc.sha256, reason=reason,
+                                 detail=f"{doc.path}: {_one_line(exc)}"))  # fmt: skip
+        return []
 
 
 def _thumbnails(path: Path) -> list[bytes]:
@@ -688,10 +705,10 @@ async def _generate_all(
 
             async def one(doc: PdfDoc) -> None:
                 async with limit:
-                    result = await _generate_document(
+                    result = await _within_time_limit(ctx, doc, _generate_document(
                         ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images,
                         None if tasks is None else tasks.get(doc.sha256),
-                    )  # fmt: skip
+                    ))  # fmt: skip
                 if result is not None and _complete(result):
                     out.write(key[doc.sha256], result)
                 elif result is not None:
@@ -706,6 +723,21 @@ async def _generate_all(
         for c in (client, verifier):
             if c is not None:
                 await c.aclose()
+
+
+async def _within_time_limit(
+    ctx: BuildContext, doc: PdfDoc, work: Awaitable[dict[str, Any] | None]
+) -> dict[str, Any] | None:
+    """Await one document's generation for at most isolation.seconds_per_document (0: no limit); past it the
+    document is rejected `timeout` and not stored as done, so the next run retries it (finished calls are ledgered)."""
+    seconds = ctx.recipe.isolation.seconds_per_document
+    if not seconds:
+        return await work
+    try:
+        return await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        detail = f"generation took over {seconds:g} s (isolation.seconds_per_document); retried on the next run"
+        return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason="timeout", detail=detail)]}
 
 
 def _generate_in_processes(
@@ -795,7 +827,7 @@ def _complete(result: dict[str, Any]) -> bool:
     return not any(r.reason in _RETRY_NEXT_RUN for r in result["rejects"])
 
 
-_RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large"}  # raise max_reply_mb and rerun
+_RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large", "timeout"}  # raise max_reply_mb and rerun
 
 
 async def _generate_document(
@@ -998,7 +1030,7 @@ def run_publish(ctx: BuildContext, assembly: Any, done: Path) -> None:
         with ctx.progress.stage("publish", len(picks)) as advance:
             summary = write_dataset(
                 ctx.run.dataset_dir, ctx.recipe, assembly.documents(), assembly.qa_rows(),
-                _advancing(assembly.examples(), advance), lambda sha, page: images.get(_doc(assembly, sha), page),
+                _advancing(assembly.examples(), advance), _publish_pages(images, assembly),
                 build=report, short_images=_short_images(assembly),
             )  # fmt: skip
         for reject in summary.rejects:
@@ -1024,6 +1056,24 @@ def _advancing(items: Iterable[Any], advance: Callable[[int], None]) -> Iterable
 
 def _doc(assembly: Any, sha: str) -> PdfDoc:
     return assembly.docs[sha]
+
+
+def _publish_pages(images: PageImages, assembly: Any) -> Callable[[str, int], bytes]:
+    """publish's page_image: a page MuPDF cannot render (or that runs out of memory) raises RejectedInput naming the
+    file and the cause, so write_dataset skips that example with a reject; a failed document is not tried again."""
+    failed: dict[str, RejectedInput] = {}
+
+    def page_image(sha: str, page: int) -> bytes:
+        doc = _doc(assembly, sha)
+        if sha not in failed:
+            try:
+                return images.get(doc, page)
+            except Exception as exc:
+                reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
+                failed[sha] = RejectedInput(reason, f"{doc.path} page {page}: {_one_line(exc)}")
+        raise RejectedInput(failed[sha].reason, failed[sha].detail)
+
+    return page_image
 
 
 def _short_images(assembly: Any) -> Callable[[int], list[bytes]] | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from longdocvqa.errors import LongDocVQAError
+from longdocvqa.errors import LongDocVQAError, RejectedInput
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import PdfDoc, QARecord, Reject
 from longdocvqa.safetext import clean
@@ -544,6 +544,8 @@ def _example_images(example: Mapping[str, Any], docs: Mapping[str, DocInfo], ima
 def _page_bytes(page_image: PageImage, doc_sha256: str, page: int) -> bytes:
     try:
         return page_image(doc_sha256, page)
+    except RejectedInput as exc:  # the caller's own reason, e.g. render_failed naming the file
+        raise ValueError(f"{exc.reason}: {exc.detail}") from None
     except (LongDocVQAError, OSError) as exc:
         raise ValueError(f"page_image: page {page} could not be rendered: {exc}") from None
 
