@@ -147,7 +147,7 @@ def test_ctrl_c_exits_130_with_one_line_and_no_process_left(write_recipe, pdf_di
     assert proc.returncode == 130
     text = stderr.decode()
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
-    bars = ("pool", "layout", "segment", "generate", "assemble", "publish", "decontaminate", "rejected")
+    bars = ("pool", "plan", "layout", "segment", "generate", "assemble", "publish", "decontaminate", "rejected")
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(bars)]
     assert len(lines) == 1 and lines[0].startswith("interrupted: finished work is kept in"), text
     assert not (children & set(_ppids())) and not _alive_naming(str(out))
