@@ -191,7 +191,10 @@ def _accounted(out: Path, inputs: set[str]) -> tuple[set[str], dict[str, int]]:
     hit = set()
     for path in inputs:
         sha = file_sha256(Path(path))
-        if path in named or str(Path(path).resolve()) in named or sha in published or sha in rejected_docs:
+        resolved = str(Path(path).resolve())
+        if path in named or resolved in named or sha in published or sha in rejected_docs:
+            hit.add(path)
+        elif any(i.startswith((f"{path} ", f"{resolved} ")) for i in named):  # "<file> <QA or segment id>"
             hit.add(path)
         elif sha[:16] in prefixes:
             hit.add(path)
