@@ -71,6 +71,7 @@ def test_endpoint_outage_is_retried_on_the_next_run_without_repaying(server, wri
         [str(pdf_dir / n) for n in names], decontaminate={"within_pool": False},
         generate={"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text"},
         pool={"max_reject_rate": 0.9},  # an outage of 3 calls must not stop this small build (error budget)
+        assemble={"budget_tokens": None},  # every planned unit, no top-up round: the calls are exactly the failed ones
     ))  # fmt: skip
     doomed: set[str] = set()  # the endpoint fails the first three distinct requests, and every retry of them
 
