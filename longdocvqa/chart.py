@@ -98,12 +98,58 @@ def _axes(draw: Any, box: Box, ranges: tuple[float, float, int], xlabel: str, ti
     draw.text(((left + right) / 2, 8), title, fill="black", font=large, anchor="mt")
 
 
-def _legend(draw: Any, names: list[str], right: int) -> None:
+def _legend(draw: Any, names: list[str], right: int, colours: Sequence[str] = COLOURS * 4) -> None:
     font = _font(13)
-    for i, (name, colour) in enumerate(zip(names, COLOURS * 4, strict=False)):
+    for i, (name, colour) in enumerate(zip(names, colours, strict=False)):
         y = MARGIN_PX["top"] + 8 + 20 * i
         draw.rectangle((right - 150, y, right - 138, y + 12), fill=colour)
         draw.text((right - 132, y + 6), name, fill="black", font=font, anchor="lm")
+
+
+def line_chart(
+    labels: Sequence[str], series: Mapping[str, Sequence[float | None]], *, xlabel: str, ylabel: str, title: str = ""
+) -> bytes:
+    """PNG bytes of one line per series over evenly spaced categories `labels`, y from 0 to 1 (e.g. accuracy per
+    context length); a None value leaves a gap. The last series is drawn dashed in black (the overall line)."""
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (WIDTH_PX, HEIGHT_PX), "white")
+    draw = ImageDraw.Draw(image)
+    left, top = MARGIN_PX["left"], MARGIN_PX["top"]
+    right, bottom = WIDTH_PX - MARGIN_PX["right"] - 160, HEIGHT_PX - MARGIN_PX["bottom"]
+    count = max(len(labels), 1)
+
+    def at(i: int, value: float) -> tuple[float, float]:
+        x = left + (i + 0.5) / count * (right - left)
+        return x, bottom - max(0.0, min(1.0, value)) * (bottom - top)
+
+    small, large = _font(13), _font(15)
+    draw.line([(left, top), (left, bottom), (right, bottom)], fill="black", width=1)
+    for tick in (0.0, 0.2, 0.4, 0.6, 0.8, 1.0):
+        y = at(0, tick)[1]
+        draw.line([(left, y), (right, y)], fill="#e6e6e6")
+        draw.text((left - 8, y), f"{tick:.1f}", fill="black", font=small, anchor="rm")
+    for i, label in enumerate(labels):
+        x = at(i, 0.0)[0]
+        draw.line([(x, bottom), (x, bottom + 5)], fill="black")
+        draw.text((x, bottom + 8), label, fill="black", font=small, anchor="mt")
+    names = list(series)
+    colours = [*COLOURS[: max(len(names) - 1, 0)], "black"] if names else []
+    for name, colour in zip(names, colours, strict=False):
+        points = [at(i, v) for i, v in enumerate(series[name]) if v is not None]
+        if len(points) > 1:
+            draw.line(points, fill=colour, width=2 if colour != "black" else 1)
+        for x, y in points:
+            draw.ellipse((x - 4, y - 4, x + 4, y + 4), fill=colour)
+    draw.text(((left + right) / 2, bottom + 32), xlabel, fill="black", font=large, anchor="mt")
+    draw.text((left, top - 8), ylabel, fill="black", font=small, anchor="mb")
+    draw.text(((left + right) / 2, 8), title, fill="black", font=large, anchor="mt")
+    _legend(draw, names, WIDTH_PX - MARGIN_PX["right"], colours)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False)
+    return buffer.getvalue()
 
 
 def histogram(values: Sequence[float], bins: int) -> tuple[list[float], list[int]]:

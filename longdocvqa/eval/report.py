@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from longdocvqa.chart import line_chart
 from longdocvqa.eval.score import accuracy_and_f1, evidence_position
 from longdocvqa.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 
@@ -99,33 +100,16 @@ def write_outputs(
 
 
 def plot_png(scores: dict[str, Any]) -> bytes:
-    """PNG of accuracy against context length: one line per task and one for all tasks."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    lengths = [int(k) for k, v in scores["by_length"].items() if v["evaluated"]]
+    """PNG of accuracy against context length: one line per task and one (black) for all tasks."""
+    lengths = [k for k, v in scores["by_length"].items() if v["evaluated"]]
     tasks = sorted({task for entry in scores["by_length_task"].values() for task in entry})
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=100)
-    for task in tasks:
-        points = [(n, scores["by_length_task"][str(n)][task]["accuracy"]) for n in lengths
-                  if task in scores["by_length_task"].get(str(n), {})]  # fmt: skip
-        ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=task)
-    ax.plot(lengths, [scores["by_length"][str(n)]["accuracy"] for n in lengths], "k--", marker="s", label="all")
-    ax.set_xscale("log", base=2)
-    ax.set_xticks(lengths or [1], [f"{n // 1024}K" if n >= 1024 else str(n) for n in lengths] or ["-"])
-    ax.set_ylim(-0.02, 1.02)
-    ax.set(xlabel="context length (tokens)", ylabel="accuracy", title="Accuracy vs context length")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
-    buffer = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buffer, format="png")
-    plt.close(fig)
-    return buffer.getvalue()
+    series: dict[str, list[float | None]] = {
+        task: [scores["by_length_task"].get(n, {}).get(task, {}).get("accuracy") for n in lengths] for task in tasks
+    }
+    series["all"] = [scores["by_length"][n]["accuracy"] for n in lengths]
+    labels = [f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths]
+    return line_chart(labels, series, xlabel="context length (tokens)", ylabel="accuracy",
+                      title="Accuracy vs context length")  # fmt: skip
 
 
 def scores_table(scores: dict[str, Any]) -> Any:
