@@ -136,11 +136,12 @@ def test_sigkill_during_generation_leaves_no_process_and_resume_matches(
     assert _dataset(out) == _dataset(tmp_path / "reference") and _dataset(out)
 
 
-def test_ctrl_c_exits_130_with_one_line_and_no_process_left(write_recipe, pdf_dir, tmp_path) -> None:
-    recipe = write_recipe([str(pdf_dir / n) for n in NAMES], decontaminate={"within_pool": False})
+def test_ctrl_c_exits_130_with_one_line_and_no_process_left(server, write_recipe, pdf_dir, tmp_path) -> None:
+    recipe = _generation_recipe(write_recipe, pdf_dir, server)
     out = tmp_path / "interrupted"
+    server.latency_s = 2.0  # slow replies: Ctrl-C lands while client processes wait (layout alone is too quick now)
     proc = _start(recipe, out)
-    _wait_for(lambda: _layout_running(out, proc), "layout workers")
+    _wait_for(lambda: server.requests >= 1 and bool(_descendants(proc.pid)), "generation requests")
     children = _descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
