@@ -6,6 +6,7 @@ absolute and 1-based everywhere ("Page 10" is `index == 10`), matching the label
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -152,15 +153,20 @@ class Reject(Record):
     extra: dict[str, object] = Field(default_factory=dict)
 
 
-class RawLine(Record):
-    """One text line as the PDF draws it (render.py's output, layout.py's input)."""
+@dataclass(frozen=True, slots=True)
+class RawLine:
+    """One text line as the PDF draws it (render.py's output, layout.py's input).
+
+    A plain slotted dataclass, not a Record: layout makes ~100 of them per page and never stores them, and
+    pydantic construction was a tenth of the layout stage's CPU time. `math`: most characters are in a math font
+    (CMMI, CMSY, STIX Math, ...)."""
 
     bbox: tuple[float, float, float, float]
     text: str
     size: float
     bold: bool = False
     mono: bool = False
-    math: bool = Field(False, description="most characters are in a math font (CMMI, CMSY, STIX Math, ...)")
+    math: bool = False
 
 
 class RawBox(Record):

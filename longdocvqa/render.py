@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +117,8 @@ def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = F
     words = vocabulary(line.text for page in pages for line in page.lines)
     for page in pages:
         texts = dehyphenate_lines([line.text for line in page.lines], words)
-        page.lines = [line.model_copy(update={"text": t}) for line, t in zip(page.lines, texts, strict=True) if t]
+        page.lines = [line if t == line.text else replace(line, text=t)
+                      for line, t in zip(page.lines, texts, strict=True) if t]  # fmt: skip
     return pages
 
 
@@ -125,24 +127,44 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
     lines: list[RawLine] = []
     for block in data["blocks"]:
-        for line in block.get("lines", []):
-            lines.extend(_raw_line(line))
+        for line in block.get("lines", ()):
+            raw = _raw_line(line)
+            if raw is not None:
+                lines.append(raw)
     images = _image_boxes(page)
     graphics, rules, grids = _drawings(page)
     tables = _tables(page, grids) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
-    return RawPage(index=page.number + 1, width_pt=round(rect.width, 2), height_pt=round(rect.height, 2),
-                   lines=lines, image_boxes=images, tables=tables, model_boxes=boxes,
-                   graphic_boxes=graphics, rules=rules)  # fmt: skip
+    return RawPage.model_construct(  # every field is built here, of the right type: no validation pass
+        index=page.number + 1, width_pt=round(rect.width, 2), height_pt=round(rect.height, 2), lines=lines,
+        image_boxes=images, tables=tables, model_boxes=boxes, graphic_boxes=graphics, rules=rules,
+    )  # fmt: skip
 
 
-def _raw_line(line: dict[str, Any]) -> list[RawLine]:
-    text = clean("".join(s["text"] for s in line["spans"])).strip()
-    if not text:
-        return []
+def _raw_line(line: dict[str, Any]) -> RawLine | None:
+    spans = line["spans"]
+    if len(spans) == 1:  # most lines: one font, no per-span counting
+        main = spans[0]
+        text = clean(main["text"]).strip()
+        if not text:
+            return None
+        mono, math = _font_kind(main["font"], main["flags"])
+    else:
+        text = clean("".join(s["text"] for s in spans)).strip()
+        if not text:
+            return None
+        main, mono, math = _main_span(spans)
+    bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
+    x0, y0, x1, y1 = line["bbox"]
+    return RawLine((round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text, round(main["size"], 2), bold,
+                   mono, math)  # fmt: skip
+
+
+def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]:
+    """The longest span, and whether most characters are monospace / over 40% are in a math font."""
     main, chars, mono, math = None, 0, 0, 0
-    for span in line["spans"]:
+    for span in spans:
         length = len(span["text"].strip())
         if not length:
             continue
@@ -151,11 +173,7 @@ def _raw_line(line: dict[str, Any]) -> list[RawLine]:
         if main is None or len(span["text"]) > len(main["text"]):
             main = span
     assert main is not None
-    bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
-    x0, y0, x1, y1 = line["bbox"]
-    return [RawLine.model_construct(bbox=(round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text=text,
-                                    size=round(main["size"], 2), bold=bold, mono=mono > chars / 2,
-                                    math=math > chars * 0.4)]  # fmt: skip
+    return main, mono > chars / 2, math > chars * 0.4
 
 
 @functools.lru_cache(maxsize=4096)

@@ -35,6 +35,8 @@ _MIN_JOINED_CHARS = 4
 
 def clean(text: str) -> str:
     """`text` safe to store and compare: surrogates fixed, control characters spaced, ligatures spelled out."""
+    if text.isascii() and text.isprintable():  # most lines: nothing to fix, and two C calls say so
+        return text
     if _SURROGATE.search(text):
         text = text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
     if _CONTROL.search(text):
@@ -51,10 +53,10 @@ def clean_metadata(value: object) -> str:
 
 def vocabulary(texts: Iterable[str]) -> set[str]:
     """Lower-cased words (letters only) found in `texts`: what counts as attested in a document."""
-    words: set[str] = set()
+    found: set[str] = set()
     for text in texts:
-        words.update(w.lower() for w in _WORD.findall(text))
-    return words
+        found.update(_WORD.findall(text))
+    return {w.lower() for w in found}  # lower-cased once per distinct word
 
 
 def dehyphenate_lines(lines: Sequence[str], words: set[str]) -> list[str]:
@@ -64,6 +66,8 @@ def dehyphenate_lines(lines: Sequence[str], words: set[str]) -> list[str]:
     `words`; a line left empty by the move becomes ''. Lines keep their count and order."""
     out = list(lines)
     for i in range(len(out) - 1):
+        if not out[i].endswith("-"):  # the common case, without a regex
+            continue
         head = _TRAILING_HYPHENATED.search(out[i])
         tail = _LEADING_WORD.match(out[i + 1])
         if head and tail and _attested(head.group(1), tail.group(1), words):
