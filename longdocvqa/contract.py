@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 
 from longdocvqa.records import PdfDoc, QARecord
 from longdocvqa.safetext import clean
@@ -33,6 +33,7 @@ DEFAULT_CONFIG = "sft"
 SPLITS: tuple[str, ...] = ("train", "test")
 SHORT_SPLIT = "train"  # short-data rows have no document: they are training mix
 CARD_KEY = "longdocvqa"  # the card's YAML block that the trainer and `validate` read
+REQUIRED_HEADER_KEYS = ("configs", "dataset_info", "license", "task_categories", "size_categories", "tags")
 SCHEMA_VERSION = 1  # bump when a column changes; train/dataset_schema.json records it
 _HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
 # Outcomes of the checks recorded in a qa row's `verification` ("evidence_text=...;answerability=..."):
@@ -105,6 +106,26 @@ class QARow(QARecord):
     source: str | None = None
 
 
+class CardMeta(BaseModel):
+    """The card's `longdocvqa:` block, as card.py writes it (what validate and the trainer read)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: str
+    recipe_fingerprint: str
+    min_pixels: int
+    max_pixels: int
+    min_tokens: int
+    max_tokens: int
+    tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    mixture_unit: str = "tokens"
+    task_shares: dict[str, float]
+    counts: dict[str, dict[str, int]]
+    task_counts: dict[str, dict[str, int]]
+    task_tokens: dict[str, dict[str, int]]
+    num_tokens_total: int
+
+
 def schema_export() -> dict[str, Any]:
     """The contract as JSON-ready data, for readers that may not import this package (train/)."""
     return {
@@ -113,6 +134,7 @@ def schema_export() -> dict[str, Any]:
         "default_config": DEFAULT_CONFIG,
         "splits": list(SPLITS),
         "card_key": CARD_KEY,
+        "card_fields": list(CardMeta.model_fields),
         "columns": COLUMNS,
     }
 

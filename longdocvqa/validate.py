@@ -18,10 +18,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from longdocvqa import tokens
-from longdocvqa.contract import CARD_KEY, CONFIGS, DEFAULT_CONFIG, QARow, ordered_splits, qa_record_from_row
+from longdocvqa.contract import (
+    CARD_KEY,
+    CONFIGS,
+    DEFAULT_CONFIG,
+    REQUIRED_HEADER_KEYS,
+    CardMeta,
+    QARow,
+    ordered_splits,
+    qa_record_from_row,
+)
 from longdocvqa.errors import StageError
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import check_reachable, is_local, iter_rows, read_card_text
@@ -51,7 +60,6 @@ KINDS: tuple[str, ...] = (
     "token_count",
     "task_share",
 )
-REQUIRED_HEADER_KEYS = ("configs", "dataset_info", "license", "task_categories", "size_categories", "tags")
 _SHARE_TOLERANCE = 1e-4
 _TOKENS_PER_TURN_MIN = 4  # <|im_start|> role \n ... <|im_end|>
 _TEMPLATE_OVERHEAD_MAX = 64  # default system prompt and generation markers of the Qwen2.5-VL chat template
@@ -94,26 +102,6 @@ class ValidationReport(BaseModel):
     def to_json(self) -> str:
         """The report as JSON (what `longdocvqa validate --json` prints)."""
         return json.dumps({"ok": self.ok, **self.model_dump(mode="json")}, indent=1, ensure_ascii=False)
-
-
-class CardMeta(BaseModel):
-    """The card's `longdocvqa:` block, as card.py writes it (what validate and the trainer read)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: str
-    recipe_fingerprint: str
-    min_pixels: int
-    max_pixels: int
-    min_tokens: int
-    max_tokens: int
-    tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    mixture_unit: str = "tokens"
-    task_shares: dict[str, float]
-    counts: dict[str, dict[str, int]]
-    task_counts: dict[str, dict[str, int]]
-    task_tokens: dict[str, dict[str, int]]
-    num_tokens_total: int
 
 
 @dataclass

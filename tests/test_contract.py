@@ -87,3 +87,15 @@ def sample_rows(folder: Path, config: str) -> int:
 
     header, _ = split_card((folder / "README.md").read_text(encoding="utf-8"))
     return int(header[contract.CARD_KEY]["counts"][config]["train"])
+
+
+def test_card_header_holds_the_contract_card_metadata(sample: Sample) -> None:
+    from longdocvqa.hub.card import split_card
+
+    header, _ = split_card((sample.dataset / "README.md").read_text(encoding="utf-8"))
+    assert set(contract.REQUIRED_HEADER_KEYS) <= header.keys()
+    block = header[contract.CARD_KEY]
+    assert set(contract.CardMeta.model_fields) <= block.keys()  # every field written, none left to its default
+    meta = contract.CardMeta.model_validate(block)
+    assert meta.counts["sft"]["train"] == sample_rows(sample.dataset, "sft") > 0
+    assert meta.num_tokens_total == sum(sum(per_task.values()) for per_task in meta.task_tokens.values()) > 0
