@@ -1,6 +1,6 @@
 """Benchmark: MinHash signatures per second, shingling included, against datasketch's `update_batch` path.
 
-Corpus (as in research/infra.md §6): documents of 5,000 words, each made of 50 random 100-word chunks of real PDF
+Corpus (as in docs/research/infra.md §6): documents of 5,000 words, each made of 50 random 100-word chunks of real PDF
 text; 5% are copies of an earlier document with 1% of the words replaced (estimated Jaccard about 0.9). Every path
 starts from the same page texts and ends with 128-value signatures; the near-duplicate pairs each path finds with an
 LSH index at Jaccard 0.7 are counted (planted pairs, other pairs within a family of copies, unrelated pairs), so a
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longdocvqa import dedup
+from longdocvqa import minhash
 
 Signer = Callable[[list[str]], np.ndarray]
 
@@ -63,7 +63,7 @@ def datasketch_baseline(pages: list[str]) -> np.ndarray:
     """The usual datasketch path: Python word 5-gram set, then MinHash(num_perm=128).update_batch."""
     from datasketch import MinHash
 
-    words = dedup.normalised_words(" ".join(pages))
+    words = minhash.normalised_words(" ".join(pages))
     shingles = {" ".join(words[i : i + 5]) for i in range(len(words) - 4)}
     sketch = MinHash(num_perm=128)
     sketch.update_batch([s.encode("utf-8") for s in shingles])
@@ -71,8 +71,8 @@ def datasketch_baseline(pages: list[str]) -> np.ndarray:
 
 
 def backend_signer(backend: str) -> Signer:
-    settings = dedup.SignatureSettings(backend=backend)
-    return lambda pages: dedup.page_signatures(pages, settings).document()
+    settings = minhash.SignatureSettings(backend=backend)
+    return lambda pages: minhash.page_signatures(pages, settings).document()
 
 
 def timed(signer: Signer, docs: list[list[str]]) -> tuple[float, np.ndarray]:
@@ -91,12 +91,12 @@ def families(planted: list[tuple[int, int]]) -> dict[int, int]:
 
 def near_pairs(signatures: np.ndarray, threshold: float) -> set[tuple[int, int]]:
     """Pairs (earlier, later) whose estimated Jaccard reaches `threshold`, found through the LSH index."""
-    lsh = dedup.SignatureLSH(threshold, signatures.shape[1])
+    lsh = minhash.SignatureLSH(threshold, signatures.shape[1])
     pairs = set()
     for key, signature in enumerate(signatures):
         candidates = lsh.query(signature)
         if candidates:
-            scores = dedup.estimate_jaccard(signature, signatures[candidates])
+            scores = minhash.estimate_jaccard(signature, signatures[candidates])
             pairs |= {(c, key) for c, s in zip(candidates, scores, strict=True) if s >= threshold}
         lsh.insert(key, signature)
     return pairs
@@ -114,7 +114,7 @@ def main() -> None:
     words = corpus_words(folder)
     docs, planted = make_documents(words, args.docs, args.words, args.seed)
     print(f"{len(docs)} documents x {args.words} words from {len(words):,} words of {folder}; {len(planted)} planted")
-    dedup.word_hashes(["warm up"])  # builds the code-point table once, outside the timings
+    minhash.word_hashes(["warm up"])  # builds the code-point table once, outside the timings
     paths: list[tuple[str, Signer]] = [
         ("datasketch update_batch (baseline)", datasketch_baseline),
         ("numpy one-permutation (default)", backend_signer("numpy")),

@@ -4,7 +4,7 @@
 
 Efficiency = real tokens / slot tokens (rows x max_length). Distributions:
 - pool-native (synthetic): the paper's final-recipe lengths, 32.8K-126.8K tokens, mean 85.3K, 23.6% >= 100K
-  (research/paper.md §4.3), drawn as a normal(86.2K, 20.8K) truncated to that range (fitted by simulation: the
+  (docs/research/paper.md §4.3), drawn as a normal(86.2K, 20.8K) truncated to that range (fitted by simulation: the
   truncated mean is 85.3K and 23.6% lie at or above 100K);
 - pool-native + 40% short: the recipe's optional short-context share (paper §6.3), short examples of 0.5K-8K;
 - demo-like (synthetic): recipes/demo.yaml's shape, 10 documents of 32-50 US-Letter pages at 144 dpi (2,508 image

@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/plan.py [--docs 1500000] [--budget 5000000000]
 
-The pool follows the paper's statistics (research/paper.md §1.1, §1.4, §9.3): 20-200 pages, mean 23.8 (20 plus
+The pool follows the paper's statistics (docs/research/paper.md §1.1, §1.4, §9.3): 20-200 pages, mean 23.8 (20 plus
 an exponential of mean 4.3 rounded down, capped at 200: about 5% of documents have the 32-50 pages kept);
 one page size per document: 45% US Letter, 45% A4 (about 2.5K image tokens per page at 144 DPI), 5% 6x9-inch
 books and 5% 4:3 Beamer slides (about 1K tokens per page, as the paper's 32.8K-token minimum implies).

@@ -241,12 +241,11 @@ def validate(
     """Load a dataset exactly as a user would and check every row and the card; exit 1 on any failure."""
     from longdocvqa.errors import LongDocVQAError
     from longdocvqa.hub.push import dataset_folder
-    from longdocvqa.validate import render_report
-    from longdocvqa.validate import validate as run_validate
+    from longdocvqa.validate import render_report, validate_dataset
 
     target = str(dataset_folder(path_or_repo)) if Path(path_or_repo).exists() else path_or_repo
     try:
-        report = run_validate(target, revision, max_per_kind=max_per_kind)
+        report = validate_dataset(target, revision, max_per_kind=max_per_kind)
     except LongDocVQAError as exc:
         _fail(exc)
         return
@@ -267,11 +266,19 @@ def push(
 ) -> None:
     """Validate, upload (resumable) as one commit, and tag the version on the Hub. Token: HF_TOKEN or hf login."""
     from longdocvqa.errors import LongDocVQAError
-    from longdocvqa.hub.push import push as run_push
+    from longdocvqa.hub.push import push_dataset
+    from longdocvqa.validate import failure_counts
 
     console = _console(stderr=True)
     try:
-        result = run_push(out_dir, repo, tag, private, progress=lambda path: console.print(_plain(f"uploaded {path}")))
+        result = push_dataset(
+            out_dir,
+            repo,
+            tag,
+            private,
+            failures=failure_counts,
+            progress=lambda p: console.print(_plain(f"uploaded {p}")),
+        )
     except LongDocVQAError as exc:
         _fail(exc)
         return

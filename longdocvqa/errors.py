@@ -1,4 +1,4 @@
-"""Exception taxonomy, named for what happens next (exit codes follow DESIGN.md §3)."""
+"""Exception taxonomy, named for what happens next (exit codes follow docs/design.md §3)."""
 
 
 class LongDocVQAError(Exception):

@@ -3,7 +3,7 @@
 Rendering is lazy: the document stages need sizes and text, not pixels. Page images are made
 when a later stage asks for them (generation, publishing) and are cached by the caller.
 Images are rasterised by MuPDF and encoded by Pillow (libjpeg-turbo), which is ~8x faster than
-MuPDF's own JPEG writer (research/infra.md §4).
+MuPDF's own JPEG writer (docs/research/infra.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The run directory: atomic writes, per-document stage outputs sharded by sha256, rejects, manifest.
 
-Layout (DESIGN.md §3):
+Layout (docs/design.md §3):
 
     OUT/manifest.json          counts, drops by reason, token totals, timings, versions, recipe fingerprint
     OUT/recipe.lock.yaml       the resolved recipe

@@ -15,11 +15,31 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
+from longdocvqa import tokens
+from longdocvqa.contract import (
+    CARD_KEY,
+    CONFIGS,
+    DEFAULT_CONFIG,
+    REQUIRED_HEADER_KEYS,
+    CardMeta,
+    QARow,
+    ordered_splits,
+    qa_record_from_row,
+)
+from longdocvqa.errors import StageError
+from longdocvqa.hub.card import split_card
+from longdocvqa.hub.load import check_reachable, is_local, iter_rows, read_card_text
 from longdocvqa.records import QA
+from longdocvqa.safetext import printable
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 # Failure kinds, in report order.
 KINDS: tuple[str, ...] = (
@@ -40,13 +60,12 @@ KINDS: tuple[str, ...] = (
     "token_count",
     "task_share",
 )
-REQUIRED_HEADER_KEYS = ("configs", "dataset_info", "license", "task_categories", "size_categories", "tags")
 _SHARE_TOLERANCE = 1e-4
 _TOKENS_PER_TURN_MIN = 4  # <|im_start|> role \n ... <|im_end|>
 _TEMPLATE_OVERHEAD_MAX = 64  # default system prompt and generation markers of the Qwen2.5-VL chat template
 _TOKENS_PER_TURN_MAX = 8
 
-TokenCounter = Callable[[list[tuple[int, int]], list[dict[str, Any]]], int]
+RowTokenCounter = Callable[[list[tuple[int, int]], list[dict[str, Any]]], int]
 
 
 class Failure(BaseModel):
@@ -85,26 +104,6 @@ class ValidationReport(BaseModel):
         return json.dumps({"ok": self.ok, **self.model_dump(mode="json")}, indent=1, ensure_ascii=False)
 
 
-class CardMeta(BaseModel):
-    """The card's `longdocvqa:` block, as card.py writes it (what validate and the trainer read)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    version: str
-    recipe_fingerprint: str
-    min_pixels: int
-    max_pixels: int
-    min_tokens: int
-    max_tokens: int
-    tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    mixture_unit: str = "tokens"
-    task_shares: dict[str, float]
-    counts: dict[str, dict[str, int]]
-    task_counts: dict[str, dict[str, int]]
-    task_tokens: dict[str, dict[str, int]]
-    num_tokens_total: int
-
-
 @dataclass
 class DocEntry:
     splits: set[str]
@@ -124,12 +123,10 @@ class Seen:
     task_tokens: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
 
 
-def validate(
+def validate_dataset(
     path_or_repo: str, revision: str | None = None, *, max_per_kind: int = 20, token: str | None = None
 ) -> ValidationReport:
     """Load `path_or_repo` (folder or Hub repo at `revision`) like a user and check every row and the card."""
-    from longdocvqa.hub.load import check_reachable, is_local
-
     report = ValidationReport(target=str(path_or_repo), revision=revision, max_per_kind=max_per_kind)
     if not is_local(path_or_repo):
         check_reachable(path_or_repo, revision, token)  # an unreachable Hub is one error line, not four findings
@@ -140,12 +137,17 @@ def validate(
         report.warnings.append(f"token_count: no offline tokenizer for {meta.tokenizer}; checked bounds only")
     target = (path_or_repo, revision, token)
     _run_config(report, "documents", target, lambda s, r: check_document(report, seen, s, r))
-    _run_config(report, "qa", target, lambda s, r: check_qa(report, seen, s, r))
+    _run_config(report, "qa", target, lambda s, r: check_qa_row(report, seen, s, r))
     _run_config(report, "sft", target, lambda s, r: check_sft(report, seen, s, r, meta, counter))
     report.rows_checked = {config: dict(seen.rows[config]) for config in ("sft", "qa", "documents")}
     if header is not None and meta is not None:
         check_counts(report, header, meta, seen)
     return report
+
+
+def failure_counts(folder: str | Path) -> dict[str, int]:
+    """Failed checks by kind of a dataset folder, empty when it validates: what `push_dataset` refuses on."""
+    return validate_dataset(str(folder)).failure_counts
 
 
 def _run_config(
@@ -156,8 +158,6 @@ def _run_config(
 ) -> None:
     """Stream one config through `check`; a loader error ends it as a `load` failure, a malformed row is a
     `schema` failure of that row."""
-    from longdocvqa.hub.load import iter_rows
-
     path_or_repo, revision, token = target
     rows = iter_rows(path_or_repo, config, revision=revision, token=token)
     while True:
@@ -182,9 +182,6 @@ def check_card(
     path_or_repo: str, revision: str | None, report: ValidationReport, token: str | None = None
 ) -> tuple[dict[str, Any] | None, CardMeta | None]:
     """Read and check the README's YAML header; returns (header, longdocvqa block) or Nones when unusable."""
-    from longdocvqa.hub.card import CARD_KEY, split_card
-    from longdocvqa.hub.load import read_card_text
-
     try:
         header, _ = split_card(read_card_text(path_or_repo, revision, token))
     except Exception as exc:  # missing file, network error or YAML syntax error: all mean "no usable card"
@@ -203,8 +200,6 @@ def check_card(
 
 
 def _check_card_configs(header: dict[str, Any], report: ValidationReport) -> None:
-    from longdocvqa.hub.publish import CONFIGS, DEFAULT_CONFIG
-
     try:
         configs = {c["config_name"]: c for c in header.get("configs") or []}
     except (TypeError, KeyError):
@@ -248,8 +243,6 @@ def check_counts(report: ValidationReport, header: dict[str, Any], meta: CardMet
 
 
 def _split_counts(counts: Mapping[str, int]) -> str:
-    from longdocvqa.hub.publish import ordered_splits
-
     return " + ".join(f"{counts[split]} {split}" for split in ordered_splits(counts)) or "0"
 
 
@@ -301,10 +294,8 @@ def check_document(report: ValidationReport, seen: Seen, split: str, row: dict[s
         )
 
 
-def check_qa(report: ValidationReport, seen: Seen, split: str, row: dict[str, Any]) -> None:
+def check_qa_row(report: ValidationReport, seen: Seen, split: str, row: dict[str, Any]) -> None:
     """A `qa` row: JSON Schema, unique id, its document, its split, segment and evidence pages."""
-    from longdocvqa.hub.publish import qa_record_from_row
-
     seen.rows["qa"][split] += 1
     where = {"config": "qa", "split": split, "row": str(row.get("id"))}
     record = qa_record_from_row(row)
@@ -336,8 +327,6 @@ def _check_licence(report: ValidationReport, row: dict[str, Any], doc: DocEntry,
 def schema_problems(record: dict[str, Any]) -> list[str]:
     """JSON Schema errors of a qa record against QARow and, for its QA part, against QA (the generator's model)."""
     import jsonschema
-
-    from longdocvqa.hub.publish import QARow
 
     problems = []
     qa_part = {key: record.get(key) for key in QA.model_fields}
@@ -372,7 +361,7 @@ def check_sft(
     split: str,
     row: dict[str, Any],
     meta: CardMeta | None,
-    counter: TokenCounter | None,
+    counter: RowTokenCounter | None,
 ) -> None:
     """An `sft` row: unique id, document, images = pages, placeholders, turns, its qa row, token length."""
     where = {"config": "sft", "split": split, "row": str(row.get("id"))}
@@ -412,16 +401,18 @@ def _check_messages(report: ValidationReport, row: dict[str, Any], where: dict[s
 
 
 def _check_tokens(
-    report: ValidationReport, row: dict[str, Any], meta: CardMeta, counter: TokenCounter | None, where: dict[str, str]
+    report: ValidationReport,
+    row: dict[str, Any],
+    meta: CardMeta,
+    counter: RowTokenCounter | None,
+    where: dict[str, str],
 ) -> None:
     recorded = row["num_tokens"]
     if not meta.min_tokens <= recorded <= meta.max_tokens:
         report.fail(
             "token_window", f"num_tokens {recorded} outside the window {meta.min_tokens}-{meta.max_tokens}", **where
         )
-    from longdocvqa.tokens import image_size_px
-
-    sizes = [image_size_px(image) for image in row["images"] or []]  # header only: pixels are never decoded
+    sizes = [tokens.image_size_px(image) for image in row["images"] or []]  # header only: pixels are never decoded
     if counter is not None:
         exact = counter(sizes, row["messages"])
         if exact != recorded:
@@ -439,14 +430,11 @@ def _check_tokens(
 # ---- token accounting -----------------------------------------------------------------------------------------
 
 
-def exact_token_counter(tokenizer: str, min_pixels: int, max_pixels: int) -> TokenCounter | None:
+def exact_token_counter(tokenizer: str, min_pixels: int, max_pixels: int) -> RowTokenCounter | None:
     """The exact Qwen2.5-VL length of an sft row from its image sizes and messages (longdocvqa.tokens); None when no
     Qwen2 tokenizer is available offline, and `validate` then checks `token_bounds` instead and warns."""
-    from longdocvqa.errors import StageError
-    from longdocvqa.tokens import TokenCounter as QwenCounter
-
     try:
-        counter = QwenCounter.load(tokenizer, min_pixels, max_pixels)
+        counter = tokens.TokenCounter.load(tokenizer, min_pixels, max_pixels)
     except (StageError, OSError):
         return None
 
@@ -462,9 +450,7 @@ def token_bounds(
 ) -> tuple[int, int]:
     """Bounds on a row's length without the tokenizer: image tokens are exact; text costs at most one token per
     UTF-8 byte (byte-level BPE) plus the chat template's markers."""
-    from longdocvqa.tokens import VISION_MARKERS, image_tokens
-
-    vision = sum(image_tokens(w, h, min_pixels, max_pixels) + VISION_MARKERS for w, h in sizes)
+    vision = sum(tokens.image_tokens(w, h, min_pixels, max_pixels) + tokens.VISION_MARKERS for w, h in sizes)
     text_bytes = sum(len((b.get("text") or "").encode("utf-8")) for m in messages for b in m["content"] or [])
     low = vision + _TOKENS_PER_TURN_MIN * len(messages)
     high = vision + text_bytes + _TOKENS_PER_TURN_MAX * len(messages) + _TEMPLATE_OVERHEAD_MAX
@@ -474,12 +460,10 @@ def token_bounds(
 # ---- rendering ------------------------------------------------------------------------------------------------
 
 
-def render_report(report: ValidationReport, console: Any) -> None:
+def render_report(report: ValidationReport, console: Console) -> None:
     """Print the report with Rich: rows checked, failures per kind (first N each), warnings, verdict."""
     from rich.table import Table
     from rich.text import Text
-
-    from longdocvqa.safetext import printable
 
     title = f"validate {report.target}" + (f" @ {report.revision}" if report.revision else "")
     checked = Table(title=Text(printable(title)))
@@ -497,7 +481,7 @@ def render_report(report: ValidationReport, console: Any) -> None:
     console.print(verdict)
 
 
-def _failure_table(report: ValidationReport) -> Any:
+def _failure_table(report: ValidationReport) -> Table:
     from rich.table import Table
 
     table = Table(title=f"failures (first {report.max_per_kind} per kind)")

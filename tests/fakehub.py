@@ -1,8 +1,8 @@
 """A loopback Hugging Face Hub for tests: the real `huggingface_hub` and `datasets` clients talk HTTP to it.
 
-Nothing installable implements the Hub's HTTP API (research/infra.md §3.1), so this is the project's own, grown from
-the prototype in research/infra.md Appendix B. State lives in a folder, so a server restarted on the same folder
-sees the same repos (like an interrupted upload meeting the Hub again):
+Nothing installable implements the Hub's HTTP API (docs/research/infra.md §3.1), so this is the project's own,
+grown from the prototype in docs/research/infra.md Appendix B. State lives in a folder, so a server restarted on
+the same folder sees the same repos (like an interrupted upload meeting the Hub again):
 
     ROOT/objects/<sha256>                        file contents (LFS objects and regular files alike)
     ROOT/repos/<type>/<namespace>/<name>.json    commits {oid: {files: {path: {sha256, size, lfs}}, parent, message,

@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
+from longdocvqa.contract import passed_checks, source_of
 from longdocvqa.history import MASK, masked_argv
 from longdocvqa.hub.card import split_card
-from longdocvqa.hub.publish import passed_checks, source_of
 from longdocvqa.hub.redact import pool_root, public_path, public_recipe
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import load_recipe
 from longdocvqa.records import PdfDoc
-from longdocvqa.validate import validate
+from longdocvqa.validate import validate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "secret-marker-XYZ"
@@ -177,7 +177,7 @@ def test_rows_carry_licences_and_the_pool_filters_by_licence(write_recipe, pdf_d
     assert header["license"] == "other" and header["license_name"] == "lppl-1.3c"
     assert header["license_link"] == "LICENSE.md" and "| LPPL-1.3c | 2 |" in (dataset / "LICENSE.md").read_text()
     assert f"| LPPL-1.3c | 2 | {len(sft)} | {len(qa)} |" in body
-    report = validate(str(dataset))
+    report = validate_dataset(str(dataset))
     assert report.ok, report.to_json()
 
 

@@ -1,4 +1,4 @@
-"""The command line: every command has --help, start-up imports nothing heavy, exit codes follow DESIGN.md."""
+"""The command line: every command has --help, start-up imports nothing heavy, exit codes follow docs/design.md."""
 
 from __future__ import annotations
 

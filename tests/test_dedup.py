@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from dedup_helpers import copy, excerpt, page_images, rasterise, rerender, resave, with_page_of
 
-from longdocvqa import dedup
+from longdocvqa import dedup, minhash
 from longdocvqa.errors import RecipeError
 from longdocvqa.fingerprint import file_sha256
 from longdocvqa.hub.benchmarks import build_benchmark_index
@@ -91,12 +91,12 @@ def test_pool_excerpt_of_a_benchmark_is_caught(scenario: dict[str, Path], tmp_pa
 
 
 def test_one_shared_page_is_far_below_the_threshold(scenario: dict[str, Path], tmp_path: Path) -> None:
-    settings = dedup.SignatureSettings()
-    pool = dedup.page_signatures(page_texts(scenario["licence"]), settings)
-    unrelated = dedup.page_signatures(page_texts(scenario["bench"] / "sub" / "d-unrelated.pdf"), settings)
-    assert dedup.estimate_jaccard(pool.values[1], unrelated.values[1])[0] == 1.0  # the shared licence page itself
+    settings = minhash.SignatureSettings()
+    pool = minhash.page_signatures(page_texts(scenario["licence"]), settings)
+    unrelated = minhash.page_signatures(page_texts(scenario["bench"] / "sub" / "d-unrelated.pdf"), settings)
+    assert minhash.estimate_jaccard(pool.values[1], unrelated.values[1])[0] == 1.0  # the shared licence page itself
     best = max(
-        dedup.estimate_jaccard(a, b)[0] for _, _, a in pool.spans(10) for _, _, b in unrelated.spans(10)
+        minhash.estimate_jaccard(a, b)[0] for _, _, a in pool.spans(10) for _, _, b in unrelated.spans(10)
     )  # fmt: skip
     assert best < 0.2
 
@@ -343,26 +343,26 @@ def test_duplicate_source_names_are_refused(tmp_path: Path) -> None:
 
 def test_vectorised_words_equal_the_reference_tokeniser(pdf_dir: Path) -> None:
     pages = page_texts(pdf_dir / "ulineno.pdf") + ["ﬁle_name — “Quoted” ÉTÉ straße x²", ""]
-    hashes, owners = dedup.word_hashes(pages)
-    reference = [w for page in pages for w in dedup.normalised_words(page)]
+    hashes, owners = minhash.word_hashes(pages)
+    reference = [w for page in pages for w in minhash.normalised_words(page)]
     assert len(hashes) == len(reference) > 3000
-    singles = np.array([dedup.word_hashes([w])[0][0] for w in reference], dtype=np.uint64)
+    singles = np.array([minhash.word_hashes([w])[0][0] for w in reference], dtype=np.uint64)
     np.testing.assert_array_equal(hashes, singles)  # a word hashes alike wherever it occurs
     assert owners[-1] == len(pages) - 2
-    assert dedup.normalised_words(pages[-2]) == ["file", "name", "quoted", "été", "strasse", "x2"]
+    assert minhash.normalised_words(pages[-2]) == ["file", "name", "quoted", "été", "strasse", "x2"]
 
 
 def test_word_table_is_the_regex_word_class() -> None:
-    table = dedup._word_table()
+    table = minhash._word_table()
     sample = list(range(0, 0x3400)) + list(range(0xF900, 0x10000)) + list(range(0x1D400, 0x1D800))
     pattern = re.compile(r"[^\W_]")
     assert all(bool(table[c]) == bool(pattern.fullmatch(chr(c))) for c in sample)
 
 
 def test_lsh_bands_rows_derivation() -> None:
-    assert dedup.lsh_params(0.7, 128) == (21, 6)
+    assert minhash.lsh_params(0.7, 128) == (21, 6)
     for threshold in (0.5, 0.7, 0.8, 0.9):
-        bands, rows = dedup.lsh_params(threshold, 128)
+        bands, rows = minhash.lsh_params(threshold, 128)
         assert bands * rows <= 128 and 1 - (1 - threshold**rows) ** bands >= 0.9
 
 
@@ -370,10 +370,10 @@ def test_estimates_agree_across_backends(pdf_dir: Path) -> None:
     a, b = page_texts(pdf_dir / "R-FAQ.pdf"), page_texts(pdf_dir / "R-data.pdf")
     variant = a[:40] + b[:10]  # 40 of 52 pages shared: true Jaccard of the shingle sets about 0.7
     for backend in BACKENDS:
-        settings = dedup.SignatureSettings(backend=backend)
-        one, two = dedup.page_signatures(a, settings), dedup.page_signatures(variant, settings)
+        settings = minhash.SignatureSettings(backend=backend)
+        one, two = minhash.page_signatures(a, settings), minhash.page_signatures(variant, settings)
         assert one.values.shape == (52, 128) and one.values.dtype == np.uint32
-        assert 0.55 < dedup.estimate_jaccard(one.document(), two.document())[0] < 0.85
+        assert 0.55 < minhash.estimate_jaccard(one.document(), two.document())[0] < 0.85
 
 
 def test_our_lsh_finds_the_candidates_of_datasketch_minhashlsh() -> None:
@@ -391,7 +391,7 @@ def test_our_lsh_finds_the_candidates_of_datasketch_minhashlsh() -> None:
     base = rng.integers(0, 2**32, size=(40, 128), dtype=np.uint64)
     near = base.copy()
     near[:, :48] = rng.integers(0, 2**32, size=(40, 48), dtype=np.uint64)  # 8 of 21 bands of 6 rows changed
-    ours = dedup.SignatureLSH(0.7, 128)
+    ours = minhash.SignatureLSH(0.7, 128)
     theirs = datasketch.MinHashLSH(num_perm=128, params=ours.params)
     for key, signature in enumerate(base):
         ours.insert(key, signature)

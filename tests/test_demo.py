@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from longdocvqa.validate import validate
+from longdocvqa.validate import validate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_demo_build_has_segments_qa_and_a_valid_dataset(demo_build: Path) -> Non
     assert plan["seen"] == 8 and manifest["segments"] == plan["kept"] <= 8
     assert set(manifest["stages"]["generate"]["by_task"]) == {"extract-single", "extract-multi", "reasoning"}
     assert manifest["examples"] > 0
-    report = validate(str(demo_build / "dataset"))
+    report = validate_dataset(str(demo_build / "dataset"))
     assert report.ok, report.to_json()
     sft = load_dataset(str(demo_build / "dataset"), "sft", split="train")
     docs = {r["sha256"]: r for r in load_dataset(str(demo_build / "dataset"), "documents", split="train")}

@@ -162,7 +162,8 @@ def test_atomic_writes_follow_a_stricter_umask(tmp_path: Path) -> None:
 
 
 def test_a_rebuild_after_a_publish_setting_changes_republishes(tmp_path: Path) -> None:
-    from longdocvqa.hub.card import CARD_KEY, split_card
+    from longdocvqa.contract import CARD_KEY
+    from longdocvqa.hub.card import split_card
     from longdocvqa.recipe import load_recipe
 
     recipe = recipe_file(tmp_path, [str(PDFS / "R-data.pdf")])

@@ -18,15 +18,11 @@ import pytest
 import yaml
 
 from longdocvqa import render
+from longdocvqa.contract import qa_record_from_row, split_for
 from longdocvqa.fingerprint import content_hash, file_sha256
 from longdocvqa.hub.card import BuildReport, split_card
-from longdocvqa.hub.publish import (
-    ShardWriter,
-    features_for,
-    qa_record_from_row,
-    split_for,
-    write_dataset,
-)
+from longdocvqa.hub.features import features_for
+from longdocvqa.hub.publish import ShardWriter, write_dataset
 from longdocvqa.recipe import Recipe, parse_recipe
 from longdocvqa.records import PdfDoc
 
@@ -119,7 +115,7 @@ def sample_qa(doc: PdfDoc, page_text: str) -> list[dict[str, Any]]:
 def count_tokens(messages: list[dict[str, Any]], sizes: list[tuple[int, int]], recipe: Recipe) -> int:
     """Exact length (longdocvqa.tokens) when a Qwen2 tokenizer is available offline, else a value inside the bounds
     that `validate` then checks."""
-    from longdocvqa.hub.publish import normalise_messages
+    from longdocvqa.contract import normalise_messages
     from longdocvqa.validate import exact_token_counter, token_bounds
 
     a = recipe.assemble

@@ -142,14 +142,15 @@ def test_same_version_is_a_noop_and_changed_content_is_refused(sample: Sample, h
 def test_push_refuses_a_folder_that_fails_validation(sample: Sample, tmp_path: Path) -> None:
     import shutil
 
-    from longdocvqa.hub.push import PushRefused, push
+    from longdocvqa.hub.push import PushRefused, push_dataset
+    from longdocvqa.validate import failure_counts
 
     folder = tmp_path / "dataset"
     shutil.copytree(sample.dataset, folder)
     text = (folder / "README.md").read_text().replace("num_tokens_total:", "num_tokens_total: 1\n  old_total:")
     (folder / "README.md").write_text(text)
     with pytest.raises(PushRefused, match=r"fails validation \(card_counts: 1\); run `longdocvqa validate"):
-        push(tmp_path, REPO)  # refused before any Hub request: no server is running
+        push_dataset(tmp_path, REPO, failures=failure_counts)  # refused before any Hub request: no server is running
 
 
 # ---- the child process ------------------------------------------------------------------------------------------
@@ -181,7 +182,8 @@ def _plain(row: dict[str, Any], hashlib: Any) -> dict[str, Any]:
 
 
 def _step(step: dict[str, Any]) -> Any:
-    from longdocvqa.hub.push import PushRefused, push
+    from longdocvqa.hub.push import PushRefused, push_dataset
+    from longdocvqa.validate import failure_counts
 
     op = step["op"]
     if op == "push":
@@ -193,7 +195,14 @@ def _step(step: dict[str, Any]) -> Any:
                 raise Interrupted(path)
 
         try:
-            result = push(step["out_dir"], REPO, step.get("tag"), private=not step.get("public"), progress=progress)
+            result = push_dataset(
+                step["out_dir"],
+                REPO,
+                step.get("tag"),
+                not step.get("public"),
+                failures=failure_counts,
+                progress=progress,
+            )
         except PushRefused as exc:
             return {"refused": str(exc)}
         return {"status": result.status, "tag": result.tag, "commit": result.commit, "files": result.files}
@@ -205,9 +214,9 @@ def _step(step: dict[str, Any]) -> Any:
         data = load_dataset(step["target"], step["config"], revision=step["revision"], streaming=True)
         return {split: [row["id"] for row in data[split]] for split in data}
     if op == "validate":
-        from longdocvqa.validate import validate
+        from longdocvqa.validate import validate_dataset
 
-        return json.loads(validate(step["target"], step["revision"]).to_json())
+        return json.loads(validate_dataset(step["target"], step["revision"]).to_json())
     if op == "append":
         with open(step["path"], "a", encoding="utf-8") as handle:
             handle.write(step["text"])

@@ -204,19 +204,11 @@ def test_render_chat_matches_trl_template() -> None:
 
 
 def _processor(counter: tokens.TokenCounter, max_pixels: int):
-    import transformers
-    import transformers.processing_utils
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
-    from transformers.video_processing_utils import VideoProcessorMixin
 
-    # Without torchvision transformers does not export VideoProcessorMixin, and the processor's class check looks it
-    # up on its own handle of the package (training.md §2.2).
-    transformers.VideoProcessorMixin = VideoProcessorMixin
-    transformers.processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
+    from train.processor import install_video_processor_shim
 
-    class NoVideoProcessor(VideoProcessorMixin):
-        pass
-
+    NoVideoProcessor = install_video_processor_shim()  # no torchvision here (docs/research/training.md §2.2)
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=counter.tokenizer, eos_token="<|im_end|>",
                                         pad_token="<|endoftext|>")  # fmt: skip
     images = Qwen2VLImageProcessorPil(min_pixels=tokens.HUB_MIN_PIXELS, max_pixels=max_pixels)

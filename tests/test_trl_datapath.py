@@ -1,6 +1,6 @@
 """The published `sft` config goes into TRL's SFTTrainer as loaded: no conversion, one real training step on CPU.
 
-A tiny random Qwen2.5-VL is built from a config and its processor in code (research/training.md §2.2-2.3: no
+A tiny random Qwen2.5-VL is built from a config and its processor in code (docs/research/training.md §2.2-2.3: no
 torchvision on CI, so the VideoProcessorMixin shim and an empty video processor), with TRL's bundled official
 Qwen2.5-VL chat template. The dataset is the sample build of test_publish (real PDF pages) loaded with
 `load_dataset(folder, "sft")`, exactly what a user's training script does.
@@ -35,16 +35,12 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 
 
 def build_processor() -> Any:
-    import transformers
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast, Qwen2_5_VLProcessor, Qwen2VLImageProcessorPil
-    from transformers.video_processing_utils import VideoProcessorMixin
 
-    transformers.VideoProcessorMixin = VideoProcessorMixin  # exported only with torchvision (training.md §2.2)
+    from train.processor import install_video_processor_shim
 
-    class NoVideoProcessor(VideoProcessorMixin):
-        pass
-
+    NoVideoProcessor = install_video_processor_shim()  # VideoProcessorMixin is exported only with torchvision
     bpe = Tokenizer(models.BPE(unk_token=None))
     bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     bpe.decoder = decoders.ByteLevel()

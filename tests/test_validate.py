@@ -11,7 +11,7 @@ import pytest
 import yaml
 from test_publish import Sample, cached_sample, copy_sample
 
-from longdocvqa.validate import ValidationReport, exact_token_counter, render_report, token_bounds, validate
+from longdocvqa.validate import ValidationReport, exact_token_counter, render_report, token_bounds, validate_dataset
 
 Rows = list[dict[str, Any]]
 
@@ -46,7 +46,7 @@ def failures(report: ValidationReport, kind: str) -> list[tuple[str, str, str]]:
 
 
 def test_fresh_build_passes(sample: Sample) -> None:
-    report = validate(str(sample.dataset))
+    report = validate_dataset(str(sample.dataset))
     assert report.ok, report.failures
     assert report.rows_checked == {
         "sft": {"train": 7, "test": 3},
@@ -66,7 +66,7 @@ def test_wrong_evidence_page_is_named(sample: Sample, tmp_path: Path) -> None:
         target["id"] = rows[0]["id"]
 
     rewrite_rows(folder, "qa", "train", corrupt)
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     assert set(report.failure_counts) == {"evidence_page"}
     [(config, row, message)] = failures(report, "evidence_page")
     assert (config, row) == ("qa", target["id"]) and "evidence page 999 outside the document" in message
@@ -75,7 +75,7 @@ def test_wrong_evidence_page_is_named(sample: Sample, tmp_path: Path) -> None:
 def test_evidence_outside_segment_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(folder, "qa", "test", lambda rows: [{**rows[0], "evidence_pages": [12]}, *rows[1:]])
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     [(config, _, message)] = failures(report, "evidence_page")
     assert config == "qa" and "outside the recorded segment 2-9" in message
 
@@ -89,7 +89,7 @@ def test_missing_document_is_named(sample: Sample, tmp_path: Path) -> None:
         return rows[1:]
 
     rewrite_rows(folder, "documents", "train", drop_first)
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     orphans = {e["id"] for e in sample.examples if e["doc_id"] == removed["sha"]}
     orphans |= {q["id"] for q in sample.qa_rows if q["doc_sha256"] == removed["sha"]}
     named = {row for _, row, _ in failures(report, "missing_document")}
@@ -106,7 +106,7 @@ def test_image_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
         target["id"] = rows[1]["id"]
 
     rewrite_rows(folder, "sft", "test", drop_last_page)
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     [(config, row, message)] = failures(report, "image_count")
     assert (config, row) == ("sft", target["id"]) and "32 images" in message and "document has 33 pages" in message
     assert failures(report, "placeholders")[0][1] == target["id"]  # 33 image blocks for 32 images
@@ -115,7 +115,7 @@ def test_image_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
 def test_duplicated_id_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(folder, "sft", "test", lambda rows: [rows[0], {**rows[1], "id": rows[0]["id"]}, *rows[2:]])
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     first_test_id = sorted(e["id"] for e in sample.examples if e["doc_id"] == sample.documents[2].sha256)
     [(config, row, message)] = failures(report, "duplicate_id")
     assert config == "sft" and row in first_test_id and "already used" in message
@@ -129,7 +129,7 @@ def test_card_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
         header["dataset_info"][1]["splits"][0]["num_examples"] += 1  # qa, train
 
     edit_card(folder, bump)
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     assert set(report.failure_counts) == {"card_counts"}
     messages = {(config, message) for config, _, message in failures(report, "card_counts")}
     assert ("sft", "card records 8 train + 3 test rows, the data has 7 train + 3 test") in messages
@@ -139,7 +139,7 @@ def test_card_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
 def test_task_share_and_token_window_are_checked(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     edit_card(folder, lambda h: h["longdocvqa"].update(max_tokens=1000, task_shares={"reasoning": 1.0}))
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     assert report.failure_counts["token_window"] == 9  # the short-data row (~400 tokens) stays inside
     assert {f.message.split(":")[0] for f in report.failures if f.kind == "task_share"} == {
         "extract-multi",
@@ -158,7 +158,7 @@ def test_impossible_token_count_is_named(sample: Sample, tmp_path: Path) -> None
         target["id"] = rows[0]["id"]
 
     rewrite_rows(folder, "sft", "train", corrupt)
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     [(config, row, message)] = failures(report, "token_count")
     assert (config, row) == ("sft", target["id"]) and message.startswith("num_tokens 150 ")
 
@@ -169,7 +169,7 @@ def test_exact_recount_catches_an_off_by_one_length(sample: Sample, tmp_path: Pa
         pytest.skip("no offline Qwen2 tokenizer (pip install --no-deps dashscope==2.0.2): only bounds are checked")
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(folder, "sft", "test", lambda rows: [{**rows[0], "num_tokens": rows[0]["num_tokens"] + 1}, *rows[1:]])
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     [(_, _, message)] = failures(report, "token_count")
     assert "but the recount gives" in message and not report.warnings
 
@@ -182,7 +182,7 @@ def test_schema_and_split_leak_are_named(sample: Sample, tmp_path: Path) -> None
     test_doc = {}
     rewrite_rows(folder, "documents", "test", lambda rows: test_doc.update(rows[0]))
     rewrite_rows(folder, "documents", "train", lambda rows: [*rows, test_doc])
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     schema = [message for _, _, message in failures(report, "schema")]
     assert any(m.startswith("answer_format: 'Essay' is not one of") for m in schema)
     assert any(m.startswith("question: '' should be non-empty") for m in schema)  # QA's min_length
@@ -193,9 +193,9 @@ def test_schema_and_split_leak_are_named(sample: Sample, tmp_path: Path) -> None
 def test_unreadable_card_and_missing_data_fail(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     (folder / "README.md").write_text("---\nconfigs: [unclosed\n---\n")
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     assert report.failure_counts["card"] == 1 and not report.ok
-    assert validate(str(tmp_path / "nothing-here")).failure_counts.get("card") == 1
+    assert validate_dataset(str(tmp_path / "nothing-here")).failure_counts.get("card") == 1
 
 
 def test_failures_are_capped_per_kind_but_all_counted(sample: Sample, tmp_path: Path) -> None:
@@ -203,7 +203,7 @@ def test_failures_are_capped_per_kind_but_all_counted(sample: Sample, tmp_path: 
 
     folder = copy_sample(sample, tmp_path / "ds")
     edit_card(folder, lambda h: h["longdocvqa"].update(max_tokens=1000))
-    report = validate(str(folder), max_per_kind=2)
+    report = validate_dataset(str(folder), max_per_kind=2)
     assert report.failure_counts["token_window"] == 9  # the short-data row (~400 tokens) stays inside
     assert len([f for f in report.failures if f.kind == "token_window"]) == 2
     console = Console(record=True, width=160)
@@ -225,6 +225,6 @@ def test_truncated_shard_is_a_load_failure(sample: Sample, tmp_path: Path) -> No
     folder = copy_sample(sample, tmp_path / "ds")
     shard = sorted((folder / "data" / "qa").glob("train-*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:1000])
-    report = validate(str(folder))
+    report = validate_dataset(str(folder))
     [failure] = [f for f in report.failures if f.kind == "load"]
     assert failure.config == "qa" and failure.message.startswith("load_dataset('qa') failed")

@@ -1,10 +1,10 @@
 """Test helpers for train/: a small `sft` dataset folder in Hub layout, rendered from a real PDF.
 
 `make_sft_folder` writes what `load_dataset(folder, "sft")` reads exactly as it would read the Hub repo: README.md
-with a `configs:` YAML header and Parquet shards under data/sft/. Rows follow DESIGN.md §4: `id`, `task`, `doc_id`,
-`num_tokens` (exact, counted with the training processor), `images` (PyMuPDF renders of real PDF pages) and
+with a `configs:` YAML header and Parquet shards under data/sft/. Rows follow docs/design.md §4: `id`, `task`,
+`doc_id`, `num_tokens` (exact, counted with the training processor), `images` (PyMuPDF renders of real PDF pages) and
 `messages` (user: per page "Page N:" + an image placeholder, then the question; assistant: the answer), `licence`
-and `source` (of the PDF).
+and `source` (of the PDF), with the published Features (train/dataset_schema.json, the contract's export).
 The lead can swap this for the project's demo build once it exists.
 """
 
@@ -95,7 +95,7 @@ def count_tokens(processor: Any, messages: list[dict[str, Any]], images: list[An
 
 def sft_rows(pages: list[tuple[Any, str]], n_examples: int, pages_per_example: int, processor: Any) -> dict:
     """Column dict of `n_examples` rows, each over `pages_per_example` consecutive pages (wrapping around)."""
-    keys = ("id", "task", "doc_id", "num_tokens", "images", "messages", "licence", "source")
+    keys = ("id", "task", "doc_id", "qa_id", "num_pages", "num_tokens", "images", "messages", "licence", "source")
     rows: dict[str, list] = {key: [] for key in keys}
     doc_id = hashlib.sha256(b"".join(text.encode() for _, text in pages)).hexdigest()
     for index in range(n_examples):
@@ -107,31 +107,14 @@ def sft_rows(pages: list[tuple[Any, str]], n_examples: int, pages_per_example: i
         rows["id"].append(hashlib.sha256(f"{doc_id}:{index}".encode()).hexdigest()[:16])
         rows["task"].append("extract-single")
         rows["doc_id"].append(doc_id)
+        rows["qa_id"].append(None)  # these rows come from no `qa` row, as OCR tasks
+        rows["num_pages"].append(len(chosen))
         rows["num_tokens"].append(count_tokens(processor, messages, images))
         rows["images"].append(images)
         rows["messages"].append(messages)
         rows["licence"].append(TEST_PDF_LICENCE)
         rows["source"].append(TEST_PDF_SOURCE)
     return rows
-
-
-def sft_features() -> Any:
-    """The `sft` config's Arrow schema."""
-    from datasets import Features, Image, List, Value
-
-    part = {"type": Value("string"), "text": Value("string")}
-    return Features(
-        {
-            "id": Value("string"),
-            "task": Value("string"),
-            "doc_id": Value("string"),
-            "num_tokens": Value("int64"),
-            "images": List(Image()),
-            "messages": List({"role": Value("string"), "content": List(part)}),
-            "licence": Value("string"),  # as longdocvqa's `sft` rows: the source document's licence and origin
-            "source": Value("string"),
-        }
-    )
 
 
 def make_sft_folder(
@@ -148,13 +131,14 @@ def make_sft_folder(
     from datasets import Dataset
 
     from train.processor import TOKENIZER_CACHE_DIR, build_offline_processor
+    from train.schema import features
 
     processor = build_offline_processor(min_pixels, max_pixels, tokenizer_cache_dir or TOKENIZER_CACHE_DIR)
     pages = render_pages(find_test_pdf(), dpi, max(3, pages_per_example + 1))
     rows = sft_rows(pages, n_examples, pages_per_example, processor)
     shard = path / "data" / "sft" / "train-00000-of-00001.parquet"
     shard.parent.mkdir(parents=True, exist_ok=True)
-    Dataset.from_dict(rows, features=sft_features()).to_parquet(str(shard))
+    Dataset.from_dict(rows, features=features("sft")).to_parquet(str(shard))
     card = f"{CARD_HEADER}\n# test sft dataset\n\n```yaml\nrender:\n  dpi: {dpi}\n"
     card += f"  min_pixels: {min_pixels}\n  max_pixels: {max_pixels}\n```\n"
     (path / "README.md").write_text(card, encoding="utf-8")

@@ -2,7 +2,7 @@
 
 Owns: loading the processor of a real checkpoint, and building an exact Qwen2/2.5 processor fully offline for
 tiny random models (CI, CPU smoke tests): the tokenizer is converted from the `qwen.tiktoken` BPE file that the
-`dashscope` wheel ships (research/training.md §2.8), the chat template is TRL's bundled `qwen2_5_vl.jinja`.
+`dashscope` wheel ships (docs/research/training.md §2.8), the chat template is TRL's bundled `qwen2_5_vl.jinja`.
 Does not own: the model, the data, or training.
 
 Without torchvision, transformers does not export `VideoProcessorMixin` and `Qwen2_5_VLProcessor(...)` crashes
@@ -48,9 +48,12 @@ TOKENIZER_CACHE_DIR = Path.home() / ".cache" / "longdocvqa-train" / "qwen2-token
 def install_video_processor_shim() -> type:
     """Export `VideoProcessorMixin` from transformers when torchvision is missing; return a no-op subclass."""
     import transformers
+    import transformers.processing_utils
     from transformers.video_processing_utils import VideoProcessorMixin
 
+    # the processor's class check looks the name up on its own handle of the package too
     transformers.VideoProcessorMixin = VideoProcessorMixin
+    transformers.processing_utils.transformers_module.VideoProcessorMixin = VideoProcessorMixin
 
     class NoVideoProcessor(VideoProcessorMixin):
         """Placeholder video processor: the `sft` data holds page images only."""

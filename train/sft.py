@@ -109,6 +109,8 @@ def load_sft_dataset(args: ScriptArguments) -> Any:
     """`load_dataset(name, "sft", revision, split)`, then drop what cannot train (counted, logged)."""
     from datasets import load_dataset
 
+    from train.schema import check_columns
+
     dataset = load_dataset(
         args.dataset_name,
         args.dataset_config,
@@ -116,6 +118,7 @@ def load_sft_dataset(args: ScriptArguments) -> Any:
         split=args.dataset_train_split,
         streaming=args.dataset_streaming,
     )
+    check_columns(dataset.column_names)  # the published format (train/dataset_schema.json)
     if args.max_train_examples is not None:
         dataset = dataset.take(args.max_train_examples)
     return dataset
@@ -134,7 +137,7 @@ def drop_overlong(dataset: Any, max_length: int | None) -> Any:
 
 
 def gpu_only_settings(training_args: Any, args: ScriptArguments) -> None:
-    """Enable offloads only with a GPU: both crash on CPU (research/training.md §2.2, errors 7 and 9)."""
+    """Enable offloads only with a GPU: both crash on CPU (docs/research/training.md §2.2, errors 7 and 9)."""
     import torch
 
     if torch.cuda.is_available():

@@ -26,11 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import render
+from longdocvqa.contract import qa_record_from_row
 from longdocvqa.errors import RecipeError, RejectedInput
 from longdocvqa.eval.score import canonical_format, is_not_answerable
 from longdocvqa.fingerprint import content_hash
 from longdocvqa.hub.load import is_local, load_config
-from longdocvqa.hub.publish import qa_record_from_row
 from longdocvqa.hub.push import dataset_folder
 from longdocvqa.records import Reject
 from longdocvqa.tokens import image_size_px, pixmap_size_px

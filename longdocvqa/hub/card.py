@@ -21,10 +21,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from longdocvqa import chart
+from longdocvqa.contract import CARD_KEY, CONFIGS, configs_yaml, ordered_splits
+from longdocvqa.hub.features import features_for
 from longdocvqa.hub.redact import public_recipe_yaml
+from longdocvqa.hub.stats import PublishStats
 from longdocvqa.recipe import Recipe
 
-CARD_KEY = "longdocvqa"
 ASSETS = "assets"
 LENGTH_PNG = f"{ASSETS}/length_histogram.png"
 PAGES_PNG = f"{ASSETS}/pages_histogram.png"
@@ -58,10 +60,10 @@ def size_category(num_rows: int) -> str:
     return next((name for bound, name in _SIZE_BOUNDS if num_rows < bound), "n>1M")
 
 
-def write_card(folder: Path, recipe: Recipe, stats: Any, build: BuildReport | None = None) -> Path:
+def write_card(folder: Path, recipe: Recipe, stats: PublishStats, build: BuildReport | None = None) -> Path:
     """Write README.md and the histogram PNGs into the dataset folder; returns the README path."""
     build = build or BuildReport()
-    write_histograms(folder, stats, build)
+    write_card_charts(folder, stats, build)
     write_licence_file(folder, recipe, stats)
     header = card_header(folder, recipe, stats)
     text = (
@@ -91,7 +93,7 @@ def split_card(text: str) -> tuple[dict[str, Any], str]:
 # ---- header ---------------------------------------------------------------------------------------------------
 
 
-def card_header(folder: Path, recipe: Recipe, stats: Any) -> dict[str, Any]:
+def card_header(folder: Path, recipe: Recipe, stats: PublishStats) -> dict[str, Any]:
     """The YAML header as a dict."""
     num_sft = sum(stats.rows["sft"].values())
     header: dict[str, Any] = {
@@ -101,14 +103,14 @@ def card_header(folder: Path, recipe: Recipe, stats: Any) -> dict[str, Any]:
         "task_categories": TASK_CATEGORIES,
         "size_categories": [size_category(num_sft)],
         "tags": TAGS,
-        "configs": configs_yaml(stats),
+        "configs": configs_yaml(stats.rows),
         "dataset_info": dataset_info_yaml(folder, stats),
         CARD_KEY: longdocvqa_yaml(recipe, stats),
     }
     return header
 
 
-def licence_yaml(recipe: Recipe, stats: Any) -> dict[str, str]:
+def licence_yaml(recipe: Recipe, stats: PublishStats) -> dict[str, str]:
     """`license_name` and `license_link` when the licence is `other` (the Hub shows them instead of a known id)."""
     if recipe.publish.licence != "other":
         return {}
@@ -122,7 +124,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.+]+", "-", text.lower()).strip("-") or "unknown"
 
 
-def write_licence_file(folder: Path, recipe: Recipe, stats: Any) -> Path:
+def write_licence_file(folder: Path, recipe: Recipe, stats: PublishStats) -> Path:
     """LICENSE.md: the licence of every source document (rows carry theirs in `licence` / `source`)."""
     lines = [
         f"# Licences of {recipe.publish.pretty_name or recipe.name} {recipe.version}",
@@ -140,26 +142,9 @@ def write_licence_file(folder: Path, recipe: Recipe, stats: Any) -> Path:
     return path
 
 
-def configs_yaml(stats: Any) -> list[dict[str, Any]]:
-    """`configs:` entries: data files per split, `sft` first and marked default."""
-    from longdocvqa.hub.publish import CONFIGS, DEFAULT_CONFIG, ordered_splits
-
-    out = []
-    for config in CONFIGS:
-        splits = ordered_splits(s for s, n in stats.rows[config].items() if n)
-        files = [{"split": s, "path": f"data/{config}/{s}-*"} for s in splits]
-        entry: dict[str, Any] = {"config_name": config, "data_files": files}
-        if config == DEFAULT_CONFIG:
-            entry["default"] = True
-        out.append(entry)
-    return out
-
-
-def dataset_info_yaml(folder: Path, stats: Any) -> list[dict[str, Any]]:
+def dataset_info_yaml(folder: Path, stats: PublishStats) -> list[dict[str, Any]]:
     """`dataset_info:` per config, in the YAML form `datasets` writes itself (features, splits, sizes)."""
     from datasets import DatasetInfo, SplitDict, SplitInfo
-
-    from longdocvqa.hub.publish import CONFIGS, features_for, ordered_splits
 
     out = []
     for config in CONFIGS:
@@ -176,12 +161,10 @@ def dataset_info_yaml(folder: Path, stats: Any) -> list[dict[str, Any]]:
     return out
 
 
-def longdocvqa_yaml(recipe: Recipe, stats: Any) -> dict[str, Any]:
+def longdocvqa_yaml(recipe: Recipe, stats: PublishStats) -> dict[str, Any]:
     """The `longdocvqa:` block: what the trainer and `validate` read."""
     a = recipe.assemble
-    from longdocvqa.hub.publish import ordered_splits
-
-    counts = {c: {s: stats.rows[c][s] for s in ordered_splits(stats.rows[c])} for c in ("sft", "qa", "documents")}
+    counts = {c: {s: stats.rows[c][s] for s in ordered_splits(stats.rows[c])} for c in CONFIGS}
     return {
         "name": recipe.name,
         "version": recipe.version,
@@ -203,7 +186,7 @@ def longdocvqa_yaml(recipe: Recipe, stats: Any) -> dict[str, Any]:
     }
 
 
-def task_shares(stats: Any, unit: str) -> dict[str, float]:
+def task_shares(stats: PublishStats, unit: str) -> dict[str, float]:
     """Share of each task over all splits of `sft`, by tokens or by examples (rounded to 6 digits)."""
     source = stats.task_tokens if unit == "tokens" else stats.task_counts
     totals: dict[str, int] = {}
@@ -217,7 +200,7 @@ def task_shares(stats: Any, unit: str) -> dict[str, float]:
 # ---- body -----------------------------------------------------------------------------------------------------
 
 
-def card_body(recipe: Recipe, stats: Any, build: BuildReport) -> str:
+def card_body(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
     """The Markdown body."""
     sections = [
         _intro(recipe, stats, build),
@@ -232,7 +215,7 @@ def card_body(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     return "\n\n".join(s.strip() for s in sections) + "\n"
 
 
-def _intro(recipe: Recipe, stats: Any, build: BuildReport) -> str:
+def _intro(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
     name = recipe.publish.pretty_name or recipe.name
     pages = stats.num_pages
     span = f"{min(pages)}-{max(pages)} pages" if pages else "no examples"
@@ -338,7 +321,7 @@ card's `{CARD_KEY}` header) so that token lengths match `num_tokens`, and keep `
 """
 
 
-def _contents(recipe: Recipe, stats: Any) -> str:
+def _contents(recipe: Recipe, stats: PublishStats) -> str:
     lines = [
         "## Contents",
         "",
@@ -350,9 +333,10 @@ def _contents(recipe: Recipe, stats: Any) -> str:
     shares = task_shares(stats, recipe.assemble.mixture_unit)
     lines += ["", f"Examples and tokens per task (`sft`; shares by {recipe.assemble.mixture_unit}):", ""]
     lines += ["| task | split | examples | tokens | share | target |", "|---|---|---|---|---|---|"]
+    targets = {str(task): share for task, share in recipe.assemble.mixture.items()}
     for split in _splits(stats):
         for task, count in sorted(stats.task_counts.get(split, {}).items()):
-            target = recipe.assemble.mixture.get(task)
+            target = targets.get(task)
             lines.append(
                 f"| {task} | {split} | {count} | {stats.task_tokens[split][task]:,} | "
                 f"{shares.get(task, 0):.3f} | {'' if target is None else f'{target:.3f}'} |"
@@ -360,7 +344,7 @@ def _contents(recipe: Recipe, stats: Any) -> str:
     return "\n".join(lines)
 
 
-def _lengths(stats: Any) -> str:
+def _lengths(stats: PublishStats) -> str:
     tokens, pages = stats.num_tokens, stats.num_pages
     if not tokens:
         return "## Lengths\n\nNo examples."
@@ -377,7 +361,7 @@ Total: **{sum(tokens):,} tokens** in {len(tokens):,} examples. Tokens per exampl
 """
 
 
-def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
+def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
     generator = build.generator or _generator(recipe)
     versions = ", ".join(f"`{v}` ({n})" for v, n in sorted(stats.prompt_versions.items())) or "none"
     used = ", ".join(f"`{g}` ({n})" for g, n in sorted(stats.generators.items())) or "none"
@@ -408,7 +392,7 @@ def _provenance(recipe: Recipe, stats: Any, build: BuildReport) -> str:
     return "\n".join(parts)
 
 
-def _examples(stats: Any) -> str:
+def _examples(stats: PublishStats) -> str:
     lines = [
         "## Example rows (`qa`)",
         "",
@@ -427,24 +411,24 @@ def _examples(stats: Any) -> str:
     return "\n".join(lines)
 
 
-def _sources(stats: Any) -> str:
+def _sources(stats: PublishStats) -> str:
     lines = ["## Source documents and licences", "", _licence_table(stats), "", _document_table(stats)]
     return "\n".join(lines)
 
 
-def _licence_table(stats: Any) -> str:
+def _licence_table(stats: PublishStats) -> str:
     """Per licence: documents, `sft` examples and `qa` rows (every row carries its document's licence)."""
     rows = ["| licence | documents | sft examples | qa rows |", "|---|---|---|---|"]
-    names = sorted(
-        set(stats.licences) | set(stats.licence_rows.get("sft", {})) | set(stats.licence_rows.get("qa", {}))
-    )
+    sft_rows: Mapping[str, int] = stats.licence_rows.get("sft", {})
+    qa_rows: Mapping[str, int] = stats.licence_rows.get("qa", {})
+    names = sorted(set(stats.licences) | set(sft_rows) | set(qa_rows))
     for name in names:
-        sft, qa = stats.licence_rows.get("sft", {}).get(name, 0), stats.licence_rows.get("qa", {}).get(name, 0)
+        sft, qa = sft_rows.get(name, 0), qa_rows.get(name, 0)
         rows.append(f"| {_cell(name)} | {stats.licences.get(name, 0)} | {sft} | {qa} |")
     return "\n".join(rows) if names else "No documents."
 
 
-def _document_table(stats: Any) -> str:
+def _document_table(stats: PublishStats) -> str:
     total = sum(stats.rows["documents"].values())
     lines = ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
     for doc in stats.documents:
@@ -481,9 +465,7 @@ def _generator(recipe: Recipe) -> str:
     return gen.endpoint.model if gen.kind == "openai" else "template (offline baseline from the layout)"
 
 
-def _splits(stats: Any) -> list[str]:
-    from longdocvqa.hub.publish import ordered_splits
-
+def _splits(stats: PublishStats) -> list[str]:
     return ordered_splits({split for config in ("sft", "qa", "documents") for split in stats.rows[config]}) or [
         "train"
     ]
@@ -539,7 +521,7 @@ def _cell(text: Any, limit: int = 120) -> str:
 # ---- plots ----------------------------------------------------------------------------------------------------
 
 
-def write_histograms(folder: Path, stats: Any, build: BuildReport) -> None:
+def write_card_charts(folder: Path, stats: PublishStats, build: BuildReport) -> None:
     """Copy the assembly stage's PNGs into assets/, or draw them from the rows' num_tokens / num_pages."""
     (folder / ASSETS).mkdir(parents=True, exist_ok=True)
     plots = [

@@ -7,9 +7,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from longdocvqa.errors import ExternalServiceError
+from longdocvqa.contract import ordered_splits
+from longdocvqa.errors import ExternalServiceError, RecipeError
+from longdocvqa.recipe import ShortDataConfig
+
+if TYPE_CHECKING:
+    from datasets import Dataset
 
 _NETWORK_ERRORS = {"TransportError", "ConnectionError", "TimeoutException", "ConnectTimeout", "ReadTimeout"}
 
@@ -109,8 +114,6 @@ def iter_rows(
     token: str | None = None,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     """Stream every row of a config as (split, row), train first; memory stays bounded (streaming=True)."""
-    from longdocvqa.hub.publish import ordered_splits
-
     splits = load_config(
         path_or_repo, config, revision=revision, streaming=True, decode_images=decode_images, verify=False, token=token
     )
@@ -119,11 +122,9 @@ def iter_rows(
             yield split, row
 
 
-def load_short_rows(config: Any) -> Any:
+def load_short_rows(config: ShortDataConfig) -> Dataset:
     """The short-context source (local folder or Hub dataset) with image columns left undecoded (bytes)."""
     from datasets import Image, List, load_dataset
-
-    from longdocvqa.errors import RecipeError
 
     source = config.path or config.repo
     if not source:

@@ -1,10 +1,6 @@
 """The Hub-ready dataset folder: Parquet shards with explicit Features, split by document, written streaming.
 
-Layout of `OUT/dataset/` (DESIGN.md §4):
-
-    README.md                                       card: YAML header (configs, dataset_info, longdocvqa) + body
-    assets/length_histogram.png, pages_histogram.png
-    data/<config>/<split>-00000-of-00003.parquet        configs: sft (default), qa, documents; splits: train [, test]
+The layout of `OUT/dataset/`, the configs, columns and row converters are the contract's (contract.py).
 
 Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of `publish.rows_per_group` rows, so a
 streaming reader never holds more than a few documents. Memory stays bounded however many examples there are: rows
@@ -12,216 +8,49 @@ arrive as iterables and page images are fetched one example at a time through th
 folder is written under a temporary name and swapped in at the end, so a killed build never leaves half a dataset.
 Rows carry no timestamps: the same inputs give byte-identical shards.
 
-This module owns the row formats (`sft_features`, `qa_features`, `documents_features`, `QARow`); the card text is
-card.py's, the upload push.py's.
+This module owns the writing (shards, the `sft` row with its images, the swap-in); the statistics the card reports
+are stats.py's, the card text card.py's, the upload push.py's.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from longdocvqa.contract import (
+    CONFIGS,
+    SHORT_SPLIT,
+    count_image_placeholders,
+    document_row,
+    normalise_messages,
+    qa_row,
+    shard_name,
+    source_of,
+    split_for,
+)
 from longdocvqa.errors import LongDocVQAError, RejectedInput
+from longdocvqa.hub.card import BuildReport, write_card
+from longdocvqa.hub.features import features_for
+from longdocvqa.hub.stats import PublishStats
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import PdfDoc, QARecord, Reject
-from longdocvqa.safetext import clean
 
-CONFIGS: tuple[str, ...] = ("sft", "qa", "documents")
-DEFAULT_CONFIG = "sft"
-SPLITS: tuple[str, ...] = ("train", "test")
+if TYPE_CHECKING:
+    from datasets import Features
+
 PageImage = Callable[[str, int], bytes]
 ShortImages = Callable[[int], Sequence[bytes]]
-SHORT_SPLIT = "train"  # short-data rows have no document: they are training mix
 _MB = 1_000_000
 _ROW_OVERHEAD_BYTES = 512
-_HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
-_CARD_SAMPLES_PER_TASK = 2
-_CARD_CANDIDATES_PER_TASK = 64  # kept while qa rows stream past; the card shows those an `sft` example uses
-# Outcomes of the checks recorded in a qa row's `verification` ("evidence_text=...;answerability=..."):
-# found / not_applicable (reasoning asks for no literal quote); exact / judge (verifier agreed) / not_run (off).
-_PASSED = {"evidence_text": {"found", "not_applicable"}, "answerability": {"exact", "judge", "not_run"}}
 
 
-class QARow(QARecord):
-    """A `qa` config row as a record: the QA with its provenance plus the token length of its example."""
-
-    num_tokens: int
-    licence: str | None = None
-    source: str | None = None
-
-
-def sft_features() -> Any:
-    """Features of the `sft` config: TRL's conversational vision format plus ids and lengths."""
-    from datasets import Features, Image, List, Value
-
-    block = {"type": Value("string"), "text": Value("string")}  # text is null for {"type": "image"} placeholders
-    return Features(
-        {
-            "id": Value("string"),
-            "task": Value("string"),
-            "doc_id": Value("string"),
-            "qa_id": Value("string"),
-            "num_pages": Value("int32"),
-            "num_tokens": Value("int64"),
-            "images": List(Image()),
-            "messages": List({"role": Value("string"), "content": List(block)}),
-            "licence": Value("string"),
-            "source": Value("string"),
-        }
-    )
-
-
-def qa_features() -> Any:
-    """Features of the `qa` config; `answer_list` holds the items of List answers (`answer` their JSON text)."""
-    from datasets import Features, List, Value
-
-    strings, ints = List(Value("string")), List(Value("int32"))
-    return Features(
-        {
-            "id": Value("string"),
-            "task": Value("string"),
-            "doc_sha256": Value("string"),
-            "segment_id": Value("string"),
-            "segment_start": Value("int32"),
-            "segment_end": Value("int32"),
-            "segment_sections": strings,
-            "question": Value("string"),
-            "answer": Value("string"),
-            "answer_list": strings,
-            "answer_format": Value("string"),
-            "evidence_pages": ints,
-            "evidence_sources": strings,
-            "evidence_description": Value("string"),
-            "generator": Value("string"),
-            "prompt_version": Value("string"),
-            "call_id": Value("string"),
-            "verification": Value("string"),
-            "num_tokens": Value("int64"),
-            "licence": Value("string"),
-            "source": Value("string"),
-        }
-    )
-
-
-def documents_features() -> Any:
-    """Features of the `documents` config: one row per document (no images: the `sft` rows hold them)."""
-    from datasets import Features, List, Value
-
-    return Features(
-        {
-            "sha256": Value("string"),
-            "file_name": Value("string"),
-            "num_pages": Value("int32"),
-            "page_sizes_pt": List(List(Value("float64"))),
-            "size_bytes": Value("int64"),
-            "title": Value("string"),
-            "producer": Value("string"),
-            "licence": Value("string"),
-            "source": Value("string"),
-        }
-    )
-
-
-def features_for(config: str) -> Any:
-    """The Features of one config."""
-    builders = {"sft": sft_features, "qa": qa_features, "documents": documents_features}
-    return builders[config]()
-
-
-def split_for(doc_sha256: str, test_share: float) -> str:
-    """`test` for a deterministic `test_share` of documents (by their sha256), else `train`."""
-    return "test" if int(doc_sha256[:16], 16) < test_share * _HASH_SPACE else "train"
-
-
-def ordered_splits(names: Iterable[str]) -> list[str]:
-    """Split names with `train` first, then `test`, then any others alphabetically."""
-    return sorted(names, key=lambda name: (SPLITS.index(name) if name in SPLITS else len(SPLITS), name))
-
-
-def shard_name(split: str, index: int, total: int) -> str:
-    """`train-00000-of-00003.parquet`, the Hub's naming."""
-    return f"{split}-{index:05d}-of-{total:05d}.parquet"
-
-
-def qa_row(record: BaseModel | Mapping[str, Any], num_tokens: int | None = None) -> dict[str, Any]:
-    """A `qa` Parquet row from a QARecord (or its dict) and the token length of its example.
-
-    Raises pydantic.ValidationError when the record does not fit `QARow`.
-    """
-    data = dict(record.model_dump(mode="json") if isinstance(record, BaseModel) else record)
-    if num_tokens is not None:
-        data["num_tokens"] = num_tokens
-    data = QARow.model_validate(data).model_dump(mode="json")  # fills defaults, checks types
-    answer = data["answer"]
-    listed = isinstance(answer, list)
-    data["answer"] = json.dumps(answer, ensure_ascii=False) if listed else answer
-    data["answer_list"] = list(answer) if listed else []
-    return data
-
-
-def qa_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of `qa_row`: the QARow-shaped dict (list answers restored), for schema checks and consumers."""
-    data = {k: v for k, v in row.items() if k != "answer_list"}
-    if row.get("answer_format") == "List":
-        data["answer"] = list(row.get("answer_list") or [])
-    return data
-
-
-def passed_checks(row: Mapping[str, Any]) -> bool:
-    """Whether a qa row passed every check that ran (its answer found on an evidence page, the verifier agreed)."""
-    outcomes = dict(part.partition("=")[::2] for part in str(row.get("verification") or "").split(";") if part)
-    return all(outcomes.get(check) in allowed for check, allowed in _PASSED.items())
-
-
-def source_of(doc: PdfDoc) -> str:
-    """Where a document came from, as known: the licence file's source (package or URL), else its file name."""
-    return doc.source or Path(doc.path).name
-
-
-def document_row(doc: PdfDoc) -> dict[str, Any]:
-    """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
-    return {
-        "sha256": doc.sha256,
-        "file_name": clean(Path(doc.path).name),  # names and metadata come from outside: no control characters
-        "num_pages": doc.num_pages,
-        "page_sizes_pt": [list(size) for size in doc.page_sizes_pt],
-        "size_bytes": doc.size_bytes,
-        "title": clean(doc.title),
-        "producer": clean(doc.producer),
-        "licence": clean(doc.licence),
-        "source": clean(source_of(doc)),
-    }
-
-
-def normalise_messages(messages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Messages with every content as typed blocks {type, text}; text is None for image placeholders."""
-    out = []
-    for message in messages:
-        content = message["content"]
-        blocks: list[dict[str, Any]]
-        if isinstance(content, str):
-            blocks = [{"type": "text", "text": content}]
-        else:
-            blocks = [{"type": b["type"], "text": b.get("text") if b["type"] == "text" else None} for b in content]
-        out.append({"role": message["role"], "content": blocks})
-    return out
-
-
-def count_image_placeholders(messages: Sequence[Mapping[str, Any]]) -> int:
-    """Number of {"type": "image"} blocks across all turns."""
-    return sum(
-        1 for m in messages if not isinstance(m["content"], str) for b in m["content"] if b.get("type") == "image"
-    )
-
-
-def parquet_options(features: Any) -> dict[str, Any]:
+def parquet_options(features: Features) -> dict[str, Any]:
     """The Parquet options `datasets.push_to_hub` uses: images PLAIN and uncompressed (already JPEG/PNG, and the
     Hub's Xet storage deduplicates identical pages across shards and versions), other columns snappy with
     dictionaries, content-defined chunking and a page index. Falls back to zstd on `datasets` without them."""
@@ -238,7 +67,9 @@ def parquet_options(features: Any) -> dict[str, Any]:
 class ShardWriter:
     """Streams the rows of one config and split into byte-bounded Parquet shards of small row groups."""
 
-    def __init__(self, folder: Path, split: str, features: Any, max_shard_bytes: int, rows_per_group: int) -> None:
+    def __init__(
+        self, folder: Path, split: str, features: Features, max_shard_bytes: int, rows_per_group: int
+    ) -> None:
         self.folder, self.split, self.features = folder, split, features
         self.max_shard_bytes, self.rows_per_group = max_shard_bytes, rows_per_group
         self.paths: list[Path] = []
@@ -331,68 +162,6 @@ class DocInfo:
 
 
 @dataclass
-class PublishStats:
-    """What the card reports, accumulated while the rows stream past (a few ints per example)."""
-
-    rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    task_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    task_tokens: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    num_tokens: list[int] = field(default_factory=list)
-    num_pages: list[int] = field(default_factory=list)
-    licences: Counter[str] = field(default_factory=Counter)
-    documents: list[dict[str, Any]] = field(default_factory=list)
-    prompt_versions: Counter[str] = field(default_factory=Counter)
-    generators: Counter[str] = field(default_factory=Counter)
-    candidates: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
-    used_qa: set[str] = field(default_factory=set)
-    licence_rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
-    shards: dict[str, dict[str, list[Path]]] = field(default_factory=dict)
-    num_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
-    max_card_documents: int = 100
-
-    @property
-    def samples(self) -> dict[str, list[dict[str, Any]]]:
-        """Card examples: per task, the first qa rows that passed every check and made it into an `sft` example."""
-        return {
-            task: [r for r in rows if r["id"] in self.used_qa][:_CARD_SAMPLES_PER_TASK]
-            for task, rows in self.candidates.items()
-        }
-
-    def add_document(self, doc: PdfDoc, split: str) -> None:
-        self.rows["documents"][split] += 1
-        self.licences[doc.licence or "unknown"] += 1
-        if len(self.documents) < self.max_card_documents:
-            self.documents.append(
-                {
-                    "file_name": clean(Path(doc.path).name),
-                    "num_pages": doc.num_pages,
-                    "licence": clean(doc.licence),
-                    "source": clean(source_of(doc)),
-                    "split": split,
-                }
-            )
-
-    def add_qa(self, row: Mapping[str, Any], split: str) -> None:
-        self.rows["qa"][split] += 1
-        self.prompt_versions[row["prompt_version"]] += 1
-        self.generators[row["generator"]] += 1
-        self.licence_rows["qa"][row.get("licence") or "unknown"] += 1
-        if len(self.candidates[row["task"]]) < _CARD_CANDIDATES_PER_TASK and passed_checks(row):
-            keys = ("id", "task", "question", "answer", "answer_format", "evidence_pages", "verification")
-            self.candidates[row["task"]].append({k: row[k] for k in keys})
-
-    def add_example(self, row: Mapping[str, Any], split: str) -> None:
-        self.rows["sft"][split] += 1
-        self.licence_rows["sft"][row.get("licence") or "unknown"] += 1
-        if row.get("qa_id"):
-            self.used_qa.add(row["qa_id"])
-        self.task_counts[split][row["task"]] += 1
-        self.task_tokens[split][row["task"]] += row["num_tokens"]
-        self.num_tokens.append(row["num_tokens"])
-        self.num_pages.append(row["num_pages"])
-
-
-@dataclass
 class PublishSummary:
     """What `write_dataset` did: the folder, rows per config and split, and the examples it refused."""
 
@@ -412,7 +181,7 @@ def write_dataset(
     qa_rows: Iterable[Mapping[str, Any] | BaseModel],
     examples: Iterable[Mapping[str, Any] | BaseModel],
     page_image: PageImage,
-    build: Any = None,
+    build: BuildReport | None = None,
     short_images: ShortImages | None = None,
 ) -> PublishSummary:
     """Write OUT/dataset/ (shards, card, plots) from kept documents, qa rows (QARecord + num_tokens) and examples.
@@ -421,8 +190,6 @@ def write_dataset(
     encoded images of a short-data row (examples with `short_index`, which go to `train`); `build` is a
     card.BuildReport (drops, decontamination, histogram PNGs). Bad examples are skipped and returned as Rejects.
     """
-    from longdocvqa.hub.card import write_card
-
     dataset_dir = Path(dataset_dir)
     staging = dataset_dir.with_name(f".{dataset_dir.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)

@@ -1,8 +1,9 @@
 """Publishing a built dataset folder to the Hugging Face Hub: validate, one commit, one tag.
 
-`push` refuses a folder that fails `validate`, creates the dataset repo if needed (private by default), uploads
-every file of the folder, removes files of an older version from the branch, makes ONE commit whose message names
-the recipe version and fingerprint, and tags it (default `v` + version).
+`push_dataset` refuses a folder that fails validation (the caller passes the check as `failures`: validate.py
+sits above the hub adapter, so this module does not import it), creates the dataset repo if needed (private by
+default), uploads every file of the folder, removes files of an older version from the branch, makes ONE commit
+whose message names the recipe version and fingerprint, and tags it (default `v` + version).
 
 Resumable: each file's large-object upload (LFS, or Xet on the real Hub) is finished before the next starts, and
 the Hub answers "already stored" for objects it holds, so a push rerun after an interruption uploads only what is
@@ -16,14 +17,19 @@ logged or written.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+from longdocvqa.contract import CARD_KEY
 from longdocvqa.errors import ExternalServiceError, LongDocVQAError
 from longdocvqa.fingerprint import file_sha256
+from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import unreachable
+
+if TYPE_CHECKING:
+    from huggingface_hub import HfApi
 
 REPO_TYPE = "dataset"
 IGNORED_REMOTE = (".gitattributes",)
@@ -36,7 +42,7 @@ class PushRefused(LongDocVQAError):
 
 @dataclass
 class PushResult:
-    """What `push` did."""
+    """What `push_dataset` did."""
 
     repo: str
     tag: str
@@ -52,20 +58,24 @@ def dataset_folder(out_dir: str | Path) -> Path:
     return out_dir / "dataset" if (out_dir / "dataset" / "README.md").is_file() else out_dir
 
 
-def push(
+def push_dataset(
     out_dir: str | Path,
     repo: str,
     tag: str | None = None,
     private: bool = True,
     token: str | None = None,
     *,
+    failures: Callable[[Path], Mapping[str, int]],
     progress: Callable[[str], None] | None = None,
 ) -> PushResult:
-    """Validate, upload (resumable) as one commit, and tag `repo`; `progress(path)` is called after each file."""
+    """Validate, upload (resumable) as one commit, and tag `repo`; `progress(path)` is called after each file.
+
+    `failures(folder)` returns the failed checks by kind (validate.failure_counts); any failure refuses the push.
+    """
     from huggingface_hub.errors import HfHubHTTPError
 
     folder = dataset_folder(out_dir)
-    meta = _validated_meta(folder)
+    meta = _validated_meta(folder, failures)
     tag = tag or f"v{meta['version']}"
     message = f"{meta.get('name', 'dataset')} {meta['version']} (recipe {meta['recipe_fingerprint']})"
     try:
@@ -80,13 +90,10 @@ def push(
         raise error from None
 
 
-def _validated_meta(folder: Path) -> dict[str, Any]:
-    from longdocvqa.hub.card import CARD_KEY, split_card
-    from longdocvqa.validate import validate
-
-    report = validate(str(folder))
-    if not report.ok:
-        kinds = ", ".join(f"{kind}: {n}" for kind, n in report.failure_counts.items())
+def _validated_meta(folder: Path, failures: Callable[[Path], Mapping[str, int]]) -> dict[str, Any]:
+    counts = failures(folder)
+    if counts:
+        kinds = ", ".join(f"{kind}: {n}" for kind, n in counts.items())
         raise PushRefused(f"{folder}: fails validation ({kinds}); run `longdocvqa validate {folder}` for details")
     header, _ = split_card((folder / "README.md").read_text(encoding="utf-8"))
     return dict(header[CARD_KEY])
@@ -122,7 +129,7 @@ def local_files(folder: Path) -> list[str]:
     return sorted(p.as_posix() for p in paths if not any(part.startswith(".") for part in p.parts))
 
 
-def tag_commit(api: Any, repo: str, tag: str) -> str | None:
+def tag_commit(api: HfApi, repo: str, tag: str) -> str | None:
     """The commit a tag points at, or None when the tag does not exist."""
     refs = api.list_repo_refs(repo, repo_type=REPO_TYPE)
     return next((ref.target_commit for ref in refs.tags if ref.name == tag), None)
@@ -152,7 +159,7 @@ def same_content(folder: Path, local: list[str], remote: dict[str, Any]) -> bool
 
 
 def upload(
-    api: Any, repo: str, folder: Path, local: list[str], message: str, progress: Callable[[str], None] | None
+    api: HfApi, repo: str, folder: Path, local: list[str], message: str, progress: Callable[[str], None] | None
 ) -> str:
     """Upload every file's content (skipping what the Hub holds), then make one commit; returns its oid."""
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
