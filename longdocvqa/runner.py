@@ -168,8 +168,6 @@ _CALL_FAILURES = {"endpoint_error", "generate_failed", "reply_too_large", "trunc
 
 def check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
     """Stop (exit 1) when more questions failed than max_reject_rate allows, naming the most common failure."""
-    if ctx.recipe.generate.generator.kind == "template":
-        return
     failures = Counter({k: v for k, v in stats.dropped.items() if k in _CALL_FAILURES or k.startswith("http_")})
     asked = stats.kept + sum(v for k, v in stats.dropped.items() if k not in _NOT_FAILURES)
     failed = sum(failures.values())

@@ -97,7 +97,8 @@ def run_generate(
             stats.extra["usage"] = usage
         if pending:
             stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
-    check_generate_budget(ctx, stats)
+    if ctx.recipe.generate.generator.kind != "template":  # the template generator makes no model calls
+        check_generate_budget(ctx, stats)
     return result
 
 
