@@ -196,9 +196,7 @@ def run_jobs(
 ) -> None:  # fmt: skip
     """Run `fn(*job.args)` for each job whose output is not stored yet (resume), on `executor` (default: one isolated
     process per document); a job that ends without output gets a stored reject. Counts seen and reused."""
-    stats = ctx.stage_stats(name)
-    todo = [job for job in jobs if not out.done(job.key)]
-    stats.seen, stats.reused = len(jobs), len(jobs) - len(todo)
+    todo = still_to_do(ctx, name, out, jobs)
     runs = (executor or ctx.document_executor()).map(fn, todo)
     with ctx.progress.stage(name, len(todo)) as advance, contextlib.closing(runs):
         for job, result in runs:
@@ -206,6 +204,14 @@ def run_jobs(
                 reject = Reject(stage=name, item=job.item, reason=result.reason, detail=result.detail)
                 out.write_reject(job.key, reject)
             advance(1)
+
+
+def still_to_do(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> list[Job]:
+    """Resume: the jobs whose output (result or reject) is not stored yet; counts the stage's seen and reused."""
+    stats = ctx.stage_stats(name)
+    todo = [job for job in jobs if not out.done(job.key)]
+    stats.seen, stats.reused = len(jobs), len(jobs) - len(todo)
+    return todo
 
 
 def collect(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> Iterator[tuple[Job, Any]]:

@@ -34,6 +34,7 @@ from longdocvqa.runner import (
     check_generate_budget,
     one_line,
     record_reject,
+    still_to_do,
     timed,
 )
 from longdocvqa.stages.layout import load_layout, ocr_fingerprint
@@ -74,9 +75,8 @@ def run_generate(
     out = ctx.run.stage("generate", generate_fingerprint(ctx.recipe, segment_fp))
     key = _unit_keys(ctx, docs, tasks)
     with timed(ctx, "generate") as stats:
-        todo = [d for d in docs if d.sha256 in segments and not out.done(key[d.sha256])]
-        stats.seen = sum(1 for d in docs if d.sha256 in segments)
-        stats.reused = stats.seen - len(todo)
+        jobs = [Job(key[d.sha256], d.path, (d,)) for d in docs if d.sha256 in segments]
+        todo = [job.args[0] for job in still_to_do(ctx, "generate", out, jobs)]
         pending: dict[str, dict[str, Any]] = {}
         processes = min(ctx.recipe.generate.processes, len(todo))
         if processes > 1:
