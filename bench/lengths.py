@@ -100,7 +100,7 @@ def naive_lengths(docs, qas, config, counter) -> tuple[dict[str, int], float]:
     lengths = {}
     for qa in qas:
         doc = docs[qa.doc_sha256]
-        messages = asm.build_messages(qa, doc.num_pages, config)
+        messages = asm.example_messages(qa, doc.num_pages, config)
         text = template.render(messages=messages, add_generation_prompt=False)
         ids = counter.tokenizer.encode(text, add_special_tokens=False).ids
         pads = 0

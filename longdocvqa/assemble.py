@@ -2,9 +2,10 @@
 
 Owns: turning each QA and its whole document into one example in TRL's conversational vision format (the `sft`
 config; the images are the document's pages in order, referenced by `doc_id`, never held here), its exact Qwen2.5-VL
-length (tokens.py), the length window, the sampling (distribution, task mixture, token budget, short-data share), the
-statistics and histograms for the manifest and card, and the dry-run plan.
-Does not own: PDFs or pixels (render.py), loading short data (hub), writing files (store/pipeline/publish).
+length (tokens.py) and the length window; then it samples them (sampling.py: distribution, task mixture, token
+budget, short-data share) and measures the sample (assembly_stats.py: statistics and histograms for the manifest
+and card; the dry-run estimate lives there too).
+Does not own: PDFs or pixels (render.py), loading short data (hub), writing files (stages/assemble, stages/publish).
 
 Message format (`AssembleConfig` switches), for a document of n pages:
   user:      [instruction + "\\n\\n"] [question + "\\n\\n" if before] "Page 1: " <image> "\\nPage 2: " <image> ...
@@ -33,36 +34,28 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from longdocvqa import chart
+from longdocvqa.assembly_stats import AssembleStats, compute_stats
 from longdocvqa.errors import RejectedInput, StageError
 from longdocvqa.fingerprint import content_hash
 from longdocvqa.recipe import AssembleConfig
 from longdocvqa.records import OCR_TASKS, LayoutDoc, PdfDoc, QARecord, Reject
-from longdocvqa.tokens import DEFAULT_SYSTEM_PROMPT, TokenCounter, document_image_tokens, image_size_px
+from longdocvqa.sampling import SHORT_TASK, Candidate, sample, unit_draw
+from longdocvqa.tokens import DEFAULT_SYSTEM_PROMPT, TokenCounter, image_size_px
 
 STAGE = "assemble"
-SHORT_TASK = "short"
 ExampleTask = Literal["extract-single", "extract-multi", "reasoning", "ocr-full", "ocr-needle", "short"]
 ANSWER_INSTRUCTION = (
     "You are given a document with text and images, and a question. Answer the question as concisely as you can, "
     "using a single phrase or sentence if possible. If the question cannot be answered based on the information in "
     "the document, write 'Not answerable.' Write your answer in the following format:\nAnswer: [answer]"
 )
-LONG_EXAMPLE_TOKENS = 100_000  # "share >= 100K" in the paper's tables (decimal K, as its totals add up)
-HISTOGRAM_BIN_TOKENS = 4096
 BATCH_SIZE = 512
-_HASH_SPACE = float(1 << 64)
-_EST_QA_TEXT_TOKENS = 80  # dry-run estimate of system prompt + question + answer, without a tokenizer
-_EST_LABEL_TOKENS = 5  # "\nPage 17: "
 _ROLE_TOKENS = 6  # <|im_start|> and <|im_end|> of the system, user and assistant turns
 
 
@@ -79,58 +72,6 @@ class Example(BaseModel):
     num_tokens: int = Field(description="exact Qwen2.5-VL sequence length")
     messages: list[dict[str, Any]]
     short_index: int | None = Field(None, description="row index in the short-data source")
-
-
-@dataclass(frozen=True, slots=True)
-class Candidate:
-    """A kept example before sampling: small, no messages, no images."""
-
-    id: str
-    task: str
-    num_tokens: int
-    num_pages: int
-    u: float
-    doc_id: str = ""
-    qa: QARecord | None = None
-    short_index: int | None = None
-
-
-class Histogram(BaseModel):
-    """Counts per series over bins [edges[i], edges[i+1])."""
-
-    edges: list[int]
-    counts: dict[str, list[int]]
-
-
-class TaskStats(BaseModel):
-    examples: int
-    tokens: int
-    token_share: float
-    example_share: float
-    mean_tokens: float
-    min_tokens: int
-    max_tokens: int
-    share_ge_100k: float
-    mean_pages: float
-
-
-class AssembleStats(BaseModel):
-    """Statistics of the sampled examples for the manifest and the card."""
-
-    examples: int
-    tokens: int
-    mean_tokens: float
-    min_tokens: int
-    max_tokens: int
-    share_ge_100k: float = Field(description="share of examples with >= 100,000 tokens")
-    mean_pages: float
-    per_task: dict[str, TaskStats]
-    pool: dict[str, dict[str, int]] = Field(description="candidates in the window per task: examples, tokens")
-    requested: dict[str, Any]
-    shortfall: str | None = None
-    rejects: dict[str, int]
-    length_histogram: Histogram
-    pages_histogram: Histogram
 
 
 @dataclass
@@ -169,7 +110,7 @@ class Assembly:
         else:
             assert pick.qa is not None
             layout = self.layouts(pick.doc_id) if pick.task in OCR_TASKS else None
-            messages = build_messages(pick.qa, self.docs[pick.doc_id].num_pages, self.config, layout)
+            messages = example_messages(pick.qa, self.docs[pick.doc_id].num_pages, self.config, layout)
         return Example.model_validate({
             "id": pick.id, "task": pick.task, "doc_id": pick.doc_id, "qa_id": pick.qa.id if pick.qa else "",
             "num_pages": pick.num_pages, "num_tokens": pick.num_tokens, "messages": messages,
@@ -230,7 +171,7 @@ def page_label(page: int) -> str:
     return f"Page {page}: " if page == 1 else f"\nPage {page}: "
 
 
-def build_messages(
+def example_messages(
     qa: QARecord, num_pages: int, config: AssembleConfig, layout: LayoutDoc | None = None
 ) -> list[dict[str, Any]]:
     """The conversation of one example: one image per page (labelled), the question, and the answer."""
@@ -249,7 +190,7 @@ def build_messages(
 
 
 def text_runs(head: str, question: str, answer: str, config: AssembleConfig) -> list[str]:
-    """The text between added tokens in the rendered template of `build_messages`, labels of pages 2..n left out.
+    """The text between added tokens in the rendered template of `example_messages`, labels of pages 2..n left out.
 
     <|im_start|>system\n{system}<|im_end|>\n<|im_start|>user\n{head}Page 1: <image>\nPage 2: <image>...{question}
     <|im_end|>\n<|im_start|>assistant\n{answer}<|im_end|>\n -- the tokenizer splits at added tokens, so each run
@@ -291,12 +232,6 @@ def example_id(task: str, doc_id: str, qa_id: str, num_tokens: int, fmt: Mapping
     obj = {"doc_id": doc_id, "format": fmt, "num_tokens": num_tokens, "qa_id": qa_id, "task": task}
     text = json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
-def unit_draw(seed: int, item_id: str) -> float:
-    """A uniform draw in (0, 1) fixed by the seed and an id: sha256, first 64 bits."""
-    digest = hashlib.sha256(f"{seed}:{item_id}".encode()).digest()
-    return (int.from_bytes(digest[:8], "big") + 0.5) / _HASH_SPACE
 
 
 # ---------------------------------------------------------------------------------------------- candidates
@@ -447,130 +382,6 @@ def _prepare_short(row: Mapping[str, Any], counter: TokenCounter) -> tuple[list[
     return normal["messages"], sum(counter.image_tokens(w, h) for w, h in sizes), sizes
 
 
-# ---------------------------------------------------------------------------------------------- sampling
-
-
-@dataclass
-class _Stream:
-    name: str
-    share: float
-    items: list[Candidate]
-    pos: int = 0
-    used: float = 0.0
-
-    @property
-    def progress(self) -> float:
-        return self.used / self.share
-
-
-def sampling_key(candidate: Candidate, config: AssembleConfig) -> float:
-    """Smaller first. pool-native and target: u; long-biased: Efraimidis-Spirakis key -ln(u) / weight."""
-    if config.distribution != "long-biased":
-        return candidate.u
-    span = max(1, config.max_tokens - config.min_tokens)
-    x = min(1.0, max(0.0, (candidate.num_tokens - config.min_tokens) / span))
-    return -math.log(candidate.u) * math.exp(-config.long_bias * x)
-
-
-def _bin_of(num_tokens: int, bins: Sequence[tuple[int, int, float]]) -> int | None:
-    for index, (lo, hi, _) in enumerate(bins):
-        if lo <= num_tokens < hi or (index == len(bins) - 1 and num_tokens == hi):
-            return index
-    return None
-
-
-def _streams(candidates: Sequence[Candidate], config: AssembleConfig) -> list[_Stream]:
-    """One stream per task (or per task and target bin), each sorted by its sampling key."""
-    bins = config.target_bins() if config.distribution == "target" else [(0, 0, 1.0)]
-    groups: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
-    for cand in candidates:
-        index = _bin_of(cand.num_tokens, bins) if config.distribution == "target" else 0
-        if index is not None and config.mixture.get(cand.task, 0) > 0:  # type: ignore[call-overload]
-            groups[(cand.task, index)].append(cand)
-    streams = []
-    for task, task_share in config.mixture.items():
-        for index, (lo, hi, bin_share) in enumerate(bins):
-            if task_share * bin_share > 0:
-                items = sorted(groups.get((task, index), []), key=lambda c: (sampling_key(c, config), c.id))
-                name = task if config.distribution != "target" else f"{task}[{lo}-{hi}]"
-                streams.append(_Stream(name, task_share * bin_share, items))
-    return streams
-
-
-def fill_streams(
-    streams: list[_Stream], budget: float | None, unit: Literal["tokens", "examples"], on_shortfall: str
-) -> tuple[list[Candidate], str | None]:
-    """Deficit round robin: the stream furthest below its share takes its next item until the budget is full."""
-    picks: list[Candidate] = []
-    total, active = 0, [s for s in streams if s.share > 0]
-    while active:
-        stream = min(active, key=lambda s: s.progress)  # ties: the first in mixture order
-        if stream.pos == len(stream.items):
-            if budget is None:
-                active.remove(stream)
-                continue
-            message = _shortfall_message(streams, stream, budget, total, unit)
-            if on_shortfall == "stop":
-                raise StageError(f"assemble: {message}; add documents, lower assemble.budget_tokens, "
-                                 "or set assemble.on_shortfall: rescale")  # fmt: skip
-            return picks, f"rescaled: {message}"
-        item = stream.items[stream.pos]
-        if budget is not None and total + item.num_tokens > budget:
-            break
-        picks.append(item)
-        stream.pos += 1
-        stream.used += item.num_tokens if unit == "tokens" else 1
-        total += item.num_tokens
-    return picks, None
-
-
-def _shortfall_message(streams: list[_Stream], dry: _Stream, budget: float, total: int, unit: str) -> str:
-    lines = []
-    if unit == "tokens":
-        for s in streams:
-            have = sum(c.num_tokens for c in s.items)
-            need = s.share * budget
-            if have < need:
-                lines.append(f"{s.name} has {have:,} of the {need:,.0f} tokens its {s.share:.0%} share needs "
-                             f"(short by {need - have:,.0f})")  # fmt: skip
-    else:
-        lines.append(f"{dry.name} ran out after {dry.pos:,} examples")
-    return "; ".join(lines) + f"; sampling stopped at {total:,} of {budget:,.0f} tokens"
-
-
-def sample(
-    candidates: Sequence[Candidate], short_pool: Sequence[Candidate], config: AssembleConfig
-) -> tuple[list[Candidate], str | None]:
-    """Sample long candidates by distribution, mixture and budget, then short data at its token share."""
-    share = config.short_data.share if short_pool else 0.0
-    budget = config.budget_tokens
-    long_budget = None if budget is None else budget * (1 - share)
-    picks, shortfall = fill_streams(
-        _streams(candidates, config), long_budget, config.mixture_unit, config.on_shortfall
-    )
-    if share == 0:
-        return _shuffled(picks), shortfall
-    long_tokens = sum(c.num_tokens for c in picks)
-    short_target = long_tokens * share / (1 - share)
-    short_have = sum(c.num_tokens for c in short_pool)
-    if short_have < short_target - max((c.num_tokens for c in short_pool), default=0):
-        message = f"short data has {short_have:,} of the {short_target:,.0f} tokens its {share:.0%} share needs"
-        if config.on_shortfall == "stop":
-            raise StageError(f"assemble: {message}; add short data, lower the share or the budget, or rescale")
-        smaller = short_have * (1 - share) / share
-        picks, _ = fill_streams(_streams(candidates, config), smaller, config.mixture_unit, "rescale")
-        short_target = sum(c.num_tokens for c in picks) * share / (1 - share)
-        shortfall = f"rescaled: {message}"
-    short_stream = _Stream(SHORT_TASK, 1.0, sorted(short_pool, key=lambda c: (c.u, c.id)))
-    short_picks, _ = fill_streams([short_stream], short_target, "tokens", "rescale")
-    return _shuffled(picks + short_picks), shortfall
-
-
-def _shuffled(picks: list[Candidate]) -> list[Candidate]:
-    """Output order: by a second seeded hash, so tasks and short data interleave; independent of input order."""
-    return sorted(picks, key=lambda c: (hashlib.sha256(f"order:{c.u!r}:{c.id}".encode()).digest(), c.id))
-
-
 # ---------------------------------------------------------------------------------------------- entry point
 
 
@@ -614,169 +425,3 @@ def _batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
             batch = []
     if batch:
         yield batch
-
-
-# ---------------------------------------------------------------------------------------------- statistics
-
-
-def compute_stats(
-    picks: Sequence[Candidate],
-    candidates: Sequence[Candidate],
-    rejects: Sequence[Reject],
-    config: AssembleConfig,
-    shortfall: str | None = None,
-) -> AssembleStats:
-    """Token and page statistics of the sample, per task and overall, with histograms."""
-    overall = _summary([p.num_tokens for p in picks], [p.num_pages for p in picks])
-    by_task: dict[str, list[Candidate]] = defaultdict(list)
-    for pick in picks:
-        by_task[pick.task].append(pick)
-    total_tokens, total_examples = max(1, overall["tokens"]), max(1, len(picks))
-    per_task = {}
-    for task, items in sorted(by_task.items()):
-        summary = _summary([c.num_tokens for c in items], [c.num_pages for c in items])
-        per_task[task] = TaskStats(token_share=summary["tokens"] / total_tokens,
-                                   example_share=len(items) / total_examples, **summary)  # fmt: skip
-    pool: dict[str, dict[str, int]] = defaultdict(lambda: {"examples": 0, "tokens": 0})
-    for cand in candidates:
-        pool[cand.task]["examples"] += 1
-        pool[cand.task]["tokens"] += cand.num_tokens
-    return AssembleStats(
-        **overall, per_task=per_task, pool=dict(sorted(pool.items())), requested=_requested(config),
-        shortfall=shortfall, rejects=dict(sorted(Counter(r.reason for r in rejects).items())),
-        length_histogram=histogram(picks, "tokens", config), pages_histogram=histogram(picks, "pages", config),
-    )  # fmt: skip
-
-
-def _summary(tokens: Sequence[int], pages: Sequence[int]) -> dict[str, Any]:
-    count = len(tokens)
-    return {
-        "examples": count,
-        "tokens": sum(tokens),
-        "mean_tokens": sum(tokens) / count if count else 0.0,
-        "min_tokens": min(tokens, default=0),
-        "max_tokens": max(tokens, default=0),
-        "share_ge_100k": sum(t >= LONG_EXAMPLE_TOKENS for t in tokens) / count if count else 0.0,
-        "mean_pages": sum(pages) / count if count else 0.0,
-    }
-
-
-def _requested(config: AssembleConfig) -> dict[str, Any]:
-    keys = ("distribution", "min_tokens", "max_tokens", "mixture", "mixture_unit", "budget_tokens", "on_shortfall")
-    requested = {key: getattr(config, key) for key in keys}
-    requested["short_share"] = config.short_data.share
-    if config.distribution == "target":
-        requested["target"] = config.target
-    if config.distribution == "long-biased":
-        requested["long_bias"] = config.long_bias
-    return requested
-
-
-def histogram(picks: Sequence[Candidate], what: Literal["tokens", "pages"], config: AssembleConfig) -> Histogram:
-    """Counts per task: 4,096-token bins up to max_tokens, or one bin per page count."""
-    values = [(p.task, p.num_tokens if what == "tokens" else p.num_pages) for p in picks]
-    if what == "tokens":
-        top = max([config.max_tokens] + [v for _, v in values])
-        edges = list(range(0, top + HISTOGRAM_BIN_TOKENS, HISTOGRAM_BIN_TOKENS))
-    else:
-        edges = list(range(0, max([1] + [v for _, v in values]) + 2))
-    width = edges[1] - edges[0]
-    counts: dict[str, list[int]] = {}
-    for task, value in sorted(values):
-        counts.setdefault(task, [0] * (len(edges) - 1))[min(value // width, len(edges) - 2)] += 1
-    return Histogram(edges=edges, counts=counts)
-
-
-def write_histograms(stats: AssembleStats, out_dir: str | Path) -> dict[str, Path]:
-    """Draw `length_histogram.png` (x: tokens in K, y: count) and `pages_histogram.png`, stacked by task."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    title = (f"{stats.examples:,} examples, mean {stats.mean_tokens:,.0f} tokens, "
-             f"{stats.share_ge_100k:.1%} >= 100,000")  # fmt: skip
-    length_label = "Sequence length (K tokens, K = 1024)"
-    return {
-        "length": _plot(stats.length_histogram, out / "length_histogram.png", length_label, title, 1024),
-        "pages": _plot(stats.pages_histogram, out / "pages_histogram.png", "Pages per example", title, 1),
-    }
-
-
-def _plot(hist: Histogram, path: Path, xlabel: str, title: str, scale: int) -> Path:
-    edges = [edge / scale for edge in hist.edges]
-    return chart.stacked_histogram(edges, hist.counts, path, xlabel=xlabel, title=title)
-
-
-# ---------------------------------------------------------------------------------------------- dry-run plan
-
-
-class TaskPlan(BaseModel):
-    share: float
-    candidates: int
-    candidate_tokens: int
-    expected_examples: int
-    expected_tokens: int
-    shortfall_tokens: int = 0
-
-
-class AssemblyPlan(BaseModel):
-    """What a build would assemble, from page sizes alone (for `build --dry-run`)."""
-
-    documents: int
-    documents_in_window: int
-    mean_tokens: float
-    budget_tokens: int | None
-    short_share: float
-    tasks: dict[str, TaskPlan]
-    expected_tokens: int
-    notes: list[str]
-
-
-def plan(
-    docs: Iterable[PdfDoc],
-    config: AssembleConfig,
-    *,
-    render_dpi: int,
-    qas_per_document: int = 1,
-) -> AssemblyPlan:
-    """Expected examples and tokens per task: each document's length (exact image tokens, estimated text) and
-    `qas_per_document` QAs per task (segments per document x questions per segment)."""
-    lengths = [_estimated_length(doc, config, render_dpi) for doc in docs]
-    inside = [n for n in lengths if n is not None and config.min_tokens <= n <= config.max_tokens]
-    mean = sum(inside) / len(inside) if inside else 0.0
-    long_budget = None if config.budget_tokens is None else config.budget_tokens * (1 - config.short_data.share)
-    tasks: dict[str, TaskPlan] = {}
-    for task, task_share in config.mixture.items():
-        if task_share > 0:
-            tasks[task] = _task_plan(task_share, len(inside), sum(inside), mean, long_budget, qas_per_document)
-    expected = sum(t.expected_tokens for t in tasks.values())
-    share = config.short_data.share
-    notes = ["text tokens are estimated (question and answer unknown before generation)"]
-    if any(task in OCR_TASKS for task in tasks):
-        notes.append("OCR transcription targets are not included in the estimate")
-    if share:
-        notes.append(f"plus about {expected * share / (1 - share):,.0f} tokens of short data ({share:.0%})")
-    return AssemblyPlan(documents=len(lengths), documents_in_window=len(inside), mean_tokens=mean,
-                        budget_tokens=config.budget_tokens, short_share=share, tasks=tasks, expected_tokens=expected,
-                        notes=notes)  # fmt: skip
-
-
-def _estimated_length(doc: PdfDoc, config: AssembleConfig, dpi: int) -> int | None:
-    try:
-        image = document_image_tokens(doc.page_sizes_pt, dpi, config.min_pixels, config.max_pixels)
-    except ValueError:
-        return None
-    labels = doc.num_pages * _EST_LABEL_TOKENS if config.page_labels else 0
-    return image + labels + _EST_QA_TEXT_TOKENS
-
-
-def _task_plan(
-    share: float, docs: int, doc_tokens: int, mean: float, long_budget: float | None, per_doc: int
-) -> TaskPlan:
-    candidates, candidate_tokens = docs * per_doc, doc_tokens * per_doc
-    if long_budget is None:
-        return TaskPlan(share=share, candidates=candidates, candidate_tokens=candidate_tokens,
-                        expected_examples=candidates, expected_tokens=candidate_tokens)  # fmt: skip
-    need = share * long_budget  # by examples too: every task draws from the same documents, so equal mean lengths
-    tokens = int(min(need, candidate_tokens))
-    examples = int(tokens / mean) if mean else 0
-    return TaskPlan(share=share, candidates=candidates, candidate_tokens=candidate_tokens, expected_examples=examples,
-                    expected_tokens=tokens, shortfall_tokens=int(max(0.0, need - candidate_tokens)))  # fmt: skip

@@ -68,9 +68,12 @@ def _plain(text: str, label: str = "", style: str = "bold red", keep_newlines: b
     return Text.assemble((label, style), printable(text, keep_newlines=keep_newlines))
 
 
+_SAMPLED_OUT = {"budget", "mixture"}
+
+
 def _rich_progress(progress: Any) -> Any:
-    """One Rich progress bar per stage (a `pipeline.Progress`)."""
-    from longdocvqa.pipeline import Progress
+    """One Rich progress bar per stage (a `runner.Progress`)."""
+    from longdocvqa.runner import Progress
 
     class RichProgress(Progress):
         @contextmanager  # type: ignore[override]
@@ -84,6 +87,8 @@ def _rich_progress(progress: Any) -> Any:
             progress.update(task, completed=total)
 
         def reject(self, reject: Any) -> None:
+            if reject.reason in _SAMPLED_OUT:
+                return  # usable QAs or documents the budget or mixture left out: counted in the table, not news
             message = _plain(f"{reject.item}: {reject.reason}: {reject.detail}", "rejected ", "yellow")
             progress.console.print(message, highlight=False, soft_wrap=True)
 

@@ -21,7 +21,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,16 @@ def run_isolated(
     advance: Callable[[int], None],
 ) -> None:
     """Run `fn(*job)` for every job, each in its own process, at most `workers` at a time, under `limits`."""
+    for job, failure in iter_isolated(fn, jobs, workers=workers, limits=limits):
+        if failure:
+            on_failure(job, *failure)
+        advance(1)
+
+
+def iter_isolated(
+    fn: Callable[..., None], jobs: Sequence[tuple[Any, ...]], *, workers: int, limits: Limits
+) -> Generator[tuple[tuple[Any, ...], tuple[str, str] | None], None, None]:
+    """`run_isolated` as a generator: each (job, None or (reason, detail)) as its process ends."""
     context = _context()
     running: dict[Any, tuple[Any, tuple[Any, ...], float]] = {}
     queue = list(jobs)
@@ -111,7 +121,7 @@ def run_isolated(
                 with _sigint_blocked():  # the child ignores Ctrl-C from its first instruction on
                     process.start()
                 running[process.sentinel] = (process, job, time.monotonic() + (limits.seconds or float("inf")))
-            _reap(running, limits, on_failure, advance)
+            yield from _reap(running, limits)
     finally:
         for process, _job, _deadline in running.values():  # Ctrl-C or an error here: end what still runs
             process.kill()
@@ -126,11 +136,8 @@ def _context() -> Any:
 
 
 def _reap(
-    running: dict[Any, tuple[Any, tuple[Any, ...], float]],
-    limits: Limits,
-    on_failure: Callable[[tuple[Any, ...], str, str], None],
-    advance: Callable[[int], None],
-) -> None:
+    running: dict[Any, tuple[Any, tuple[Any, ...], float]], limits: Limits
+) -> Iterator[tuple[tuple[Any, ...], tuple[str, str] | None]]:
     from multiprocessing.connection import wait
 
     ready = set(wait(list(running), timeout=_POLL_S))
@@ -143,10 +150,7 @@ def _reap(
         if sentinel not in ready:
             process.kill()
         process.join()
-        failure = _failure(process.exitcode, sentinel not in ready, limits)
-        if failure:
-            on_failure(job, *failure)
-        advance(1)
+        yield job, _failure(process.exitcode, sentinel not in ready, limits)
 
 
 def _failure(exitcode: int | None, overran: bool, limits: Limits) -> tuple[str, str] | None:

@@ -15,10 +15,10 @@ from longdocvqa import render
 from longdocvqa.errors import RecipeError
 from longdocvqa.layout import parse_layout
 from longdocvqa.layout_eval import HeadingScores, LabelScores, aligned_starts, score_headings, score_page
-from longdocvqa.pipeline import parse_document
 from longdocvqa.recipe import LayoutConfig, SegmentConfig
 from longdocvqa.records import LayoutDoc, OutlineEntry
 from longdocvqa.segment import sample_segments
+from longdocvqa.stages.layout import parse_document
 
 # One colour per label (RGB), picked to be told apart on white paper.
 COLOURS = {

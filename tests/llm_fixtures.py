@@ -47,8 +47,8 @@ def scripted_server() -> Iterator[ScriptedOpenAI]:
 @cache
 def real_document(name: str = "R-data.pdf", per_document: int = 1) -> tuple[PdfDoc, LayoutDoc, list[Segment]]:
     """A real bundled PDF parsed into layout blocks and section-aligned segments (cached per session)."""
-    from longdocvqa.pipeline import parse_document
     from longdocvqa.segment import sample_segments
+    from longdocvqa.stages.layout import parse_document
 
     path = PDFS / name
     sha = file_sha256(path)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from longdocvqa import assemble as asm
-from longdocvqa import tokens
+from longdocvqa import assembly_stats, tokens
 from longdocvqa.errors import StageError
 from longdocvqa.recipe import AssembleConfig, load_recipe
 from longdocvqa.records import Block, LayoutDoc, Page, PdfDoc, QARecord
@@ -91,7 +91,7 @@ def run(docs, qas, config, counter, seed=0, short_rows=None) -> asm.Assembly:
 def test_messages_follow_trl_conversational_vision_format(letter) -> None:
     doc = make_doc("fmt", 3, letter)
     qa = make_qa(doc, "extract-multi", answer=["a", "b, c"])
-    user, assistant = asm.build_messages(qa, 3, AssembleConfig())
+    user, assistant = asm.example_messages(qa, 3, AssembleConfig())
     assert user["role"] == "user" and assistant["role"] == "assistant"
     assert user["content"] == [
         {"type": "text", "text": "Page 1: "}, {"type": "image", "text": None},
@@ -103,7 +103,7 @@ def test_messages_follow_trl_conversational_vision_format(letter) -> None:
 
     config = AssembleConfig(page_labels=False, question_position="before", answer_instruction=True,
                             list_format="comma", system_prompt="Read the document.")  # fmt: skip
-    system, user, assistant = asm.build_messages(qa, 3, config)
+    system, user, assistant = asm.example_messages(qa, 3, config)
     assert system == {"role": "system", "content": [{"type": "text", "text": "Read the document."}]}
     assert user["content"][0]["text"] == asm.ANSWER_INSTRUCTION + "\n\nQuestion: What is reported on Page 3?\n\n"
     assert [p["type"] for p in user["content"][1:]] == ["image"] * 3
@@ -134,7 +134,7 @@ def test_fast_lengths_equal_the_rendered_template_count(counter, letter, overrid
         doc = docs[qa.doc_sha256]
         page_tokens = counter.page_tokens(doc.page_sizes_pt, 144)
         items.append((*asm.example_texts(qa, doc.num_pages, config), doc.num_pages, page_tokens))
-        chats.append(asm.build_messages(qa, doc.num_pages, config))
+        chats.append(asm.example_messages(qa, doc.num_pages, config))
         pixels.append(page_tokens)
     assert asm.example_lengths(items, config, counter) == counter.count_chats(chats, pixels)
 
@@ -318,10 +318,10 @@ def test_pool_native_keeps_the_spread_and_long_biased_concentrates_at_the_top(co
     assert rate(picks["biased"], 0.75, 1.01) / rate(picks["biased"], 0, 0.25) > 3  # weight e^(4x): top first
     assert biased_mean > native_mean * 1.1
 
-    stats = {name: asm.compute_stats(p, pool, [], native) for name, p in picks.items()}
+    stats = {name: assembly_stats.compute_stats(p, pool, [], native) for name, p in picks.items()}
     assert stats["biased"].share_ge_100k > stats["native"].share_ge_100k + 0.1
     native_hist = stats["native"].length_histogram
-    assert native_hist.edges[1] - native_hist.edges[0] == asm.HISTOGRAM_BIN_TOKENS
+    assert native_hist.edges[1] - native_hist.edges[0] == assembly_stats.HISTOGRAM_BIN_TOKENS
     assert sum(map(sum, native_hist.counts.values())) == len(picks["native"])
 
 
@@ -433,7 +433,7 @@ def test_rebuild_is_byte_identical_whatever_the_input_order(counter, letter, tmp
     def build(order: list[QARecord], out: Path) -> tuple[str, str, bytes]:
         result = run(docs, order, config, counter, seed=42, short_rows=rows)
         examples = "\n".join(example.model_dump_json() for example in result.examples())
-        png = asm.write_histograms(result.stats, out)["length"].read_bytes()
+        png = assembly_stats.write_length_plots(result.stats, out)["length"].read_bytes()
         return examples, result.stats.model_dump_json(), png
 
     first = build(qas, tmp_path / "a")
@@ -454,7 +454,7 @@ def test_stats_and_histogram_pngs(counter, letter, tmp_path: Path) -> None:
     assert stats.examples == len(lengths) and stats.min_tokens == min(lengths) and stats.max_tokens == max(lengths)
     assert stats.share_ge_100k == sum(n >= 100_000 for n in lengths) / len(lengths)
     assert set(stats.per_task) == set(TASKS) and stats.rejects["too_short"] > 0
-    paths = asm.write_histograms(stats, tmp_path)
+    paths = assembly_stats.write_length_plots(stats, tmp_path)
     for path in paths.values():
         assert path.read_bytes().startswith(b"\x89PNG") and path.stat().st_size > 5000
     docs_used = list(result.documents())
@@ -470,7 +470,7 @@ def test_plan_from_real_page_sizes(letter) -> None:
             sizes = [(p.rect.width, p.rect.height) for p in pdf]
         docs.append(PdfDoc(sha256=path.name, path=str(path), size_bytes=1, num_pages=len(sizes), page_sizes_pt=sizes))
     config = AssembleConfig(budget_tokens=1_000_000_000)
-    result = asm.plan(docs, config, render_dpi=144, qas_per_document=2)
+    result = assembly_stats.estimate_assembly(docs, config, render_dpi=144, qas_per_document=2)
     assert result.documents == len(docs)
     lengths = [tokens.document_image_tokens(d.page_sizes_pt, 144, 3136, 12845056) for d in docs]
     in_window = sum(32768 <= n <= 131072 for n in lengths)

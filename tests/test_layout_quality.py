@@ -16,9 +16,9 @@ from typer.testing import CliRunner
 from longdocvqa import layoutview
 from longdocvqa.cli import app
 from longdocvqa.layout_eval import LabelScores, score_page
-from longdocvqa.pipeline import parse_document
 from longdocvqa.recipe import LayoutConfig, SegmentConfig
 from longdocvqa.records import Block
+from longdocvqa.stages.layout import parse_document
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = (ROOT / "tests/data/pdfs", ROOT / "tests/data/layout")

@@ -9,9 +9,9 @@ import pymupdf
 import pytest
 
 from longdocvqa.layout import normalise_title
-from longdocvqa.pipeline import parse_document
 from longdocvqa.recipe import LayoutConfig, SegmentConfig
 from longdocvqa.segment import find_sections, sample_segments
+from longdocvqa.stages.layout import parse_document
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,10 @@ import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
 from longdocvqa import render
-from longdocvqa.assemble import Candidate
 from longdocvqa.fingerprint import file_sha256
 from longdocvqa.pipeline import build, plan_with_units
 from longdocvqa.recipe import Recipe, load_recipe, parse_recipe
+from longdocvqa.sampling import Candidate
 from longdocvqa.stages.plan import DocSize, Planner, dry_streams
 
 ROOT = Path(__file__).resolve().parents[1]

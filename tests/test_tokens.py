@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from longdocvqa import tokens
-from longdocvqa.assemble import build_messages, example_lengths, example_texts
+from longdocvqa.assemble import example_lengths, example_messages, example_texts
 from longdocvqa.errors import StageError
 from longdocvqa.recipe import AssembleConfig
 from longdocvqa.records import QARecord
@@ -259,7 +259,7 @@ def test_count_equals_processor_input_ids(counter: tokens.TokenCounter, max_pixe
     ]
     qa = _qa(answer=["12 March 2024", "Página 3"])
     for config in configs:
-        messages = build_messages(qa, len(images), config)
+        messages = example_messages(qa, len(images), config)
         text = processor.apply_chat_template(messages, tokenize=False)
         assert text == tokens.render_chat(messages)
         expected = len(processor(text=[text], images=images, return_tensors="np")["input_ids"][0])

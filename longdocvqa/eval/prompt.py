@@ -25,9 +25,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from longdocvqa.assemble import ANSWER_INSTRUCTION, unit_draw
+from longdocvqa.assemble import ANSWER_INSTRUCTION
 from longdocvqa.eval.data import EvalDocument, EvalQuestion
 from longdocvqa.llm import ImageInput, Message, image_part, text_part
+from longdocvqa.sampling import unit_draw
 from longdocvqa.tokens import HUB_MAX_PIXELS, TokenCounter
 
 InputMode = Literal["images", "text"]

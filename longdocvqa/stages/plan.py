@@ -14,7 +14,7 @@ before the budget is full (more drops than the margin) gets the next units of it
 round after round, until the budget and mixture are met or the pool runs out. The plan is a function of
 (recipe, pool contents, seed) and of the stored generation results, never of worker count or timing. A larger
 budget draws a longer prefix of the same streams (a superset of the units), a smaller one a prefix (a subset).
-Does not own: files, rendering, model calls or the run directory (the pipeline stores the plan as plan.json).
+Does not own: files, rendering, model calls or the run directory (stages/plan_rounds.py stores the plan as plan.json).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from longdocvqa.assemble import Candidate, _streams, fill_streams, unit_draw
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import QA_TASKS, PdfDoc, QARecord, Reject
+from longdocvqa.sampling import Candidate, _streams, fill_streams, unit_draw
 from longdocvqa.tokens import page_image_tokens
 
 STAGE = "plan"

@@ -1,0 +1,229 @@
+"""The per-document loop, written once: fingerprint -> todo (skip done) -> executor.map -> collect -> rejects,
+stats and progress; resume and the error budgets live here.
+
+Each stage's per-document output lives under a fingerprint of (stage, version, config, inputs) in the run
+directory, so a rerun skips finished work and a changed setting recomputes only what depends on it. Work is keyed
+by document sha256, never by worker count; each job writes its own output atomically, so a killed build loses only
+unfinished documents. Also owns what every stage shares: `BuildContext`, `StageStats`, the `Progress` hook the CLI
+implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
+Does not own: what a stage computes (stages/), how jobs run (executors/), the order of the stages (pipeline.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from longdocvqa import isolate, render
+from longdocvqa.errors import StageError
+from longdocvqa.executors import Executor, Failure, Job
+from longdocvqa.executors.local import IsolatedProcesses
+from longdocvqa.recipe import Recipe
+from longdocvqa.records import PdfDoc, Reject
+from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes
+
+_EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+
+
+class Progress:
+    """What the pipeline reports; the CLI passes a Rich implementation, tests pass nothing."""
+
+    def stage(self, name: str, total: int) -> AbstractContextManager[Callable[[int], None]]:
+        return nullcontext(lambda n=1: None)
+
+    def reject(self, reject: Reject) -> None:
+        """Called once per reject line as it is recorded, by every stage (sampling outcomes included)."""
+
+
+@dataclass
+class StageStats:
+    seen: int = 0
+    kept: int = 0
+    reused: int = 0
+    dropped: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        counts = {"seen": self.seen, "kept": self.kept, "reused": self.reused}
+        return {
+            **counts,
+            "dropped": dict(sorted(self.dropped.items())),
+            "seconds": round(self.seconds, 3),
+            **self.extra,
+        }
+
+
+@dataclass
+class BuildContext:
+    """Everything a stage needs: the recipe, the run directory, options, stats and rejects so far."""
+
+    recipe: Recipe
+    run: RunDir
+    workers: int
+    progress: Progress
+    stats: dict[str, StageStats] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list)
+    executor: Executor | None = None  # per-document jobs; None: one isolated local process per document
+
+    def stage_stats(self, name: str) -> StageStats:
+        return self.stats.setdefault(name, StageStats())
+
+    def document_executor(self) -> Executor:
+        """The executor for per-document jobs under the recipe's isolation limits."""
+        if self.executor is not None:
+            return self.executor
+        cfg = self.recipe.isolation
+        limits = isolate.Limits(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
+        return IsolatedProcesses(self.workers, limits)
+
+
+class PageImages:
+    """Page images rendered on demand and cached by (document sha256, page, dpi, format, quality)."""
+
+    def __init__(self, cache_dir: Path, recipe: Recipe) -> None:
+        self.cfg = recipe.render
+        self.root = cache_dir / "pages"
+
+    def path(self, sha256: str, page: int) -> Path:
+        variant = f"{self.cfg.dpi}-{self.cfg.format}-q{self.cfg.quality}-px{self.cfg.max_pixels}"
+        return self.root / sha256[:2] / sha256 / variant / f"{page}.{_EXT[self.cfg.format]}"
+
+    def get(self, doc: PdfDoc, page: int) -> bytes:
+        """Bytes of 1-based `page` of `doc`, rendered once."""
+        return self.get_many(doc, [page])[page]
+
+    def get_many(self, doc: PdfDoc, pages: Sequence[int]) -> dict[int, bytes]:
+        missing = [p for p in pages if not self.path(doc.sha256, p).is_file()]
+        if missing:
+            cfg = self.cfg
+            rendered = render.render_pages(doc.path, missing, cfg.dpi, cfg.format, cfg.quality, cfg.max_pixels)
+            for page, data in rendered.items():
+                atomic_write_bytes(self.path(doc.sha256, page), data)
+        return {p: self.path(doc.sha256, p).read_bytes() for p in pages}
+
+
+def timed(ctx: BuildContext, name: str) -> _Timer:
+    """`with timed(ctx, "layout") as stats:` adds the block's wall time to the stage's seconds."""
+    return _Timer(ctx.stage_stats(name))
+
+
+class _Timer:
+    def __init__(self, stats: StageStats) -> None:
+        self.stats = stats
+
+    def __enter__(self) -> StageStats:
+        self.start = time.perf_counter()
+        return self.stats
+
+    def __exit__(self, *exc: object) -> None:
+        self.stats.seconds += time.perf_counter() - self.start
+
+
+# ---------------------------------------------------------------- rejects and budgets
+
+
+def record_reject(ctx: BuildContext, stats: StageStats, reject: Reject) -> None:
+    """The one way a reject is recorded: the build's rejects, the stage's drop count, the progress display."""
+    ctx.rejects.append(reject)
+    stats.dropped[reject.reason] += 1
+    ctx.progress.reject(reject)
+
+
+def record_rejects(ctx: BuildContext, stats: StageStats, rejects: Iterable[Reject]) -> None:
+    for reject in rejects:
+        record_reject(ctx, stats, reject)
+
+
+def stop(ctx: BuildContext, message: str) -> None:
+    """Stop the build (exit 1) with `message`, keeping every finished stage output and the rejects so far."""
+    ctx.run.write_rejects(ctx.rejects)
+    raise StageError(message)
+
+
+def check_budget(ctx: BuildContext, stage: str, bad: int, seen: int) -> None:
+    """Stop when more than pool.max_reject_rate of a stage's inputs were rejected."""
+    limit = ctx.recipe.pool.max_reject_rate
+    if seen and bad / seen > limit:
+        ctx.run.write_rejects(ctx.rejects)  # the message points there: write what was found so far
+        raise StageError(
+            f"{stage}: {bad} of {seen} inputs rejected ({bad / seen:.0%}), over max_reject_rate {limit:.0%}; "
+            f"see {ctx.run.rejects_path}"
+        )
+
+
+# Drops that say nothing about the endpoint: a repeated question, a page without text for an OCR task.
+_NOT_FAILURES = {"duplicate", "duplicate_question", "no_text"}
+# Calls that gave nothing usable: the endpoint failed, refused, hung, or answered with no parseable JSON. Semantic
+# rejects (evidence, anchor, answer not on the page) are the model's quality, counted in the drops, not here.
+_CALL_FAILURES = {"endpoint_error", "generate_failed", "reply_too_large", "truncated", "invalid_json",
+                  "schema_violation", "bad_response_body"}  # fmt: skip
+
+
+def check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
+    """Stop (exit 1) when more questions failed than max_reject_rate allows, naming the most common failure."""
+    failures = Counter({k: v for k, v in stats.dropped.items() if k in _CALL_FAILURES or k.startswith("http_")})
+    asked = stats.kept + sum(v for k, v in stats.dropped.items() if k not in _NOT_FAILURES)
+    failed = sum(failures.values())
+    limit = ctx.recipe.pool.max_reject_rate
+    if not asked or failed / asked <= limit:
+        return
+    reason, count = failures.most_common(1)[0]
+    example = next((r.detail for r in reversed(ctx.rejects) if r.stage == "generate" and r.reason == reason), "")
+    example = " ".join(example.split())  # one line, whatever the server said
+    stop(ctx, f"generate: {failed} of {asked} questions failed ({failed / asked:.0%}), over max_reject_rate "
+              f"{limit:.0%}; most common: {reason} ({count}): {example[:200]}; finished documents are kept, "
+              f"see {ctx.run.rejects_path}")  # fmt: skip
+
+
+def one_line(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]
+
+
+# ---------------------------------------------------------------- the per-document loop
+
+
+def run_jobs(
+    ctx: BuildContext, name: str, out: StageOutput, fn: Callable[..., None], jobs: Sequence[Job],
+    executor: Executor | None = None,
+) -> None:  # fmt: skip
+    """Run `fn(*job.args)` for each job whose output is not stored yet (resume), on `executor` (default: one isolated
+    process per document); a job that ends without output gets a stored reject. Counts seen and reused."""
+    todo = still_to_do(ctx, name, out, jobs)
+    runs = (executor or ctx.document_executor()).map(fn, todo)
+    with ctx.progress.stage(name, len(todo)) as advance, contextlib.closing(runs):
+        for job, result in runs:
+            if isinstance(result, Failure):
+                reject = Reject(stage=name, item=job.item, reason=result.reason, detail=result.detail)
+                out.write_reject(job.key, reject)
+            advance(1)
+
+
+def still_to_do(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> list[Job]:
+    """Resume: the jobs whose output (result or reject) is not stored yet; counts the stage's seen and reused."""
+    stats = ctx.stage_stats(name)
+    todo = [job for job in jobs if not out.done(job.key)]
+    stats.seen, stats.reused = len(jobs), len(jobs) - len(todo)
+    return todo
+
+
+def collect(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> Iterator[tuple[Job, Any]]:
+    """Each job's stored output in job order: a stored reject is recorded and counted against the error budget
+    (checked once every job is read), a result is yielded."""
+    stats = ctx.stage_stats(name)
+    bad = 0
+    for job in jobs:
+        data = out.read(job.key)
+        if "reject" in data:
+            record_reject(ctx, stats, Reject.model_validate(data["reject"]))
+            bad += 1
+        else:
+            yield job, data["ok"]
+    check_budget(ctx, name, bad, len(jobs))
