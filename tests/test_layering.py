@@ -9,8 +9,9 @@ Layers, lowest first (a module matches by exact name, or by package prefix with 
               llm.* (openai), isolate
     services  libraries over adapters: generate.*, pool, validate, and eval.* (beside the pipeline: it may use
               adapters, never stages, the runner or the CLI)
+    runner    runner, executors.*: the per-document loop, once, and where its jobs run (the stages call it)
     stages    stages.*: one module per stage
-    runner    runner, executors.*, pipeline: the loop that runs the stages
+    wiring    pipeline: the stages in order, the run lock, the manifest
     entry     cli, __main__, layoutview (the `layout` command's viewer)
 
 `check_layers` takes a {module: imported modules} graph and returns every violation (upward import, cycle,
@@ -33,13 +34,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("floor", (ROOT_MODULE, "errors", "records", "recipe", "fingerprint", "store", "text", "safetext")),
     (
         "pure",
-        ("tokens", "chart", "layout", "layout_eval", "segment", "assemble", "contract", "history")
-        + ("minhash", "pagehash", "benchindex", "dedup"),
+        ("tokens", "chart", "layout", "layout_eval", "segment", "assemble", "sampling", "assembly_stats", "contract")
+        + ("history", "minhash", "pagehash", "benchindex", "dedup"),
     ),
     ("adapters", ("render", "isolate", "hub", "hub.*", "llm", "llm.*")),
     ("services", ("generate", "generate.*", "qa", "pool", "validate", "eval", "eval.*")),
+    # The per-document loop and where its jobs run sit under the stages, which call them (docs/design.md §2).
+    ("runner", ("runner", "executors", "executors.*")),
     ("stages", ("stages", "stages.*")),
-    ("runner", ("runner", "executors", "executors.*", "pipeline")),
+    ("wiring", ("pipeline",)),
     ("entry", ("cli", "__main__", "layoutview")),
 )
 # The one layer-top package (or module) allowed to import each outside library.
@@ -258,7 +261,7 @@ def test_an_unmapped_module_is_reported_with_the_fix() -> None:
     problems = check_layers({**import_graph(), "newthing": {"records"}})
     assert problems == [
         "unmapped module newthing: add it (or its package as `pkg.*`) to one of the layers (floor, pure, adapters, "
-        "services, stages, runner, entry) in LAYERS of tests/test_layering.py"
+        "services, runner, stages, wiring, entry) in LAYERS of tests/test_layering.py"
     ]
 
 
