@@ -137,7 +137,7 @@ def main() -> None:
                 for p in (p for p in args.processes if c % p == 0):
                     server_cpu_s = process_cpu_s(proc.pid)
                     wall, cpu = run_processes(url, c, count, Path(tmp) / f"calls-{c}-{p}.sqlite", p)
-                    rows.append((f"llm.py x{p} proc", wall, cpu, process_cpu_s(proc.pid) - server_cpu_s))
+                    rows.append((f"llm x{p} proc", wall, cpu, process_cpu_s(proc.pid) - server_cpu_s))
                 for name, wall, cpu, server_cpu_s in rows:
                     server = f"{1000 * server_cpu_s / count:>13.2f}" if server_cpu_s else f"{'':>13}"
                     print(f"{c:>4} {ceiling:>10.1f} {name:>16} {count / wall:>7.1f} {count / wall / ceiling:>6.3f} "

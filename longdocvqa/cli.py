@@ -342,7 +342,7 @@ def schema(
     ] = "qa",
 ) -> None:
     """Print the JSON Schema of the QA record or of the recipe."""
-    from longdocvqa.qa import qa_json_schema, qa_record_json_schema
+    from longdocvqa.generate import qa_json_schema, qa_record_json_schema
     from longdocvqa.recipe import Recipe
 
     schemas = {"qa": qa_json_schema, "qa-row": qa_record_json_schema, "recipe": Recipe.model_json_schema}

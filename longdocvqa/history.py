@@ -4,7 +4,7 @@ A record says when a build started and ended, how it was invoked (argv with secr
 longdocvqa and its key libraries ran, where the tokenizer came from, how long each stage took, and which model
 calls it paid for. Calls and cost come from the ledger (OUT/llm_calls.sqlite): a call is paid once, when it is
 first answered, so summing the ledger is the cost of producing the dataset however many runs it took.
-Does not own: the manifest itself (pipeline.py) or the ledger (llm.py); it only reads the ledger.
+Does not own: the manifest itself (pipeline.py) or the ledger (llm/ledger.py); it only reads the ledger.
 """
 
 from __future__ import annotations

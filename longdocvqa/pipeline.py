@@ -22,7 +22,7 @@ from typing import Any
 from longdocvqa import __version__, history, pool
 from longdocvqa.assembly_stats import AssemblyPlan, estimate_assembly
 from longdocvqa.errors import StageError
-from longdocvqa.qa import load_exemplars, load_prompt, task_strings
+from longdocvqa.generate import load_prompt, make_generator
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import OCR_TASKS, PdfDoc, Segment
 from longdocvqa.runner import BuildContext, Progress
@@ -60,13 +60,7 @@ def check_recipe_files(recipe: Recipe) -> None:
     exemplars file stops the build before any work (RecipeError, exit 2), not as a reject per document."""
     pool.load_licences(recipe.pool.licences)  # a missing or malformed licence TSV is a recipe error too
     cfg = recipe.generate
-    if cfg.generator.kind != "template":
-        load_prompt("qa", cfg.prompt_version)
-        task_strings(cfg.prompt_version)
-        load_exemplars(cfg.exemplars)
-        if cfg.verify.enabled:
-            load_prompt("verify", cfg.prompt_version)
-            load_prompt("judge", cfg.prompt_version)
+    make_generator(cfg).check_prompts()
     if recipe.layout.ocr == "vlm" or any(t in OCR_TASKS for t in cfg.tasks):
         load_prompt("ocr", cfg.prompt_version)
 

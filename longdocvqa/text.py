@@ -2,7 +2,7 @@
 
 Pure (standard library only). render.py passes every string MuPDF gives it (text lines, page text, tables,
 outline titles, metadata) through `clean`; whole documents go through `dehyphenate_lines` / `dehyphenate_text`;
-qa.py's checks compare strings through `comparable`.
+generate/checks.py compares strings through `comparable`.
 
 - `clean`: unpaired UTF-16 surrogates (MuPDF returns them for glyphs it cannot map; they cannot be written as
   UTF-8) become U+FFFD, paired ones become their character; control characters other than tab and newline become

@@ -324,13 +324,11 @@ def test_eval_sits_beside_the_pipeline() -> None:
             assert not bad, f"{module} imports {bad}"
 
 
-@pytest.mark.xfail(strict=False, reason="until the i15a/i15b merge")
 def test_no_module_exceeds_the_line_limit() -> None:
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in package_modules().items()}
     assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}
 
 
-@pytest.mark.xfail(strict=False, reason="until the i15a/i15b merge")
 def test_stages_hold_one_module_per_stage() -> None:
     stages = [name for name in package_modules() if name.startswith("stages.")]
     assert len(stages) >= MIN_STAGE_MODULES, stages

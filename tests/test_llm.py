@@ -1,4 +1,4 @@
-"""llm.py through the real `openai` client against the scripted loopback server: structured output,
+"""The llm package through the real `openai` client against the scripted loopback server: structured output,
 transient retries, Retry-After, AIMD, invalid-output re-asks, the call ledger and image encoding."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""qa.py on real parsed PDFs: prompts, semantic checks, generation through the scripted server (text and
+"""The generate package on real parsed PDFs: prompts, semantic checks, generation through the scripted server (text and
 image input), drops under mixed failures, ledger replay, verification, the template baseline and OCR tasks."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -21,7 +22,26 @@ from llm_fixtures import (  # noqa: F401 - `server`
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
-from longdocvqa import qa as qa_mod
+from longdocvqa.generate.base import drop_duplicates, make_record, qa_json_schema, qa_record_json_schema
+from longdocvqa.generate.checks import (
+    check_anchor,
+    check_answer_format,
+    check_answer_in_evidence,
+    check_answer_not_in_question,
+    check_evidence_pages,
+    check_generated,
+)
+from longdocvqa.generate.document import generate_document, open_clients
+from longdocvqa.generate.ocr import transcribe_page
+from longdocvqa.generate.prompts import (
+    PromptContext,
+    load_exemplars,
+    page_parts,
+    pick_exemplars,
+    prompt_messages,
+    task_strings,
+)
+from longdocvqa.generate.verify import answers_match
 from longdocvqa.llm import LLMClient
 from longdocvqa.recipe import GenerateConfig
 from longdocvqa.records import QA, QARecord
@@ -37,14 +57,12 @@ def make_qa(**fields) -> QA:
 
 def run(config: GenerateConfig, ledger: Path | None, name: str = "R-data.pdf", page_image=None, **client_kw):
     doc, layout, segments = real_document(name)
-    client, verifier = qa_mod.open_clients(config, str(ledger) if ledger else None, backoff_base_s=0.01,
+    client, verifier = open_clients(config, str(ledger) if ledger else None, backoff_base_s=0.01,
                                            backoff_max_s=0.05, **client_kw)  # fmt: skip
 
     async def go():
         try:
-            return await qa_mod.generate_document(
-                doc, layout, segments, config, 0, client, page_image, verifier=verifier
-            )
+            return await generate_document(doc, layout, segments, config, 0, client, page_image, verifier=verifier)
         finally:
             for c in (client, verifier):
                 if c is not None:
@@ -61,11 +79,11 @@ def run(config: GenerateConfig, ledger: Path | None, name: str = "R-data.pdf", p
 def test_prompt_holds_every_part_of_the_paper_template(task: str) -> None:
     _, _, (segment,) = real_document()
     config = GenerateConfig(input_mode="text", exemplars="builtin://exemplars_v1.jsonl")
-    exemplars = qa_mod.pick_exemplars(qa_mod.load_exemplars(config.exemplars), task, 2, qa_mod.random.Random(0))
-    pages = qa_mod.page_parts(segment, segment.pages, "text", None, config.max_pixels)
-    messages = qa_mod.build_messages(qa_mod.PromptContext(segment, task, config, "text", pages, exemplars))
+    exemplars = pick_exemplars(load_exemplars(config.exemplars), task, 2, random.Random(0))
+    pages = page_parts(segment, segment.pages, "text", None, config.max_pixels)
+    messages = prompt_messages(PromptContext(segment, task, config, "text", pages, exemplars))
     system, user = messages[0]["content"], messages[1]["content"]
-    strings = qa_mod.task_strings("v1")[task]
+    strings = task_strings("v1")[task]
     assert "expert at synthesizing document question-answering" in system
     assert strings["description"] in user and strings["restriction"] in user
     for needle in ('"String"', '"Integer"', '"Float"', '"List"', '"Text"', '"Layout"', '"Figure"', '"Table"',
@@ -83,16 +101,14 @@ def test_prompt_holds_every_part_of_the_paper_template(task: str) -> None:
 def test_no_exemplars_without_a_file_and_json_mode_format() -> None:
     _, _, (segment,) = real_document()
     config = GenerateConfig(input_mode="text")
-    ctx = qa_mod.PromptContext(segment, "reasoning", config, "json_schema", [])
-    user = qa_mod.build_messages(ctx)[1]["content"]
+    ctx = PromptContext(segment, "reasoning", config, "json_schema", [])
+    user = prompt_messages(ctx)[1]["content"]
     assert "Exemplar" not in user and "Reply with one JSON object only" in user
 
 
 def test_image_mode_labels_each_page_before_its_image() -> None:
     doc, layout, (segment,) = real_document()
-    parts = qa_mod.page_parts(
-        segment, segment.pages[:3], "images+text", page_images(doc, layout, None, 50_000), 50_000
-    )
+    parts = page_parts(segment, segment.pages[:3], "images+text", page_images(doc, layout, None, 50_000), 50_000)
     kinds = [(p["type"], p.get("text", "")[:20]) for p in parts]
     first = segment.start_page
     assert kinds[:3] == [("text", f"Page {first}:"), ("image_url", ""), ("text", f"Text layer of Page {first}:"[:20])]
@@ -108,69 +124,69 @@ def test_answer_format_checks() -> None:
     bad = [("Integer", "12.5"), ("Integer", "about 3"), ("Float", "n/a"), ("String", ["a"]), ("List", []),
            ("List", "a, b"), ("String", "  ")]  # fmt: skip
     for fmt, answer in ok:
-        assert qa_mod.check_answer_format(make_qa(answer_format=fmt, answer=answer)) is None, (fmt, answer)
+        assert check_answer_format(make_qa(answer_format=fmt, answer=answer)) is None, (fmt, answer)
     for fmt, answer in bad:
-        problem = qa_mod.check_answer_format(make_qa(answer_format=fmt, answer=answer))
+        problem = check_answer_format(make_qa(answer_format=fmt, answer=answer))
         assert problem is not None and problem.reason == "answer_format_mismatch", (fmt, answer)
 
 
 def test_evidence_and_anchor_checks_on_a_real_segment() -> None:
     _, _, (segment,) = real_document()  # R-data pages 19-27
-    assert qa_mod.check_evidence_pages(make_qa(evidence_pages=[19, 27]), "extract-multi", segment) is None
-    assert qa_mod.check_evidence_pages(make_qa(evidence_pages=[5]), "extract-multi", segment).reason == (
+    assert check_evidence_pages(make_qa(evidence_pages=[19, 27]), "extract-multi", segment) is None
+    assert check_evidence_pages(make_qa(evidence_pages=[5]), "extract-multi", segment).reason == (
         "evidence_outside_segment"
     )
-    assert qa_mod.check_evidence_pages(make_qa(evidence_pages=[20, 21]), "extract-single", segment).reason == (
+    assert check_evidence_pages(make_qa(evidence_pages=[20, 21]), "extract-single", segment).reason == (
         "not_single_page"
     )
-    assert qa_mod.check_anchor(make_qa(question="Based on Pages 20, 21, and 25, list it."), segment) is None
-    assert qa_mod.check_anchor(make_qa(question="On pages 19-22, what is listed?"), segment) is None
+    assert check_anchor(make_qa(question="Based on Pages 20, 21, and 25, list it."), segment) is None
+    assert check_anchor(make_qa(question="On pages 19-22, what is listed?"), segment) is None
     section = make_qa(question="In the Relational databases section, which package talks to ODBC?")
-    assert qa_mod.check_anchor(section, segment) is None
-    assert qa_mod.check_anchor(make_qa(question="What is the reported revenue?"), segment).reason == "no_anchor"
-    outside = qa_mod.check_anchor(make_qa(question="On Page 3 and Page 20, what is it?"), segment)
+    assert check_anchor(section, segment) is None
+    assert check_anchor(make_qa(question="What is the reported revenue?"), segment).reason == "no_anchor"
+    outside = check_anchor(make_qa(question="On Page 3 and Page 20, what is it?"), segment)
     assert outside.reason == "anchor_outside_segment"
 
 
 def test_answer_not_in_question() -> None:
-    assert qa_mod.check_answer_not_in_question(make_qa(question="On Page 20, is Octave an Octave system?")).reason == (
+    assert check_answer_not_in_question(make_qa(question="On Page 20, is Octave an Octave system?")).reason == (
         "answer_in_question"
     )
-    assert qa_mod.check_answer_not_in_question(make_qa(question="On Page 20, which system?")) is None
+    assert check_answer_not_in_question(make_qa(question="On Page 20, which system?")) is None
     number = make_qa(question="How many on Page 20?", answer="20", answer_format="Integer")
-    assert qa_mod.check_answer_not_in_question(number) is None  # page references are not the answer
+    assert check_answer_not_in_question(number) is None  # page references are not the answer
 
 
 def test_answer_must_appear_on_an_evidence_page() -> None:
     _, layout, (segment,) = real_document()
     line = next(t for t in layout.page_text(20).splitlines() if len(t.split()) >= 4)
     found = make_qa(answer=line.upper(), evidence_pages=[20])
-    assert qa_mod.check_answer_in_evidence(found, layout) == (None, "found")
-    problem, outcome = qa_mod.check_answer_in_evidence(make_qa(answer="a banana republic"), layout)
+    assert check_answer_in_evidence(found, layout) == (None, "found")
+    problem, outcome = check_answer_in_evidence(make_qa(answer="a banana republic"), layout)
     assert outcome == "failed" and problem.reason == "answer_not_in_evidence"
     figure = make_qa(answer="a banana republic", evidence_sources=["Figure"])
-    assert qa_mod.check_answer_in_evidence(figure, layout) == (None, "skipped")
+    assert check_answer_in_evidence(figure, layout) == (None, "skipped")
     scanned = layout.model_copy(deep=True)
     scanned.pages[19].image_only = True
-    assert qa_mod.check_answer_in_evidence(make_qa(answer="a banana republic"), scanned) == (None, "skipped")
+    assert check_answer_in_evidence(make_qa(answer="a banana republic"), scanned) == (None, "skipped")
 
 
 def test_answers_match() -> None:
-    assert qa_mod.answers_match("$1,200.00", "1200", "Float") is True
-    assert qa_mod.answers_match("12", "13", "Integer") is False
-    assert qa_mod.answers_match("Two Weeks", "two weeks.", "String") is True
-    assert qa_mod.answers_match(["b", "A"], ["a", "B"], "List") is True
-    assert qa_mod.answers_match("a long answer of more than six words here", "x", "String") is None
+    assert answers_match("$1,200.00", "1200", "Float") is True
+    assert answers_match("12", "13", "Integer") is False
+    assert answers_match("Two Weeks", "two weeks.", "String") is True
+    assert answers_match(["b", "A"], ["a", "B"], "List") is True
+    assert answers_match("a long answer of more than six words here", "x", "String") is None
 
 
 # ----------------------------------------------------------------------------------------------- generation
 
 
 def _assert_valid_rows(records: list[QARecord]) -> None:
-    schema = qa_mod.qa_record_json_schema()
+    schema = qa_record_json_schema()
     for record in records:
         jsonschema.validate(record.model_dump(mode="json"), schema)
-        assert record.id == qa_mod.make_record(
+        assert record.id == make_record(
             QA(question=record.question, answer=record.answer, answer_format=record.answer_format,
                evidence_pages=record.evidence_pages, evidence_sources=record.evidence_sources),
             task=record.task, segment=real_document()[2][0], generator=record.generator,
@@ -264,15 +280,15 @@ def test_verification_agrees_or_drops(server: ScriptedOpenAI) -> None:
 
 def test_duplicate_questions_are_dropped() -> None:
     _, _, (segment,) = real_document()
-    one = qa_mod.make_record(make_qa(), task="extract-single", segment=segment, generator="g", prompt_version="v1")
-    two = qa_mod.make_record(make_qa(question="on page 20 - what is it"), task="extract-multi", segment=segment,
+    one = make_record(make_qa(), task="extract-single", segment=segment, generator="g", prompt_version="v1")
+    two = make_record(make_qa(question="on page 20 - what is it"), task="extract-multi", segment=segment,
                              generator="g", prompt_version="v1")  # fmt: skip
-    kept, rejects = qa_mod.drop_duplicates([one, two])
+    kept, rejects = drop_duplicates([one, two])
     assert kept == [one] and rejects[0].reason == "duplicate_question" and rejects[0].item == two.id
 
 
 def test_qa_json_schema_validates_generator_output() -> None:
-    schema = qa_mod.qa_json_schema()
+    schema = qa_json_schema()
     jsonschema.validate(make_qa().model_dump(mode="json"), schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"question": "q", "answer": "a"}, schema)
@@ -291,7 +307,7 @@ def test_template_baseline_is_offline_and_deterministic(name: str) -> None:
     _, layout, (segment,) = real_document(name)
     for record in records:
         qa = QA.model_validate(record.model_dump(include=set(QA.model_fields)))
-        assert qa_mod.check_qa(qa, record.task, segment, layout)[0] is None
+        assert check_generated(qa, record.task, segment, layout)[0] is None
     assert {r.reason for r in rejects} <= {"no_template_candidate"}
 
 
@@ -314,7 +330,7 @@ def test_ocr_backend_transcribes_a_page(server: ScriptedOpenAI) -> None:
     doc, layout, _ = real_document()
     image = page_images(doc, layout, server, 400_000)(20)
     client = LLMClient(generate_config(server).generator.endpoint, None)
-    work = qa_mod.transcribe_page(client, image, 20, (612.0, 792.0), max_pixels=400_000)
+    work = transcribe_page(client, image, 20, (612.0, 792.0), max_pixels=400_000)
     blocks, reject = closing(work, client)
     assert reject is None and blocks and blocks[0].text == layout.page_text(20)
     assert blocks[0].bbox == (0.0, 0.0, 612.0, 792.0)
@@ -353,7 +369,7 @@ def test_build_with_the_loopback_server_then_rerun_makes_no_request(server, writ
         assert len(images) >= 8 and all(content[i - 1]["text"].startswith("Page ") for i in images)
     rows = [r for p in sorted((out / "stages" / "generate").glob("*/*/*.json"))
             for r in json.loads(p.read_text())["ok"]["records"]]  # fmt: skip
-    schema = qa_mod.qa_record_json_schema()
+    schema = qa_record_json_schema()
     for row in rows:
         jsonschema.validate(row, schema)
     build(recipe, out, workers=1)  # finished stage outputs are reused

@@ -17,9 +17,10 @@ import pytest
 from llm_fixtures import real_document
 from pydantic import BaseModel, ConfigDict
 
-from longdocvqa import qa as qa_mod
+from longdocvqa.generate.document import generate_document, open_clients
 from longdocvqa.llm import Invalid, LLMClient
 from longdocvqa.recipe import EndpointConfig, GenerateConfig
+from longdocvqa.records import QA
 
 xserve = pytest.importorskip("xserve")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(xserve.missing() is not None, reason=str(xserve.missing()))]
@@ -64,11 +65,11 @@ def test_generation_through_llama_cpp_counts_every_outcome(base_url: str, tmp_pa
     ledger = tmp_path / "llm_calls.sqlite"
 
     def generate() -> tuple[list, list, dict]:
-        client, _ = qa_mod.open_clients(config, str(ledger))
+        client, _ = open_clients(config, str(ledger))
 
         async def go() -> tuple[list, list]:
             try:
-                return await qa_mod.generate_document(doc, layout, [segment], config, 0, client, None)
+                return await generate_document(doc, layout, [segment], config, 0, client, None)
             finally:
                 await client.aclose()
 
@@ -134,7 +135,7 @@ def test_runaway_generations_end(base_url: str) -> None:
 
     async def go():
         try:
-            cut = await short.ask(probe, qa_mod.QA, template_id="cut@test", task="probe")
+            cut = await short.ask(probe, QA, template_id="cut@test", task="probe")
             timed_out = await slow.ask(story, Colour, template_id="story@test", task="probe")
             return cut, timed_out
         finally:

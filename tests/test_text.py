@@ -8,8 +8,8 @@ from pathlib import Path
 import pymupdf
 
 from longdocvqa import render
+from longdocvqa.generate import normalise
 from longdocvqa.pool import inspect_file
-from longdocvqa.qa import normalise
 from longdocvqa.recipe import LayoutConfig, PoolConfig
 from longdocvqa.stages.layout import parse_document
 from longdocvqa.text import clean, clean_metadata, comparable, dehyphenate_lines, dehyphenate_text, vocabulary

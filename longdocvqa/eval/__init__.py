@@ -6,7 +6,7 @@
   split to a target length counted exactly with tokens.py, the relevant document at a recorded depth.
 - `score`: MMLongBench-Doc's rule-based scoring per answer format, its "Not answerable" F1, and answer extraction
   (rules, or a judge model).
-- `run`: asking the model through llm.py's client and call ledger (a rerun sends nothing, a killed run resumes).
+- `run`: asking the model through llm's client and call ledger (a rerun sends nothing, a killed run resumes).
 - `report`: scores.json, predictions.jsonl, the accuracy-vs-length plot.
 
 This package sits beside the pipeline: it imports the floor, the adapters (llm, render, tokens, hub) and assemble's

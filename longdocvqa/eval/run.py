@@ -1,6 +1,6 @@
 """Running an evaluation: plan every (question, length), ask the model, extract, score, write the outputs.
 
-Owns: the evaluation's settings (`EvalConfig`), the model and judge clients (llm.py's LLMClient on one call ledger
+Owns: the evaluation's settings (`EvalConfig`), the model and judge clients (llm's LLMClient on one call ledger
 `OUT/llm_calls.sqlite`, so a rerun replays every finished call and a killed run resumes where it stopped), and the
 order of work. A call that fails for good (transient errors past the retry budget) scores 0 for this run, is recorded
 with its reason, and is tried again by the next run; a wrong key, model or URL stops the run (ExternalServiceError).

@@ -23,8 +23,8 @@ from longdocvqa.errors import ExternalServiceError, RecipeError
 from longdocvqa.executors import Job
 from longdocvqa.executors.local import ProcessPool, worker_advance
 from longdocvqa.fingerprint import stage_fingerprint
+from longdocvqa.generate import generate_document, make_generator, open_clients, transcribe_page
 from longdocvqa.llm import Ledger, LLMClient, merge_usage
-from longdocvqa.qa import generate_document, open_clients, transcribe_page
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.runner import (
@@ -97,7 +97,7 @@ def run_generate(
             stats.extra["usage"] = usage
         if pending:
             stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
-    if ctx.recipe.generate.generator.kind != "template":  # the template generator makes no model calls
+    if make_generator(ctx.recipe.generate).makes_model_calls:  # the template generator makes none
         check_generate_budget(ctx, stats)
     return result
 
@@ -235,7 +235,7 @@ async def _generate_document(
     if layout is None:
         return None
     ocr_rejects: list[Reject] = []
-    needs_images = cfg.generator.kind != "template" and cfg.input_mode != "text"
+    needs_images = make_generator(cfg).needs_images
     try:
         if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
             layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)

@@ -28,6 +28,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from longdocvqa.generate import make_generator
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import QA_TASKS, PdfDoc, QARecord, Reject
 from longdocvqa.sampling import Candidate, _streams, fill_streams, unit_draw
@@ -296,7 +297,7 @@ class Planner:
 
     def calls_per_unit(self, task: str) -> int:
         gen = self.recipe.generate
-        if gen.generator.kind == "template" or task not in QA_TASKS:
+        if not make_generator(gen).makes_model_calls or task not in QA_TASKS:
             return 0
         return self.per_unit * (2 if gen.verify.enabled else 1)
 

@@ -19,10 +19,10 @@ from longdocvqa.assemble import Assembly
 from longdocvqa.assembly_stats import write_length_plots
 from longdocvqa.errors import RejectedInput
 from longdocvqa.fingerprint import content_hash
+from longdocvqa.generate import make_generator
 from longdocvqa.hub.card import BuildReport
 from longdocvqa.hub.load import short_row_images
 from longdocvqa.hub.publish import write_dataset
-from longdocvqa.qa import TEMPLATE_PROMPT_VERSION
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import Reject
 from longdocvqa.runner import BuildContext, PageImages, StageStats, one_line, record_reject, record_rejects, timed
@@ -135,19 +135,18 @@ def _short_images(assembly: Assembly) -> Callable[[int], list[bytes]] | None:
 
 def _what_ran(recipe: Recipe) -> dict[str, Any]:
     """The card's account of generation, verification and decontamination, from the settings this build ran."""
-    gen, verify = recipe.generate.generator, recipe.generate.verify
+    generator = make_generator(recipe.generate)
     return {
-        "generator_kind": gen.kind,
-        "prompt_version": TEMPLATE_PROMPT_VERSION if gen.kind == "template" else recipe.generate.prompt_version,
-        "verifier": (verify.endpoint or gen.endpoint).model if verify.enabled and gen.kind != "template" else None,
+        "generator_kind": recipe.generate.generator.kind,
+        "prompt_version": generator.prompt_version,
+        "verifier": generator.verifier_model,
         "benchmarks": [b.name for b in recipe.decontaminate.benchmarks],
         "within_pool": recipe.decontaminate.within_pool,
     }
 
 
 def _generator_name(recipe: Recipe) -> str:
-    gen = recipe.generate.generator
-    return "template-baseline (offline, from the layout)" if gen.kind == "template" else gen.endpoint.model
+    return make_generator(recipe.generate).name
 
 
 def drops_by_reason(rejects: Iterable[Reject]) -> dict[str, int]:
