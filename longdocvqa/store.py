@@ -16,6 +16,7 @@ killed at any moment (kill -9) leaves finished outputs whole and unfinished ones
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -165,6 +166,7 @@ class RunDir:
 
 
 _HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+_HELD_FDS: dict[str, int] = {}  # ... -> the descriptor that holds the flock
 
 
 @contextmanager
@@ -185,12 +187,27 @@ def run_lock(path: Path) -> Iterator[None]:
         return
     fd = _acquire(path)
     _HELD[key] = 1
+    _HELD_FDS[key] = fd
     try:
         yield
     finally:
-        del _HELD[key]
+        del _HELD[key], _HELD_FDS[key]
         os.ftruncate(fd, 0)
         os.close(fd)  # the file stays: unlinking it would let a third build lock a fresh file beside a waiter
+
+
+def _forget_locks_in_child() -> None:
+    """A forked worker closes its copies of the build's lock descriptors: the lock belongs to the build process, and
+    is released the moment that process dies, not when its last worker has finished dying."""
+    for fd in _HELD_FDS.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+    _HELD_FDS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_locks_in_child)
 
 
 def _acquire(path: Path) -> int:

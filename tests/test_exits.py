@@ -144,6 +144,34 @@ def test_a_build_on_a_held_out_fails_at_once_naming_the_holder(tmp_path: Path) -
     assert not (out / "stages").exists() and not (out / "manifest.json").exists()
 
 
+_HOLD_AND_FORK = """
+import os, sys, time
+from pathlib import Path
+from longdocvqa.store import RunDir
+with RunDir(Path(sys.argv[1])).lock():
+    child = os.fork()
+    if child == 0:  # a worker that outlives its build for a while (it would die with it in a real build)
+        time.sleep(60)
+        os._exit(0)
+    print(child, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_killed_builds_lock_is_free_at_once_though_a_forked_worker_lives_on(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_AND_FORK, str(tmp_path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    child = int(proc.stdout.readline())
+    try:
+        proc.kill()
+        proc.wait()
+        os.kill(child, 0)  # the worker still lives
+        with RunDir(tmp_path).lock():  # and yet the folder is free: the worker closed its copy of the lock
+            pass
+    finally:
+        os.kill(child, 9)
+
+
 def test_files_of_a_build_follow_the_umask(raced) -> None:
     out, _ = raced
     files = [p for p in out.rglob("*") if p.is_file()]
