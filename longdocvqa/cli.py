@@ -15,6 +15,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from longdocvqa import layoutview
+from longdocvqa.errors import LongDocVQAError, RecipeError, RejectedInput
+from longdocvqa.eval.report import scores_table
+from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
+from longdocvqa.generate import qa_json_schema, qa_record_json_schema
+from longdocvqa.hub.push import dataset_folder, push_dataset
+from longdocvqa.pipeline import STAGE_ORDER, check_recipe_files, plan_with_units
+from longdocvqa.pipeline import build as run_build
+from longdocvqa.recipe import Recipe, load_recipe
+from longdocvqa.runner import Progress
+from longdocvqa.safetext import printable
+from longdocvqa.store import RunDir
+from longdocvqa.validate import failure_counts, render_report, validate_dataset
+
 app = typer.Typer(
     name="longdocvqa",
     help="Build long-document VQA datasets for long-context training of vision-language models "
@@ -52,7 +66,6 @@ def _console(stderr: bool = False) -> Any:
 
 def _fail(exc: Exception) -> None:
     """Print a library error as one clear message and exit with its code."""
-    from longdocvqa.errors import LongDocVQAError
 
     code = exc.exit_code if isinstance(exc, LongDocVQAError) else 1
     _console(stderr=True).print(_plain(str(exc), "error: ", keep_newlines=True), highlight=False, soft_wrap=True)
@@ -63,8 +76,6 @@ def _plain(text: str, label: str = "", style: str = "bold red", keep_newlines: b
     """`label` + `text` as Rich Text: never parsed as markup, control characters escaped."""
     from rich.text import Text
 
-    from longdocvqa.safetext import printable
-
     return Text.assemble((label, style), printable(text, keep_newlines=keep_newlines))
 
 
@@ -73,7 +84,6 @@ _SAMPLED_OUT = {"budget", "mixture"}
 
 def _rich_progress(progress: Any) -> Any:
     """One Rich progress bar per stage (a `runner.Progress`)."""
-    from longdocvqa.runner import Progress
 
     class RichProgress(Progress):
         @contextmanager  # type: ignore[override]
@@ -113,12 +123,6 @@ def build(
 ) -> None:
     """Build (or resume) a dataset: rerunning the same command reuses all finished work."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from longdocvqa.errors import LongDocVQAError
-    from longdocvqa.pipeline import build as run_build
-    from longdocvqa.pipeline import check_recipe_files
-    from longdocvqa.recipe import load_recipe
-    from longdocvqa.store import RunDir
 
     try:
         loaded = load_recipe(recipe)
@@ -169,7 +173,6 @@ def _print_summary(manifest: dict[str, Any], out_dir: Path) -> None:
 
 def _in_pipeline_order(stages: dict[str, Any]) -> list[tuple[str, Any]]:
     """Stages as the pipeline runs them (the manifest's JSON keys are sorted); unknown stages last, by name."""
-    from longdocvqa.pipeline import STAGE_ORDER
 
     def rank(name: str) -> tuple[int, str]:
         return (STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER), name)
@@ -193,8 +196,6 @@ def _clear_stages(out_dir: Path) -> None:
 
 def _print_plan(recipe: Any, limit: int | None) -> None:
     from rich.table import Table
-
-    from longdocvqa.pipeline import plan_with_units
 
     result, planner, units = plan_with_units(recipe, limit=limit)
     table = Table(title=f"plan: {recipe.name} {recipe.version} (nothing is built)")
@@ -244,9 +245,6 @@ def validate(
     max_per_kind: Annotated[int, typer.Option(help="Failures listed in full per kind.")] = 20,
 ) -> None:
     """Load a dataset exactly as a user would and check every row and the card; exit 1 on any failure."""
-    from longdocvqa.errors import LongDocVQAError
-    from longdocvqa.hub.push import dataset_folder
-    from longdocvqa.validate import render_report, validate_dataset
 
     target = str(dataset_folder(path_or_repo)) if Path(path_or_repo).exists() else path_or_repo
     try:
@@ -270,9 +268,6 @@ def push(
     private: Annotated[bool, typer.Option("--private/--public", help="Visibility if the repo is created.")] = True,
 ) -> None:
     """Validate, upload (resumable) as one commit, and tag the version on the Hub. Token: HF_TOKEN or hf login."""
-    from longdocvqa.errors import LongDocVQAError
-    from longdocvqa.hub.push import push_dataset
-    from longdocvqa.validate import failure_counts
 
     console = _console(stderr=True)
     try:
@@ -342,8 +337,6 @@ def schema(
     ] = "qa",
 ) -> None:
     """Print the JSON Schema of the QA record or of the recipe."""
-    from longdocvqa.generate import qa_json_schema, qa_record_json_schema
-    from longdocvqa.recipe import Recipe
 
     schemas = {"qa": qa_json_schema, "qa-row": qa_record_json_schema, "recipe": Recipe.model_json_schema}
     if what not in schemas:
@@ -400,10 +393,6 @@ def eval_command(
     """Score a model on full long documents at chosen context lengths (rerunning makes no new model calls)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from longdocvqa.errors import LongDocVQAError
-    from longdocvqa.eval.report import scores_table
-    from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
-
     try:
         settings = {"max_tokens": max_tokens, "max_concurrency": max_concurrency, "timeout_s": timeout_s}
         judge = None
@@ -453,8 +442,6 @@ def layout(
     ] = "heuristic",
 ) -> None:
     """Show the labelled layout blocks (title, section, paragraph, table, figure, ...) the pipeline sees on pages."""
-    from longdocvqa import layoutview
-    from longdocvqa.errors import RecipeError, RejectedInput
 
     if backend not in ("heuristic", "pymupdf-layout"):
         _fail(RecipeError(f"--backend {backend!r}: choose 'heuristic' or 'pymupdf-layout'"))
