@@ -16,7 +16,9 @@ SCANNED = ("longdocvqa", "train", "bench", "scripts", "tests", "recipes", "READM
 SUFFIXES = {".py", ".md", ".yaml", ".yml", ".sh", ".toml", ".json"}
 CITED = re.compile(r"docs/[A-Za-z0-9_./-]*[A-Za-z0-9_]\.(?:md|png|json|yaml)")
 # a design or research file cited without its docs/ folder
-OUTSIDE = re.compile(r"(?<![\w/])(?:" + "DESIGN" + r"\.md|research/\w+\.md)")
+OUTSIDE = re.compile(
+    r"(?<![\w/])(?:" + "DESIGN" + r"\.md|research/\w+\.md|(?:paper|infra|training|anchors|aesthetics)\.md)"
+)
 
 
 def _files() -> list[Path]:

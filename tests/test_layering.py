@@ -24,8 +24,6 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "longdocvqa"
 PACKAGE = "longdocvqa"

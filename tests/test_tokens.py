@@ -88,7 +88,7 @@ def test_smart_resize_matches_transformers() -> None:
 
 
 def test_image_tokens_known_values() -> None:
-    # training.md §d: A4 and Letter at 150 dpi under both max_pixels settings
+    # docs/research/training.md §d: A4 and Letter at 150 dpi under both max_pixels settings
     assert tokens.image_tokens(1240, 1754, tokens.HUB_MIN_PIXELS, tokens.HUB_MAX_PIXELS) == 2772
     assert tokens.image_tokens(1240, 1754, tokens.HUB_MIN_PIXELS, LOW_MAX_PIXELS) == 1260
     assert tokens.image_tokens(1275, 1650, tokens.HUB_MIN_PIXELS, LOW_MAX_PIXELS) == 1240

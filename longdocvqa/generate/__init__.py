@@ -1,4 +1,5 @@
-"""QA generation: the MMProLong tasks (paper.md §3.2) written by the generator a recipe names, plus OCR targets.
+"""QA generation: the MMProLong tasks (docs/research/paper.md §3.2) written by the generator a recipe names,
+plus OCR targets.
 
 Modules: `base` (the `Generator` interface, record helpers), `document` (`make_generator`; one document's QA:
 generator, OCR targets, duplicates dropped), `template` (the offline baseline from the layout), `openai` (any

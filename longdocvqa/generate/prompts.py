@@ -2,7 +2,7 @@
 
 Owns: prompt rendering from package data (`prompts/qa_<version>.md`, `qa_tasks_<version>.json`, exemplars), the
 labelled page sequence of a segment in the three input modes (images / text / images+text), and the system + user
-turn of one generation call in the paper's order (paper.md §3.3).
+turn of one generation call in the paper's order (docs/research/paper.md §3.3).
 Does not own: checks of the reply (checks.py), sending it (llm/).
 """
 
@@ -45,7 +45,7 @@ def load_prompt(name: str, version: str) -> dict[str, str]:
 
 @cache
 def task_strings(version: str) -> dict[str, dict[str, str]]:
-    """The `{task description}` and `{extra_restriction}` strings of each task (paper.md §3.2)."""
+    """The `{task description}` and `{extra_restriction}` strings of each task (docs/research/paper.md §3.2)."""
     data: dict[str, dict[str, str]] = json.loads(_read_package_file(f"qa_tasks_{version}.json"))
     return data
 
@@ -152,7 +152,7 @@ def page_parts(
 
 
 def prompt_messages(ctx: PromptContext) -> list[Message]:
-    """System + user turn of one generation call, in the paper's order (paper.md §3.3)."""
+    """System + user turn of one generation call, in the paper's order (docs/research/paper.md §3.3)."""
     version, seg = ctx.config.prompt_version, ctx.segment
     prompt, strings = load_prompt("qa", version), task_strings(version)[ctx.task]
     modality, content = MODALITY[ctx.config.input_mode]
