@@ -11,6 +11,7 @@ from pathlib import Path
 import fsspec
 import pyarrow.parquet as pq
 import pytest
+from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
 from longdocvqa import pool, render, sources
 from longdocvqa.pipeline import build
@@ -52,6 +53,7 @@ def _rejects(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_two_shard_build_gives_the_folder_builds_sft_parquet_and_resumes(write_recipe, pdf_dir, tmp_path):
     folder_out, shard_out = tmp_path / "folder", tmp_path / "shards"
     build(load_recipe(write_recipe([str(pdf_dir)])), folder_out, workers=2)
@@ -67,6 +69,26 @@ def test_a_two_shard_build_gives_the_folder_builds_sft_parquet_and_resumes(write
     again = build(recipe, shard_out, workers=2)
     assert again["stages"]["pool"]["reused"] == again["stages"]["pool"]["seen"] == first["stages"]["pool"]["seen"]
     assert _parquet_sha(shard_out, "sft") == _parquet_sha(folder_out, "sft")
+
+
+@pytest.mark.slow
+def test_a_loopback_server_build_from_shards_sends_the_same_requests_as_from_a_folder(
+    server, write_recipe, pdf_dir, tmp_path
+):
+    """Page images rendered from shard members are the folder's bytes: same requests, same answers, same sft."""
+    names = ["R-data.pdf", "etoolbox.pdf"]
+    shards = [_shard(tmp_path / f"s{i}.tar", {f"{i}/{n}": pdf_dir / n}) for i, n in enumerate(names)]
+    endpoint = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 5.0}
+    overrides = {
+        "decontaminate": {"within_pool": False},
+        "generate": {"generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "images+text"},
+    }
+    build(load_recipe(write_recipe([str(pdf_dir / n) for n in names], **overrides)), tmp_path / "folder", workers=2)
+    folder_bodies = list(server.bodies)
+    build(load_recipe(write_recipe([str(s) for s in shards], **overrides)), tmp_path / "shards", workers=2)
+    shard_bodies = server.bodies[len(folder_bodies) :]
+    assert folder_bodies and sorted(map(json.dumps, shard_bodies)) == sorted(map(json.dumps, folder_bodies))
+    assert _parquet_sha(tmp_path / "shards", "sft") == _parquet_sha(tmp_path / "folder", "sft")
 
 
 def test_corrupt_and_non_pdf_members_are_one_line_rejects_naming_the_member(write_recipe, pdf_dir, tmp_path):
