@@ -63,8 +63,21 @@ def _expand(entry: str, rejects: list[Reject], lists: tuple[Path, ...]) -> Itera
         yield from _entries(matches, rejects)
     elif path.is_symlink():
         rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
+    elif member := _member(entry):
+        yield member
     else:
         raise RecipeError(f"{entry}: pool path does not exist")
+
+
+def _member(entry: str) -> sources.Entry | None:
+    """A shard member named by its path (`SHARD.tar/MEMBER`); None when `entry` names none."""
+    member = sources.split_member(str(Path(entry).absolute()))
+    if member is None:
+        return None
+    try:  # the shard's real path, as when a folder holding it is listed
+        return sources.member_entry(f"{Path(member[0]).resolve()}/{member[1]}")
+    except FileNotFoundError:
+        return None
 
 
 def _entries(files: Iterable[Path], rejects: list[Reject]) -> Iterator[sources.Entry]:

@@ -189,7 +189,10 @@ def _shard_index(shard: str, version: tuple[int, int | str]) -> dict[str, tuple[
     path = _index_file(shard, version)
     if path is not None and path.is_file():
         return {name: (int(at[0]), int(at[1])) for name, at in json.loads(path.read_text("utf-8"))["members"].items()}
-    return scan_shard(shard)[0]
+    members = scan_shard(shard)[0]
+    if path is not None:  # named member by member (a .txt list of members): the next process reads this
+        atomic_write_json(path, {"shard": shard, "members": members})
+    return members
 
 
 def _locate(shard: str, member: str) -> tuple[int, int]:
@@ -209,6 +212,14 @@ def shard_entries(shard: str, rejects: list[Reject]) -> Iterator[Entry]:
     rejects.extend(problems)
     for name, (_, size) in members.items():
         yield Entry(f"{shard}/{name}", size, version)
+
+
+def member_entry(path: str) -> Entry | None:
+    """The Entry of `path` when it names a shard member (`SHARD.tar/MEMBER`), else None."""
+    member = split_member(path)
+    if member is None:
+        return None
+    return Entry(path, _locate(*member)[1], version_of(member[0])[1])
 
 
 def file_entries(path: str, rejects: list[Reject]) -> Iterator[Entry]:

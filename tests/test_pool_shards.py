@@ -14,6 +14,7 @@ import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
 from longdocvqa import pool, render, sources
+from longdocvqa.errors import RecipeError
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import PoolConfig, load_recipe
 
@@ -124,6 +125,18 @@ def test_a_shard_cut_short_rejects_the_cut_member_and_keeps_the_ones_before(pdf_
     garbage.write_bytes(b"not a tar file at all" * 100)
     entries, rejects = pool.discover_with_rejects([str(garbage)])
     assert not entries and [(r.item, r.reason) for r in rejects] == [(str(garbage), "unreadable_shard")]
+
+
+def test_a_list_may_name_single_members(pdf_dir, tmp_path):
+    shard = _shard(tmp_path / "s.tar", {"a/brief.pdf": pdf_dir / "brief.pdf", "b/R-data.pdf": pdf_dir / "R-data.pdf"})
+    listing = tmp_path / "members.txt"
+    listing.write_text("s.tar/b/R-data.pdf\n")
+    entries, rejects = pool.discover_with_rejects([str(listing)], index_dir=tmp_path / "index")
+    size = (pdf_dir / "R-data.pdf").stat().st_size
+    assert [(e.path, e.size_bytes) for e in entries] == [(f"{shard}/b/R-data.pdf", size)]
+    assert len(list((tmp_path / "index").glob("*.json"))) == 1 and not rejects  # indexed once for the workers
+    with pytest.raises(RecipeError, match="pool path does not exist"):
+        pool.discover([f"{shard}/c/missing.pdf"])
 
 
 def test_urls_list_and_hash_folders_and_shards_like_local_files(pdf_dir, tmp_path):
