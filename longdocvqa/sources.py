@@ -24,7 +24,7 @@ import hashlib
 import json
 import os
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -117,8 +117,8 @@ def is_plain_file(path: str) -> bool:
 
 def _open_raw(path: str) -> IO[bytes]:
     if is_url(path):
-        fs, inner = url_fs(path)
-        return fs.open(inner, "rb")  # type: ignore[no-any-return]
+        fs, inner = url_fs(path)  # 1 MiB blocks: a member is read with a few range requests, not 50 MB of readahead
+        return fs.open(inner, "rb", block_size=_CHUNK_BYTES)  # type: ignore[no-any-return]
     return open(path, "rb")
 
 
@@ -267,7 +267,7 @@ def size_bytes(path: str) -> int:
     return version_of(path)[0]
 
 
-def iter_chunks(path: str, chunk_bytes: int = _CHUNK_BYTES) -> Iterator[bytes]:
+def iter_chunks(path: str, chunk_bytes: int = _CHUNK_BYTES) -> Generator[bytes, None, None]:
     """The document's bytes in chunks of at most `chunk_bytes`; a member cut short by the shard's end is a
     RejectedInput (corrupt)."""
     member = split_member(path)
@@ -295,11 +295,8 @@ def sha256(path: str) -> str:
 
 def read_head(path: str, size: int) -> bytes:
     """The first `size` bytes (fewer when the document is shorter)."""
-    head = b""
-    for chunk in iter_chunks(path, size):
-        head = chunk
-        break
-    return head
+    with contextlib.closing(iter_chunks(path, size)) as chunks:
+        return next(chunks, b"")
 
 
 def read_bytes(path: str) -> bytes:
