@@ -2,7 +2,7 @@
 
 Makes N tiny one-page PDFs (each with its own text, so N distinct hashes) with PyMuPDF, stored twice: as a folder
 (sub-folders of 1,000) and as tar shards of 1,000 members (webdataset style). Each measurement runs in a fresh
-process and reports its peak RSS (ru_maxrss) and wall time:
+process and reports its peak RSS (ru_maxrss), the RSS it started from (imports done) and wall time:
 - `list+hash`: pool.discover_with_rejects (shards indexed on the way), then each document's cache key and streamed
   SHA-256 (sources.sha256): what must stay flat in the pool size;
 - `pool stage`: the real pool stage (stages/pool.run_pool) run in-process (InProcess executor), which also probes
@@ -119,10 +119,12 @@ def main() -> None:
 
 
 def report(rows: list[tuple[str, str, int, dict[str, float]]], sizes: list[int]) -> None:
-    print(f"{'what':12} {'pool':7} {'docs':>7} {'seconds':>8} {'docs/s':>7} {'peak RSS MB':>12} {'start MB':>9}")
+    header = f"{'what':12} {'pool':7} {'docs':>7} {'seconds':>8} {'docs/s':>7}"
+    print(f"{header} {'peak RSS MB':>11} {'start MB':>8} grew MB")
     for mode, kind, n, r in rows:
         rate, peak, start = r["documents"] / r["seconds"], r["peak_rss_mb"], r["rss_start_mb"]
-        print(f"{mode:12} {kind:7} {n:7} {r['seconds']:8.1f} {rate:7.0f} {peak:12.1f} {start:9.1f}")
+        row = f"{mode:12} {kind:7} {n:7} {r['seconds']:8.1f} {rate:7.0f}"
+        print(f"{row} {peak:11.1f} {start:8.1f} {peak - start:7.1f}")
     small, large = sizes
     for mode in MODES:
         for kind in ("folder", "shards"):
