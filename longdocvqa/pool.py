@@ -1,8 +1,9 @@
 """Discover PDFs, hash them, read page counts and sizes, and filter the pool.
 
-Inputs are files, folders (searched recursively for *.pdf), globs, or .txt files listing one path
-per line. Identity is the SHA-256 of the bytes (streamed); the same bytes found twice are kept
-once. Per-file results are cached by (path, size, mtime) so a rerun does not re-hash the pool.
+Inputs are files, folders (searched recursively for *.pdf and *.tar shards), globs, .txt files listing one path
+per line, and fsspec URLs of folders, files and shards (sources.py reads them). Identity is the SHA-256 of the
+bytes (streamed); the same bytes found twice are kept once. Per-file results are cached by (path, size, mtime)
+so a rerun does not re-hash the pool.
 """
 
 from __future__ import annotations
@@ -10,53 +11,81 @@ from __future__ import annotations
 import csv
 import glob
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from longdocvqa import render
+from longdocvqa import render, sources
 from longdocvqa.errors import RecipeError, RejectedInput
-from longdocvqa.fingerprint import content_hash, file_sha256
+from longdocvqa.fingerprint import content_hash
 from longdocvqa.recipe import PoolConfig
 from longdocvqa.records import PdfDoc, Reject
 
 POOL_VERSION = 1
 
 
-def discover(paths: list[str]) -> list[Path]:
-    """Every candidate file named by `paths`, absolute, de-duplicated and sorted."""
-    return discover_with_rejects(paths)[0]
+def discover(paths: list[str]) -> list[str]:
+    """Every pool document named by `paths` (local paths absolute, `SHARD.tar/MEMBER`, URLs), de-duplicated and
+    sorted."""
+    return [entry.path for entry in discover_with_rejects(paths)[0]]
 
 
-def discover_with_rejects(paths: list[str]) -> tuple[list[Path], list[Reject]]:
-    """(candidate files, a reject per input skipped on the way: unreadable folder, dangling link, link cycle).
+def discover_with_rejects(paths: list[str], index_dir: Path | None = None) -> tuple[list[sources.Entry], list[Reject]]:
+    """(candidate documents, a reject per input skipped on the way: unreadable folder or shard, dangling link, link
+    cycle, a shard member that is not a regular file).
 
     An entry that exists is taken literally (a folder named `data[1]` is a folder); only an entry that does
     not exist is expanded as a glob. A .txt list may name other lists, but never itself (directly or not).
+    Folders and globs contribute `*.pdf` files and `*.tar` shards, whose `*.pdf` members are documents; with
+    `index_dir` (the build's cache), shard indexes are kept there for this process and the workers it starts.
     """
-    found: set[Path] = set()
+    if index_dir is not None:
+        sources.use_index_dir(index_dir)
+    found: dict[str, sources.Entry] = {}
     rejects: list[Reject] = []
     for entry in paths:
-        found.update(_expand(entry, rejects, ()))
-    return sorted(found), sorted(rejects, key=lambda r: (r.item, r.reason))
+        found.update((doc.path, doc) for doc in _expand(entry, rejects, ()))
+    ordered = sorted(found.values(), key=lambda doc: doc.path.split("/"))  # the order of sorted Paths
+    return ordered, sorted(rejects, key=lambda r: (r.item, r.reason))
 
 
-def _expand(entry: str, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[Path]:
+def _expand(entry: str, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[sources.Entry]:
     path = Path(entry)
-    if path.is_dir():
-        yield from _walk(path, rejects)
+    if sources.is_url(entry):
+        yield from sources.url_entries(entry, rejects)
+    elif path.is_dir():
+        yield from _entries(_walk(path, rejects), rejects)
     elif path.is_file() and path.suffix.lower() == ".txt":
         yield from _expand_list(path, rejects, lists)
     elif path.is_file():
-        yield path.resolve()
+        yield from _entries([path.resolve()], rejects)
     elif any(c in entry for c in "*?["):
-        yield from (Path(p).resolve() for p in glob.glob(entry, recursive=True) if Path(p).is_file())
+        matches = (Path(p).resolve() for p in glob.glob(entry, recursive=True) if Path(p).is_file())
+        yield from _entries(matches, rejects)
     elif path.is_symlink():
         rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
+    elif member := _member(entry):
+        yield member
     else:
         raise RecipeError(f"{entry}: pool path does not exist")
 
 
-def _expand_list(path: Path, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[Path]:
+def _member(entry: str) -> sources.Entry | None:
+    """A shard member named by its path (`SHARD.tar/MEMBER`); None when `entry` names none."""
+    member = sources.split_member(str(Path(entry).absolute()))
+    if member is None:
+        return None
+    try:  # the shard's real path, as when a folder holding it is listed
+        return sources.member_entry(f"{Path(member[0]).resolve()}/{member[1]}")
+    except FileNotFoundError:
+        return None
+
+
+def _entries(files: Iterable[Path], rejects: list[Reject]) -> Iterator[sources.Entry]:
+    for path in files:
+        yield from sources.file_entries(str(path), rejects)
+
+
+def _expand_list(path: Path, rejects: list[Reject], lists: tuple[Path, ...]) -> Iterator[sources.Entry]:
     real = path.resolve()
     if real in lists:
         chain = " -> ".join(str(p) for p in (*lists, real))
@@ -67,11 +96,13 @@ def _expand_list(path: Path, rejects: list[Reject], lists: tuple[Path, ...]) -> 
         raise RecipeError(f"{path}: cannot read pool list: {exc}") from None
     for line in text.splitlines():
         if line.strip() and not line.startswith("#"):
-            yield from _expand(str(real.parent / line.strip()), rejects, (*lists, real))
+            named = line.strip() if sources.is_url(line.strip()) else str(real.parent / line.strip())
+            yield from _expand(named, rejects, (*lists, real))
 
 
 def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
-    """PDF files under `root`, following folder links once; every folder or link that is skipped is a reject."""
+    """PDF files and tar shards under `root`, following folder links once; every folder or link that is skipped
+    is a reject."""
     ancestors: dict[tuple[int, int], str] = {}  # (device, inode) of the folders on the current path
 
     def fail(exc: OSError) -> None:
@@ -99,7 +130,7 @@ def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
 def _pdfs_in(folder: Path, names: list[str], rejects: list[Reject]) -> Iterator[Path]:
     for name in names:
         path = folder / name
-        if not name.lower().endswith(".pdf"):
+        if not name.lower().endswith((".pdf", ".tar")):
             continue
         if path.is_symlink() and not path.exists():
             rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
@@ -111,23 +142,24 @@ def _skip(path: Path, reason: str, detail: str) -> Reject:
     return Reject(stage="pool", item=str(path), reason=reason, detail=detail)
 
 
-def cache_key(path: Path) -> str:
-    """Key of a file's pool result: its path, size and modification time."""
-    stat = path.stat()
-    return content_hash({"path": str(path), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}, length=32)
+def cache_key(entry: sources.Entry) -> str:
+    """Key of a document's pool result: its path, size and version (a local file's modification time)."""
+    return content_hash({"path": entry.path, "size": entry.size_bytes, "mtime_ns": entry.version}, length=32)
 
 
-def inspect_file(path: Path, config: PoolConfig) -> PdfDoc:
-    """Hash and probe one file; raise RejectedInput with the cause when it is unusable."""
-    size = path.stat().st_size
+def inspect_file(path: str | Path, config: PoolConfig) -> PdfDoc:
+    """Hash and probe one document (a file, a shard member or a URL); raise RejectedInput with the cause when it
+    is unusable."""
+    path = str(path)
+    size = sources.size_bytes(path)
     if size > config.max_file_mb * 1024 * 1024:
         raise RejectedInput("too_large", f"{size / 1e6:.1f} MB is over the {config.max_file_mb:g} MB limit")
-    sha = file_sha256(path)
+    sha = sources.sha256(path)
     info = render.probe(path)
     for i, (width, height) in enumerate(info["page_sizes_pt"], start=1):
         if min(width, height) < config.min_page_side_pt or max(width, height) > config.max_page_side_pt:
             raise RejectedInput("absurd_page_size", f"page {i} is {width:g} x {height:g} pt")
-    return PdfDoc(sha256=sha, path=str(path), size_bytes=size, **info)
+    return PdfDoc(sha256=sha, path=path, size_bytes=size, **info)
 
 
 def in_page_range(doc: PdfDoc, config: PoolConfig) -> bool:
@@ -161,5 +193,5 @@ def licence_allowed(doc: PdfDoc, allowed: list[str] | None) -> bool:
     return (doc.licence or "unknown").strip().lower() in {a.strip().lower() for a in allowed}
 
 
-def pool_reject(path: Path, exc: RejectedInput) -> Reject:
+def pool_reject(path: str | Path, exc: RejectedInput) -> Reject:
     return Reject(stage="pool", item=str(path), reason=exc.reason, detail=exc.detail)

@@ -36,7 +36,10 @@ class Strict(BaseModel):
 class PoolConfig(Strict):
     """Which PDFs enter the pool."""
 
-    paths: list[str] = Field(description="files, folders, globs, or .txt files listing paths (one per line)")
+    paths: list[str] = Field(
+        description="files, folders, globs, .txt files listing paths (one per line), tar shards (*.tar: each *.pdf "
+        "member is a document, recorded as SHARD.tar/MEMBER) and fsspec URLs (s3://, gs://, hf://datasets/...)"
+    )
     min_pages: int = Field(32, ge=1)
     max_pages: int = Field(50, ge=1)
     max_file_mb: float = Field(200.0, gt=0)

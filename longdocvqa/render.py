@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from longdocvqa import sources
 from longdocvqa.errors import RejectedInput
 from longdocvqa.records import RawBox, RawLine, RawPage
 from longdocvqa.text import clean, clean_metadata, dehyphenate_lines, dehyphenate_text, vocabulary
@@ -53,13 +54,17 @@ def preload() -> None:
 def open_pdf(path: str | Path) -> Any:
     """Open a PDF or raise RejectedInput naming the cause (not a PDF, corrupt, encrypted, empty)."""
     pymupdf = _pymupdf()
-    with open(path, "rb") as handle:
-        head = handle.read(_PDF_MAGIC_WINDOW)
+    head = sources.read_head(str(path), _PDF_MAGIC_WINDOW)  # a local file, a shard member (SHARD.tar/MEMBER), a URL
     if b"%PDF-" not in head:
         raise RejectedInput("not_pdf", "no %PDF header in the first 1 KiB")
     pymupdf.TOOLS.mupdf_warnings(reset=True)
     try:
-        doc = pymupdf.open(str(path), filetype="pdf")
+        if sources.is_plain_file(str(path)):
+            doc = pymupdf.open(str(path), filetype="pdf")
+        else:
+            doc = pymupdf.open(stream=sources.read_bytes(str(path)), filetype="pdf")
+    except RejectedInput:
+        raise
     except Exception as exc:  # MuPDF raises several types for broken files
         raise RejectedInput("corrupt", f"MuPDF cannot open it: {exc}") from None
     if doc.needs_pass or doc.is_encrypted:

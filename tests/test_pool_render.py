@@ -19,8 +19,8 @@ def test_discover_folders_globs_and_list_files(pdf_dir: Path, tmp_path: Path) ->
     listing = tmp_path / "list.txt"
     listing.write_text(f"# pool\n{pdf_dir / 'R-data.pdf'}\n{pdf_dir / 'brief.pdf'}\n")
     assert len(pool.discover([str(pdf_dir)])) == 10
-    assert [p.name for p in pool.discover([str(pdf_dir / "R-*.pdf")])] == ["R-FAQ.pdf", "R-data.pdf"]
-    assert [p.name for p in pool.discover([str(listing)])] == ["R-data.pdf", "brief.pdf"]
+    assert [Path(p).name for p in pool.discover([str(pdf_dir / "R-*.pdf")])] == ["R-FAQ.pdf", "R-data.pdf"]
+    assert [Path(p).name for p in pool.discover([str(listing)])] == ["R-data.pdf", "brief.pdf"]
     with pytest.raises(RecipeError, match="pool path does not exist"):
         pool.discover([str(tmp_path / "missing")])
 
@@ -35,7 +35,7 @@ def test_inspect_hashes_bytes_and_reads_pages(pdf_dir: Path) -> None:
 
 def test_page_range_filter(pdf_dir: Path) -> None:
     cfg = PoolConfig(paths=[], min_pages=32, max_pages=50)
-    pages = {p.name: pool.inspect_file(p, cfg).num_pages for p in pool.discover([str(pdf_dir)])}
+    pages = {Path(p).name: pool.inspect_file(p, cfg).num_pages for p in pool.discover([str(pdf_dir)])}
     kept = {name for name, n in pages.items() if pool.in_page_range(pool.inspect_file(pdf_dir / name, cfg), cfg)}
     assert kept == {name for name, n in pages.items() if 32 <= n <= 50}
     assert "ulineno.pdf" not in kept and "R-FAQ.pdf" not in kept  # 20 and 52 pages

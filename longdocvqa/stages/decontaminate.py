@@ -29,7 +29,7 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
         unreadable: list[Reject] = []
         texts = [(d.sha256, functools.partial(_page_texts_or_reject, d, unreadable)) for d in docs]
         kept, rejects, report = dedup.check_documents(
-            index, texts, cfg, cache, page_images=lambda sha: _thumbnails(Path(by_sha[sha].path))
+            index, texts, cfg, cache, page_images=lambda sha: _thumbnails(by_sha[sha].path)
         )
         for reject in unreadable:  # an empty cached entry would let the document through on the next run
             dedup.SignatureCache(cache, dedup.SignatureSettings.from_config(cfg)).forget(reject.item)
@@ -54,7 +54,7 @@ def _page_texts_or_reject(doc: PdfDoc, unreadable: list[Reject]) -> list[str]:
         return []
 
 
-def _thumbnails(path: Path) -> list[bytes]:
+def _thumbnails(path: str | Path) -> list[bytes]:
     """Small page images for perceptual hashes of image-only documents (50 DPI is plenty for a 64-bit dHash).
 
     A document MuPDF cannot render gets none (it is then compared by text only); layout and generation reject it."""

@@ -29,11 +29,11 @@ def run_pool(ctx: BuildContext) -> list[PdfDoc]:
     settings = cfg.model_dump(exclude={"paths", "allow_licences"})  # licences are filtered after the stage
     out = ctx.run.stage("pool", stage_fingerprint("pool", VERSION, settings))
     with timed(ctx, "pool") as stats:
-        files, skipped = pool.discover_with_rejects(cfg.paths)
-        for reject in skipped:  # unreadable folders, dangling links, link cycles: each gets its reject line
+        files, skipped = pool.discover_with_rejects(cfg.paths, index_dir=ctx.run.cache_dir / "shards")
+        for reject in skipped:  # unreadable folders and shards, dangling links, link cycles: one reject line each
             record_reject(ctx, stats, reject)
-        root = str(out.dir.parent.parent.parent)
-        jobs = [Job(key, str(f), (str(f), key, cfg.model_dump(), root, out.fingerprint))
+        root, settings_dict = str(out.dir.parent.parent.parent), cfg.model_dump()  # one dict shared by all jobs
+        jobs = [Job(key, f.path, (f.path, key, settings_dict, root, out.fingerprint))
                 for f, key in ((f, pool.cache_key(f)) for f in files)]  # fmt: skip
         run_jobs(ctx, "pool", out, _pool_worker, jobs)
         docs = _collect_pool(ctx, jobs, out, stats)
@@ -53,9 +53,9 @@ def _empty_pool_reason(paths: list[str], stats: StageStats) -> str:
 def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprint: str) -> None:
     out = StageOutput(Path(root), "pool", fingerprint)
     try:
-        out.write(key, pool.inspect_file(Path(path), PoolConfig.model_validate(cfg)))
+        out.write(key, pool.inspect_file(path, PoolConfig.model_validate(cfg)))
     except RejectedInput as exc:
-        out.write_reject(key, pool.pool_reject(Path(path), exc))
+        out.write_reject(key, pool.pool_reject(path, exc))
     except Exception as exc:  # a broken file must never stop the build
         reason = "too_big" if isolate.is_memory_error(exc) else "unreadable"
         out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=one_line(exc)))
