@@ -38,8 +38,11 @@ _HEADINGS = ("title", "section")
 
 
 def _headings(layout: LayoutDoc, page: int) -> list[str]:
+    """The page's headings in order; [] when one of them is unusable, since a list or a "directly follows" that
+    skipped it would be wrong (a change log's "2.5 2017-11-22" has no letter)."""
     blocks = sorted(layout.pages[page - 1].blocks, key=lambda b: b.order)
-    return [_clean(b.text) for b in blocks if b.label in _HEADINGS and _usable_heading(b.text)]
+    heads = [b.text for b in blocks if b.label in _HEADINGS]
+    return [_clean(h) for h in heads] if all(map(_usable_heading, heads)) else []
 
 
 def _usable_heading(text: str) -> bool:
@@ -56,11 +59,19 @@ def _captions(layout: LayoutDoc, page: int) -> list[str]:
     return [_clean(b.text) for b in blocks if b.label == "caption" and 3 <= len(b.text.split()) <= 60]
 
 
+# A block title glued to its text: "Definition (Wort) Ein Wort ist ...", "Theorem 2.1 (Name) Let ...".
+_BLOCK_TITLE = re.compile(r"^\w+(?: [\d.]+)? \([^()]{1,40}\) [A-ZÀ-Þ]")
+
+
 def _first_sentence(text: str) -> str:
-    """The block's first sentence; "" unless it ends in . ! or ? (a block of unpunctuated lines, such as change-log
-    entries, is several items run together, not a sentence)."""
+    """The block's first sentence, or "" unless it looks like one: it starts with a capital, a digit or a quote (a
+    margin note such as "\\lineskip" glued to the front does not) and ends in . ! or ? (unpunctuated lines, such
+    as change-log entries, are several items run together), with no block title glued to its front."""
     sentence = re.split(r"(?<=[.!?])\s+", _clean(text), maxsplit=1)[0]
-    return sentence if 4 <= len(sentence.split()) <= 40 and sentence.endswith((".", "!", "?")) else ""
+    starts = sentence[:1].isupper() or sentence[:1].isdigit() or sentence[:1] in "\"'“‘«»„"
+    ends = sentence.endswith((".", "!", "?"))
+    ok = starts and ends and 4 <= len(sentence.split()) <= 40 and not _BLOCK_TITLE.match(sentence)
+    return sentence if ok else ""
 
 
 def _candidate(
@@ -123,10 +134,11 @@ def _reasoning_candidates(layout: LayoutDoc, segment: Segment) -> list[_Candidat
     a distance needs only two headings the layout finds reliably (`_section_starts`), so it follows from them.
     """
     starts = [(p, t) for p, t in _section_starts(layout) if segment.start_page <= p <= segment.end_page]
+    span = f"Pages {segment.start_page} to {segment.end_page}"  # the scope, also where no title is a segment's
     out = []
     for i, (p1, first) in enumerate(starts):
         for p2, second in (s for s in starts[i + 1 :] if s[0] > p1):
-            q = f'How many pages after the start of section "{first}" does section "{second}" begin?'
+            q = f'On {span}, how many pages after the start of section "{first}" does section "{second}" begin?'
             why = f'"{first}" starts on Page {p1}, "{second}" on Page {p2} (Layout): {p2} - {p1}'
             out.append(_candidate(q, str(p2 - p1), "Integer", [p1, p2], ["Layout"], why))
     return out
