@@ -189,7 +189,7 @@ def test_card_of_a_template_build_says_what_ran(demo_build: Path) -> None:
     assert first_paragraph.startswith("**Not training data.**") and "template baseline" in first_paragraph
     assert "**No benchmark was configured: these documents were not decontaminated" in body
     assert "decontaminated against benchmarks" not in body
-    assert "- Verification: off" in body and "Prompt version: `template-v1`" in body
+    assert "- Verification: off" in body and "Prompt version: `template-v2`" in body
     assert header["license_name"] and header["license_link"] == "LICENSE.md"
     qa = {row["question"]: row for row in _rows(dataset, "qa")}
     used = {row["qa_id"] for row in _rows(dataset, "sft")}

@@ -18,7 +18,7 @@ OPENAI = {"kind": "openai", "endpoint": {"model": "gen-model", "base_url": "http
 def test_the_factory_picks_the_generator_the_kind_names() -> None:
     template = make_generator(GenerateConfig())
     assert isinstance(template, TemplateGenerator)
-    assert (template.name, template.prompt_version) == ("template-baseline (offline, from the layout)", "template-v1")
+    assert (template.name, template.prompt_version) == ("template-baseline (offline, from the layout)", "template-v2")
     assert not template.makes_model_calls and not template.needs_images and template.verifier_model is None
     assert template.open_clients(None) == (None, None)
     model = make_generator(GenerateConfig.model_validate({"generator": OPENAI, "prompt_version": "v1"}))

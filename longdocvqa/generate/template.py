@@ -1,8 +1,9 @@
 """The offline template generator (`generator.kind: template`, "template-baseline"): QA from the layout alone.
 
 Owns: `TemplateGenerator` (`template_document`) and its candidates (next heading, a table or figure caption, the
-first sentence under a heading, the headings of two pages, counts over a segment), each passed through the same
-semantic checks as model output and drawn deterministically from seed and segment. Nothing leaves the machine.
+first sentence under a heading, the headings of two pages, the page distance between two section starts), each
+passed through the same semantic checks as model output and drawn deterministically from seed and segment.
+Nothing leaves the machine.
 Does not own: the checks (checks.py) or the OCR targets (ocr.py).
 """
 
@@ -10,12 +11,13 @@ from __future__ import annotations
 
 import random
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from longdocvqa.fingerprint import content_hash
 from longdocvqa.generate.base import PageImage, item_id, make_record, verification_label
-from longdocvqa.generate.checks import check_generated
+from longdocvqa.generate.checks import check_generated, title_core
 from longdocvqa.recipe import GenerateConfig
 from longdocvqa.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 
@@ -23,7 +25,7 @@ if TYPE_CHECKING:
     from longdocvqa.llm import LLMClient
 
 TEMPLATE_GENERATOR = "template-baseline"
-TEMPLATE_PROMPT_VERSION = "template-v1"
+TEMPLATE_PROMPT_VERSION = "template-v2"  # v2: reasoning asks page distances, not counts
 
 
 @dataclass(frozen=True)
@@ -36,8 +38,11 @@ _HEADINGS = ("title", "section")
 
 
 def _headings(layout: LayoutDoc, page: int) -> list[str]:
+    """The page's headings in order; [] when one of them is unusable, since a list or a "directly follows" that
+    skipped it would be wrong (a change log's "2.5 2017-11-22" has no letter)."""
     blocks = sorted(layout.pages[page - 1].blocks, key=lambda b: b.order)
-    return [_clean(b.text) for b in blocks if b.label in _HEADINGS and _usable_heading(b.text)]
+    heads = [b.text for b in blocks if b.label in _HEADINGS]
+    return [_clean(h) for h in heads] if all(map(_usable_heading, heads)) else []
 
 
 def _usable_heading(text: str) -> bool:
@@ -54,9 +59,19 @@ def _captions(layout: LayoutDoc, page: int) -> list[str]:
     return [_clean(b.text) for b in blocks if b.label == "caption" and 3 <= len(b.text.split()) <= 60]
 
 
+# A block title glued to its text: "Definition (Wort) Ein Wort ist ...", "Theorem 2.1 (Name) Let ...".
+_BLOCK_TITLE = re.compile(r"^\w+(?: [\d.]+)? \([^()]{1,40}\) [A-ZÀ-Þ]")
+
+
 def _first_sentence(text: str) -> str:
+    """The block's first sentence, or "" unless it looks like one: it starts with a capital, a digit or a quote (a
+    margin note such as "\\lineskip" glued to the front does not) and ends in . ! or ? (unpunctuated lines, such
+    as change-log entries, are several items run together), with no block title glued to its front."""
     sentence = re.split(r"(?<=[.!?])\s+", _clean(text), maxsplit=1)[0]
-    return sentence if 4 <= len(sentence.split()) <= 40 else ""
+    starts = sentence[:1].isupper() or sentence[:1].isdigit() or sentence[:1] in "\"'“‘«»„"
+    ends = sentence.endswith((".", "!", "?"))
+    ok = starts and ends and 4 <= len(sentence.split()) <= 40 and not _BLOCK_TITLE.match(sentence)
+    return sentence if ok else ""
 
 
 def _candidate(
@@ -113,17 +128,37 @@ def _multi_candidates(layout: LayoutDoc, segment: Segment) -> list[_Candidate]:
 
 
 def _reasoning_candidates(layout: LayoutDoc, segment: Segment) -> list[_Candidate]:
-    """Counts over the whole segment: section headings, captioned tables and figures."""
-    span = f"Pages {segment.start_page} to {segment.end_page}"
+    """Page distance between the starts of two named sections (both pages are evidence).
+
+    Counts of headings or captions over a whole segment were wrong whenever the layout over- or under-found one;
+    a distance needs only two headings the layout finds reliably (`_section_starts`), so it follows from them.
+    """
+    starts = [(p, t) for p, t in _section_starts(layout) if segment.start_page <= p <= segment.end_page]
+    span = f"Pages {segment.start_page} to {segment.end_page}"  # the scope, also where no title is a segment's
     out = []
-    for what, counter in (("section headings", _headings), ("captioned tables and figures", _captions)):
-        counts = {p: len(counter(layout, p)) for p in segment.pages}
-        pages = [p for p, n in counts.items() if n]
-        if len(pages) >= 2:
-            q = f"How many {what} are there in total on {span}?"
-            why = f"{what} per page (Layout): {counts}"
-            out.append(_candidate(q, str(sum(counts.values())), "Integer", pages, ["Layout"], why))
+    for i, (p1, first) in enumerate(starts):
+        for p2, second in (s for s in starts[i + 1 :] if s[0] > p1):
+            q = f'On {span}, how many pages after the start of section "{first}" does section "{second}" begin?'
+            why = f'"{first}" starts on Page {p1}, "{second}" on Page {p2} (Layout): {p2} - {p1}'
+            out.append(_candidate(q, str(p2 - p1), "Integer", [p1, p2], ["Layout"], why))
     return out
+
+
+def _section_starts(layout: LayoutDoc) -> list[tuple[int, str]]:
+    """(page, heading) of the headings whose start page is certain, in reading order.
+
+    A heading counts when the outline confirms it (with an outline, section blocks are outline titles matched on
+    their page) or, without one, when it is level 1-2 (about 90% precision); and its title occurs once among the
+    document's headings, so a "Description" or "Examples" repeated per entry names no single page.
+    """
+    heads = [
+        (page.index, _clean(b.text), title_core(b.text))
+        for page in layout.pages
+        for b in sorted(page.blocks, key=lambda b: b.order)
+        if b.label == "section" and _usable_heading(b.text) and (layout.outline or (b.level or 3) <= 2)
+    ]
+    seen = Counter(core for _, _, core in heads)
+    return [(page, text) for page, text, core in heads if len(core) >= 4 and seen[core] == 1]
 
 
 _TEMPLATE_CANDIDATES = {
@@ -136,7 +171,7 @@ _TEMPLATE_CANDIDATES = {
 def template_document(
     layout: LayoutDoc, segments: list[Segment], tasks: list[Task], config: GenerateConfig, seed: int
 ) -> tuple[list[QARecord], list[Reject]]:
-    """Offline baseline: extraction and counting QA built from the layout alone (deterministic from seed+doc)."""
+    """Offline baseline: extraction and page-distance QA built from the layout alone (deterministic from seed+doc)."""
     records, rejects = [], []
     for segment in segments:
         for task in tasks:

@@ -42,7 +42,7 @@ from longdocvqa.stages.plan import name_document, unit_key
 from longdocvqa.store import RunDir, StageOutput
 from longdocvqa.store import dump as store_dump
 
-VERSION = 1
+VERSION = 2  # 2: template-v2 (the template baseline asks page distances, not counts)
 
 # Endpoint settings that change how calls are made, not what they produce: left out of the fingerprint.
 _HOW_NOT_WHAT = {
