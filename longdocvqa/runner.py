@@ -6,6 +6,8 @@ directory, so a rerun skips finished work and a changed setting recomputes only 
 by document sha256, never by worker count; each job writes its own output atomically, so a killed build loses only
 unfinished documents. Also owns what every stage shares: `BuildContext`, `StageStats`, the `Progress` hook the CLI
 implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
+Work whose output is a cache (page images, decontamination signatures) runs through `run_guarded`: one isolated
+worker per document as well, so the build process never reads a PDF with MuPDF after the pool stage.
 Does not own: what a stage computes (stages/), how jobs run (executors/), the order of the stages (pipeline.py).
 """
 
