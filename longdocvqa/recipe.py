@@ -75,11 +75,12 @@ class RenderConfig(Strict):
 
 
 class IsolationConfig(Strict):
-    """Per-document bounds: in the CPU stages (pool, layout) each document runs in its own worker process; the
-    time bound also caps one document's generation (a document over it is rejected `timeout`, retried next run)."""
+    """Per-document bounds: every MuPDF read of a document (pool, layout, decontaminate, page rendering for generate
+    and publish) runs in its own worker process; the time bound also caps one document's generation (a document over
+    it is rejected `timeout`, retried next run)."""
 
     seconds_per_document: float = Field(
-        600.0, ge=0, description="wall time per document in pool, layout and generate; 0: unbounded"
+        600.0, ge=0, description="wall time per document in each MuPDF read and in generate; 0: unbounded"
     )
     memory_mb_per_document: int = Field(
         4096, ge=0, description="address space a document's worker may add (RLIMIT_AS); 0: unbounded"

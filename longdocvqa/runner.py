@@ -6,6 +6,8 @@ directory, so a rerun skips finished work and a changed setting recomputes only 
 by document sha256, never by worker count; each job writes its own output atomically, so a killed build loses only
 unfinished documents. Also owns what every stage shares: `BuildContext`, `StageStats`, the `Progress` hook the CLI
 implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
+Work whose output is a cache (page images, decontamination signatures) runs through `run_guarded`: one isolated
+worker per document as well, so the build process never reads a PDF with MuPDF after the pool stage.
 Does not own: what a stage computes (stages/), how jobs run (executors/), the order of the stages (pipeline.py).
 """
 
@@ -21,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import isolate, render
-from longdocvqa.errors import StageError
+from longdocvqa.errors import RejectedInput, StageError
 from longdocvqa.executors import Executor, Failure, Job
 from longdocvqa.executors.local import IsolatedProcesses
 from longdocvqa.recipe import Recipe
@@ -85,7 +87,8 @@ class BuildContext:
 
 
 class PageImages:
-    """Page images rendered on demand and cached by (document sha256, page, dpi, format, quality)."""
+    """Page images cached by (document sha256, page, dpi, format, quality, pixel cap). The build process only reads
+    them: `render_into_cache` renders each document's missing pages in an isolated worker first."""
 
     def __init__(self, cache_dir: Path, recipe: Recipe) -> None:
         self.cfg = recipe.render
@@ -96,17 +99,101 @@ class PageImages:
         return self.root / sha256[:2] / sha256 / variant / f"{page}.{_EXT[self.cfg.format]}"
 
     def get(self, doc: PdfDoc, page: int) -> bytes:
-        """Bytes of 1-based `page` of `doc`, rendered once."""
-        return self.get_many(doc, [page])[page]
+        """Bytes of 1-based `page` of `doc`, from the cache (FileNotFoundError when it was not rendered)."""
+        return self.path(doc.sha256, page).read_bytes()
 
     def get_many(self, doc: PdfDoc, pages: Sequence[int]) -> dict[int, bytes]:
-        missing = [p for p in pages if not self.path(doc.sha256, p).is_file()]
-        if missing:
-            cfg = self.cfg
-            rendered = render.render_pages(doc.path, missing, cfg.dpi, cfg.format, cfg.quality, cfg.max_pixels)
-            for page, data in rendered.items():
-                atomic_write_bytes(self.path(doc.sha256, page), data)
-        return {p: self.path(doc.sha256, p).read_bytes() for p in pages}
+        return {p: self.get(doc, p) for p in pages}
+
+    def missing(self, doc: PdfDoc, pages: Iterable[int]) -> list[int]:
+        return [p for p in pages if not self.path(doc.sha256, p).is_file()]
+
+    def render(self, doc: PdfDoc, pages: Sequence[int]) -> None:
+        """Render `pages` into the cache, `_RENDER_CHUNK` at a time (memory stays flat); a page MuPDF cannot render
+        raises RejectedInput naming the file and that page. Runs in a per-document worker (`render_into_cache`)."""
+        for start in range(0, len(pages), _RENDER_CHUNK):
+            chunk = list(pages[start : start + _RENDER_CHUNK])
+            try:
+                self._write(doc, self._render(doc, chunk))
+            except Exception:  # find the page at fault, keeping the ones before it
+                for page in chunk:
+                    self._write(doc, self._render_one(doc, page))
+
+    def _render(self, doc: PdfDoc, pages: list[int]) -> dict[int, bytes]:
+        cfg = self.cfg
+        return render.render_pages(doc.path, pages, cfg.dpi, cfg.format, cfg.quality, cfg.max_pixels)
+
+    def _render_one(self, doc: PdfDoc, page: int) -> dict[int, bytes]:
+        try:
+            return self._render(doc, [page])
+        except Exception as exc:
+            reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
+            raise RejectedInput(reason, f"{doc.path} page {page}: {one_line(exc)}") from None
+
+    def _write(self, doc: PdfDoc, rendered: dict[int, bytes]) -> None:
+        for page, data in rendered.items():
+            atomic_write_bytes(self.path(doc.sha256, page), data)
+
+
+_RENDER_CHUNK = 16
+
+
+def render_into_cache(
+    ctx: BuildContext, stage: str, wanted: Iterable[tuple[PdfDoc, Sequence[int]]]
+) -> dict[str, Reject]:
+    """Render each document's missing `wanted` pages into the page cache, each document in its own worker under the
+    recipe's isolation limits; returns a one-line reject (render_failed, too_big, timeout, worker_crashed) naming the
+    file for each document that could not be rendered, by sha256."""
+    images = PageImages(ctx.run.cache_dir, ctx.recipe)
+    jobs = [Job(doc.sha256, doc.path, (doc, todo, str(ctx.run.cache_dir), ctx.recipe))
+            for doc, pages in wanted if (todo := images.missing(doc, pages))]  # fmt: skip
+    return run_guarded(ctx, stage, f"{stage} pages", _render_worker, jobs)
+
+
+def _render_worker(doc: PdfDoc, pages: list[int], cache_dir: str, recipe: Recipe) -> None:
+    PageImages(Path(cache_dir), recipe).render(doc, pages)
+
+
+def run_guarded(
+    ctx: BuildContext, stage: str, label: str | None, fn: Callable[..., None], jobs: Sequence[Job]
+) -> dict[str, Reject]:
+    """Run `fn(*job.args)` for each job, each in its own worker under the recipe's isolation limits (a progress bar
+    named `label`, none when None); returns, by job key, a reject for each job that raised RejectedInput or whose
+    worker overran, ran out of memory or died (`timeout`, `too_big`, `worker_crashed`; the detail names `job.item`).
+    Nothing is stored: a failed job is tried again on the next run. For work whose output is a cache."""
+    if not jobs:
+        return {}
+    mailbox = ctx.run.stage("guarded", stage)  # where a worker leaves its RejectedInput
+    for job in jobs:
+        mailbox.path(job.key).unlink(missing_ok=True)
+    guarded = [Job(job.key, job.item, (fn, str(ctx.run.root), stage, job.key, job.item, *job.args)) for job in jobs]
+    rejects: dict[str, Reject] = {}
+    runs = ctx.document_executor().map(_guarded_worker, guarded)
+    bar = ctx.progress.stage(label, len(jobs)) if label else nullcontext(lambda n=1: None)
+    with bar as advance, contextlib.closing(runs):
+        for job, failure in runs:
+            if failure is not None:
+                detail = f"{job.item}: {failure.detail}"
+                rejects[job.key] = Reject(stage=stage, item=job.item, reason=failure.reason, detail=detail)
+            elif mailbox.done(job.key):
+                rejects[job.key] = Reject.model_validate(mailbox.read(job.key)["reject"])
+                mailbox.path(job.key).unlink()
+            advance(1)
+    return rejects
+
+
+def _guarded_worker(fn: Callable[..., None], root: str, stage: str, key: str, item: str, *args: Any) -> None:
+    """In the worker: `fn(*args)`; an error (all guarded jobs read PDFs with MuPDF) is one reject, not a traceback."""
+    try:
+        fn(*args)
+    except RejectedInput as exc:
+        reject = Reject(stage=stage, item=item, reason=exc.reason, detail=exc.detail)
+    except Exception as exc:
+        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
+        reject = Reject(stage=stage, item=item, reason=reason, detail=f"{item}: {one_line(exc)}")
+    else:
+        return
+    StageOutput(Path(root), "guarded", stage).write_reject(key, reject)
 
 
 def timed(ctx: BuildContext, name: str) -> _Timer:

@@ -53,7 +53,7 @@ def test_a_page_that_cannot_be_rendered_at_publish_is_one_reject(write_recipe, p
     paths = _copies(pdf_dir, tmp_path / "pool")
     recipe = load_recipe(write_recipe([str(p) for p in paths], decontaminate={"within_pool": False}))
     doomed = paths[0]  # the template generator renders nothing: publish is the first to render its pages
-    progress = _ChangeFileAt("publish", doomed, _first_page_only(doomed))
+    progress = _ChangeFileAt("publish pages", doomed, _first_page_only(doomed))  # as its page rendering starts
     out = tmp_path / "out"
     manifest = build(recipe, out, workers=1, progress=progress)
     failed = [r for r in _rejects(out) if r["reason"] == "render_failed"]

@@ -4,7 +4,9 @@ Per-document results are stored under the document and its task subset (a task a
 a document whose calls failed at the endpoint is not stored as done, so the next run retries exactly those calls
 (finished ones are replayed from the ledger, never paid twice). Documents run concurrently on one event loop, or
 over `generate.processes` worker processes (executors/local.py ProcessPool), each with its share of the
-endpoint's concurrency. Scanned pages are transcribed first when layout.ocr is `vlm`.
+endpoint's concurrency. Scanned pages are transcribed first when layout.ocr is `vlm`. The page images a document's
+calls need are rendered beforehand, each document in its own isolated worker (runner.render_into_cache): a page
+MuPDF cannot render, or a render that crashes, overruns or runs out of memory, is one reject naming the file.
 Does not own: prompts, checks and the generators (qa.py), the model client and ledger (llm.py).
 """
 
@@ -18,7 +20,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from longdocvqa import isolate
 from longdocvqa.errors import ExternalServiceError, RecipeError
 from longdocvqa.executors import Job
 from longdocvqa.executors.local import ProcessPool, worker_advance
@@ -34,6 +35,7 @@ from longdocvqa.runner import (
     check_generate_budget,
     one_line,
     record_reject,
+    render_into_cache,
     still_to_do,
     timed,
 )
@@ -78,6 +80,7 @@ def run_generate(
         jobs = [Job(key[d.sha256], d.path, (d,)) for d in docs if d.sha256 in segments]
         todo = [job.args[0] for job in still_to_do(ctx, "generate", out, jobs)]
         pending: dict[str, dict[str, Any]] = {}
+        todo = _render_pages(ctx, todo, segments, layout_fp, out, key, pending)
         processes = min(ctx.recipe.generate.processes, len(todo))
         if processes > 1:
             usage = _generate_in_processes(ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks)
@@ -100,6 +103,35 @@ def run_generate(
     if make_generator(ctx.recipe.generate).makes_model_calls:  # the template generator makes none
         check_generate_budget(ctx, stats)
     return result
+
+
+def _render_pages(
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, out: StageOutput,
+    key: dict[str, str], pending: dict[str, dict[str, Any]],
+) -> list[PdfDoc]:  # fmt: skip
+    """Render the pages generation reads into the page cache, each document in its own isolated worker (so a MuPDF
+    crash, a memory blow-up or a hang is one reject); a document that could not be rendered gets its reject as its
+    result (a timeout is retried on the next run). Returns the documents to generate."""
+    wanted = [(doc, _pages_read(ctx, doc, segments[doc.sha256], layout_fp)) for doc in docs]
+    failed = render_into_cache(ctx, "generate", wanted)
+    for sha, reject in failed.items():
+        result = {"records": [], "rejects": [reject]}
+        if _complete(result):
+            out.write(key[sha], result)
+        else:
+            pending[sha] = json.loads(json.dumps(store_dump(result)))
+    return [doc for doc in docs if doc.sha256 not in failed]
+
+
+def _pages_read(ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str) -> list[int]:
+    """The 1-based pages whose images generation reads: the segments' pages (image input) and the scanned pages a
+    VLM transcribes (layout.ocr: vlm)."""
+    generator = make_generator(ctx.recipe.generate)
+    pages = {p for seg in segs for p in seg.pages} if generator.needs_images else set()
+    if ctx.recipe.layout.ocr == "vlm" and generator.makes_model_calls:
+        layout = load_layout(ctx.run, layout_fp, doc.sha256)
+        pages |= {p.index for p in layout.pages if p.image_only} if layout is not None else set()
+    return sorted(pages)
 
 
 def _unit_keys(ctx: BuildContext, docs: list[PdfDoc], tasks: Mapping[str, Sequence[str]] | None) -> dict[str, str]:
@@ -239,15 +271,11 @@ async def _generate_document(
     try:
         if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
             layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)
-        if needs_images:  # render the segments' pages off the event loop, once, into the page cache
-            pages = sorted({p for seg in segs for p in seg.pages})
-            await asyncio.to_thread(images.get_many, doc, pages)
     except ExternalServiceError:
         raise
-    except Exception as exc:  # MuPDF cannot render a page (or memory runs out): reject this document only
-        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-        return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason=reason,
-                                                  detail=one_line(exc))]}  # fmt: skip
+    except OSError as exc:  # a page image missing from the cache (rendered by _render_pages): this document only
+        return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason="render_failed",
+                                                  detail=f"{doc.path}: {one_line(exc)}")]}  # fmt: skip
     page_image = (lambda i: images.get(doc, i)) if needs_images else None
     try:
         records, rejects = await generate_document(

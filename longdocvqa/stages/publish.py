@@ -2,8 +2,10 @@
 
 Keyed by the picks and `publish_key` (the whole resolved recipe and the longdocvqa version): unchanged picks
 under an unchanged recipe are not written again, and the assembly's stats and rejects are restored from its
-marker (`reuse_published`). A page MuPDF cannot render at this point is one reject for its example, never a
-failed build. Does not own: the Parquet layout, Features and card (hub/publish.py, hub/card.py).
+marker (`reuse_published`). Every page of the picked documents is rendered into the page cache first, each
+document in its own isolated worker (runner.render_into_cache); a document MuPDF cannot render, or whose render
+crashes, overruns or runs out of memory, is one reject per example naming the file, never a failed build.
+Does not own: the Parquet layout, Features and card (hub/publish.py, hub/card.py).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
-from longdocvqa import __version__, isolate
+from longdocvqa import __version__
 from longdocvqa.assemble import Assembly
 from longdocvqa.assembly_stats import write_length_plots
 from longdocvqa.errors import RejectedInput
@@ -25,7 +27,16 @@ from longdocvqa.hub.load import short_row_images
 from longdocvqa.hub.publish import write_dataset
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import Reject
-from longdocvqa.runner import BuildContext, PageImages, StageStats, one_line, record_reject, record_rejects, timed
+from longdocvqa.runner import (
+    BuildContext,
+    PageImages,
+    StageStats,
+    one_line,
+    record_reject,
+    record_rejects,
+    render_into_cache,
+    timed,
+)
 from longdocvqa.store import atomic_write_text
 
 T = TypeVar("T")
@@ -43,6 +54,8 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
             _save_assembly(ctx, done, fp, list(assembly.rejects))
             return
         images = PageImages(ctx.run.cache_dir, ctx.recipe)
+        pages = ((doc, range(1, doc.num_pages + 1)) for doc in assembly.documents())
+        unrendered = render_into_cache(ctx, "publish", pages)
         plots = write_length_plots(assembly.stats, ctx.run.root / "plots")
         decontamination = ctx.stats.get("decontaminate", StageStats()).extra.get("report", {})
         report = BuildReport(
@@ -54,7 +67,7 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
         with ctx.progress.stage("publish", len(picks)) as advance:
             summary = write_dataset(
                 ctx.run.dataset_dir, ctx.recipe, assembly.documents(), assembly.qa_rows(),
-                _advancing(assembly.examples(), advance), _publish_pages(images, assembly),
+                _advancing(assembly.examples(), advance), _publish_pages(images, assembly, unrendered),
                 build=report, short_images=_short_images(assembly),
             )  # fmt: skip
         record_rejects(ctx, stats, summary.rejects)
@@ -108,20 +121,21 @@ def _advancing(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T
         advance(1)
 
 
-def _publish_pages(images: PageImages, assembly: Assembly) -> Callable[[str, int], bytes]:
-    """publish's page_image: a page MuPDF cannot render (or that runs out of memory) raises RejectedInput naming the
-    file and the cause, so write_dataset skips that example with a reject; a failed document is not tried again."""
-    failed: dict[str, RejectedInput] = {}
+def _publish_pages(
+    images: PageImages, assembly: Assembly, unrendered: dict[str, Reject]
+) -> Callable[[str, int], bytes]:
+    """publish's page_image, from the page cache (render_into_cache filled it, one isolated worker per document): a
+    page of a document that could not be rendered raises RejectedInput naming the file and the cause, so
+    write_dataset skips that example with a reject."""
 
     def page_image(sha: str, page: int) -> bytes:
+        if (failed := unrendered.get(sha)) is not None:
+            raise RejectedInput(failed.reason, failed.detail)
         doc = assembly.docs[sha]
-        if sha not in failed:
-            try:
-                return images.get(doc, page)
-            except Exception as exc:
-                reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-                failed[sha] = RejectedInput(reason, f"{doc.path} page {page}: {one_line(exc)}")
-        raise RejectedInput(failed[sha].reason, failed[sha].detail)
+        try:
+            return images.get(doc, page)
+        except OSError as exc:
+            raise RejectedInput("render_failed", f"{doc.path} page {page}: {one_line(exc)}") from None
 
     return page_image
 
