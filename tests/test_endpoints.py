@@ -9,11 +9,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
 
 from longdocvqa.hub.redact import REDACTED, public_recipe
-from longdocvqa.llm import LLMClient, Router
+from longdocvqa.llm import AllDrained, LLMClient, Router
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import EndpointConfig, load_recipe
 from longdocvqa.records import QA
@@ -64,6 +65,35 @@ def test_waiters_are_served_in_order_and_a_single_url_is_never_drained() -> None
         assert route.requests == 3 and route.outstanding == 0
 
     asyncio.run(go())
+
+
+def test_with_every_server_drained_an_attempt_fails_unsent() -> None:
+    async def go() -> None:
+        router = Router(["a", "b"], max_concurrency=1, drain_after=1, cooldown_s=30.0)
+        a_slot, b_slot = await router.acquire(), await router.acquire()
+        waiting = asyncio.ensure_future(router.acquire())
+        await asyncio.sleep(0)
+        router.release(*a_slot, "timeout")
+        router.release(*b_slot, "connection")  # both drained: the waiting attempt fails instead of queueing
+        with pytest.raises(AllDrained, match="all 2 servers drained"):
+            await waiting
+        with pytest.raises(AllDrained):
+            await router.acquire()
+        assert [r.requests for r in router.routes] == [1, 1]
+
+    asyncio.run(go())
+
+
+def test_a_call_whose_servers_are_all_down_ends_as_an_endpoint_error(server: ScriptedOpenAI) -> None:
+    server.policy = lambda _i, _body: "server_error"
+    dead = "http://127.0.0.1:1/v1"
+    ep = endpoint(server, base_url=[dead, server.base_url], max_retries=5, drain_after_failures=1)
+    client = LLMClient(ep, backoff_base_s=0.01, backoff_max_s=0.02)
+    messages = [{"role": "user", "content": f"Single-Page Focus. {PAGES}"}]
+    answer = closing(client.ask(messages, QA, template_id="t", task="extract-single"), client)
+    assert answer.reason == "endpoint_error" and "all_drained" in answer.detail
+    usage = client.usage()
+    assert usage["errors"]["all_drained"] == 4 and server.requests == 1  # one request each, then none sent
 
 
 def test_a_refused_server_is_drained_and_every_call_answered_by_the_other(server: ScriptedOpenAI) -> None:

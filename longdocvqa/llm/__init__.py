@@ -9,7 +9,7 @@ Does not own: prompts, tasks or semantic checks (generate/), nor where the ledge
 """
 
 from longdocvqa.llm.client import Answer, Check, LLMClient, reask_message
-from longdocvqa.llm.endpoints import Route, Router
+from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
 from longdocvqa.llm.messages import ImageInput, Message, encode_jpeg, image_part, text_part
@@ -19,6 +19,7 @@ from longdocvqa.llm.usage import merge_usage
 
 __all__ = [
     "AdaptiveLimiter",
+    "AllDrained",
     "Answer",
     "BadResponse",
     "CallFailed",

@@ -27,7 +27,7 @@ from typing import Any, Generic
 from pydantic import BaseModel
 
 from longdocvqa.errors import ExternalServiceError, RecipeError
-from longdocvqa.llm.endpoints import Route, Router
+from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
 from longdocvqa.llm.messages import Message, has_images, render_messages
@@ -231,29 +231,47 @@ class LLMClient:
             wire = await asyncio.to_thread(render_messages, messages, True)
         else:
             wire = render_messages(messages, for_wire=True)
-        last, failed_on = ("", ""), None
+        last: tuple[str, str] = ("", "")
+        failed_on: Route | None = None
         for attempt in range(self.endpoint.max_retries + 1):
-            route, epoch = await self.router.acquire(avoid=failed_on)
-            outcome = "cancelled"  # unless the attempt ends below: the slot is given back without a verdict
+            retry_after: float | None = None
             try:
-                completion = await self._send_once(route, key, wire, fmt, params)
-                outcome = "ok"
-                return completion
-            except Exception as exc:  # classified below: transient errors retry, the rest propagate
-                kind, retryable, status, retry_after = classify(exc)
-                outcome, failed_on = kind, route
-                self.errors[kind] += 1
-                self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, str(exc)[:300])
-                if status in _FATAL_STATUS:
-                    raise ExternalServiceError(f"{route.url}: HTTP {status} for model {self.model!r}: {exc}") from None
-                if not retryable:
-                    raise CallFailed(kind, str(exc)[:300]) from None
-                last = (kind, str(exc)[:300])
-            finally:
-                self.router.release(route, epoch, outcome)
+                route, epoch = await self.router.acquire(avoid=failed_on)
+            except AllDrained as exc:  # every server drained: the attempt fails unsent (and is not paid)
+                self.errors["all_drained"] += 1
+                last = ("all_drained", str(exc))
+            else:
+                result = await self._attempt(route, epoch, key, attempt, (wire, fmt, params))
+                if isinstance(result, Completion):
+                    return result
+                (kind, detail, retry_after), failed_on = result, route
+                last = (kind, detail)
             if attempt < self.endpoint.max_retries:
                 await self._sleep_before_retry(attempt, retry_after)
         raise CallFailed("endpoint_error", f"{last[0]} after {self.endpoint.max_retries + 1} attempts: {last[1]}")
+
+    async def _attempt(
+        self, route: Route, epoch: int, key: str, attempt: int, request: tuple[list[Message], Any, dict[str, Any]]
+    ) -> Completion | tuple[str, str, float | None]:
+        """One request on `route`: the completion, or (kind, detail, Retry-After) of a transient failure; a fatal
+        status raises ExternalServiceError, another non-retryable failure CallFailed. The slot is always freed."""
+        outcome = "cancelled"  # unless the attempt ends below: the slot is given back without a verdict
+        try:
+            completion = await self._send_once(route, key, *request)
+            outcome = "ok"
+            return completion
+        except Exception as exc:  # classified below: transient errors retry, the rest propagate
+            kind, retryable, status, retry_after = classify(exc)
+            outcome = kind
+            self.errors[kind] += 1
+            self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, str(exc)[:300])
+            if status in _FATAL_STATUS:
+                raise ExternalServiceError(f"{route.url}: HTTP {status} for model {self.model!r}: {exc}") from None
+            if not retryable:
+                raise CallFailed(kind, str(exc)[:300]) from None
+            return kind, str(exc)[:300], retry_after
+        finally:
+            self.router.release(route, epoch, outcome)
 
     async def _sleep_before_retry(self, attempt: int, retry_after_s: float | None) -> None:
         """Exponential backoff with jitter (half to full delay); a server's Retry-After is a floor."""

@@ -6,8 +6,10 @@ fewest requests outstanding among those with a free slot (ties: fewer requests s
 prefers a route other than the one that just failed it. A route whose attempts fail `drain_after_failures` times
 in a row (connection errors, timeouts, 5xx: the server, not the request) is drained: no new attempts for
 `drain_cooldown_s`, then a single probe (half-open); the probe's success returns it to service, its failure
-drains it again for twice as long (at most 16x). A single base URL is never drained: with nowhere else to send
-the work, the client's retries behave exactly as they always have.
+drains it again for twice as long (at most 16x). While every route is drained, an attempt fails at once unsent
+(`AllDrained`, a transient failure for the client's retries), so a build whose servers are all down ends its
+calls as `endpoint_error` (retried on the next run) instead of queueing behind cool-downs. A single base URL is
+never drained: with nowhere else to send the work, the client's retries behave exactly as they always have.
 
 Limits per route, admission shared: the AIMD limiter (limiter.py) is per route, because a 429 or a slow reply is
 one server's signal about its own capacity (halving every server's limit for one overloaded server would idle
@@ -29,6 +31,10 @@ from longdocvqa.llm.limiter import AdaptiveLimiter
 
 ENDPOINT_FAILURES = frozenset({"connection", "timeout", "server_error"})  # kinds that count against a server
 _MAX_COOLDOWN_FACTOR = 16
+
+
+class AllDrained(Exception):
+    """Every server is drained and none is due for a probe: the attempt fails without a request."""
 
 
 class Route:
@@ -97,8 +103,11 @@ class Router:
 
     async def acquire(self, avoid: Route | None = None) -> tuple[Route, int]:
         """Wait for a slot on some route; returns it and the epoch of its limiter the attempt starts in."""
-        if not self._waiters and (route := self.pick(time.monotonic(), avoid)) is not None:
+        now_s = time.monotonic()
+        if not self._waiters and (route := self.pick(now_s, avoid)) is not None:
             return route, self._take(route)
+        if self._all_drained() and self.pick(now_s) is None:
+            raise self._all_drained_error()
         future: asyncio.Future[tuple[Route, int]] = asyncio.get_running_loop().create_future()
         self._waiters.append((future, avoid))
         self._arm_timer()
@@ -158,7 +167,21 @@ class Router:
                 break
             self._waiters.popleft()
             future.set_result((route, self._take(route)))
+        if self._all_drained():  # nothing in service will free a slot: fail the waiting attempts now
+            while self._waiters:
+                future, _ = self._waiters.popleft()
+                if not future.done():
+                    future.set_exception(self._all_drained_error())
         self._arm_timer()
+
+    def _all_drained(self) -> bool:
+        return all(r.drained_until is not None for r in self.routes)
+
+    def _all_drained_error(self) -> AllDrained:
+        next_s = max(0.0, min((r.drained_until or 0.0) for r in self.routes) - time.monotonic())
+        return AllDrained(
+            f"all {len(self.routes)} servers drained after repeated failures; next probe in {next_s:.1f} s"
+        )
 
     def _arm_timer(self) -> None:
         """With attempts waiting, wake them when the next drained route's cool-down ends (its probe is due)."""
