@@ -63,6 +63,14 @@ def test_waiters_are_served_in_order_and_a_single_url_is_never_drained() -> None
         router.release(*(await first), "ok")
         router.release(*(await second), "ok")
         assert route.requests == 3 and route.outstanding == 0
+        held = await router.acquire()
+        waiter = asyncio.ensure_future(router.acquire())
+        await asyncio.sleep(0)
+        router.release(*held, "ok")  # the slot is handed to the waiter ...
+        waiter.cancel()  # ... cancelled before it runs: the slot comes back
+        with pytest.raises(asyncio.CancelledError):
+            await waiter
+        assert route.outstanding == 0 and (await router.acquire())[0] is route
 
     asyncio.run(go())
 

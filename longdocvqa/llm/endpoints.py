@@ -114,7 +114,7 @@ class Router:
         try:
             return await future
         except asyncio.CancelledError:
-            if future.done() and not future.cancelled():  # handed a slot just before the cancel: give it back
+            if future.done() and not future.cancelled() and future.exception() is None:  # handed a slot: give it back
                 route, epoch = future.result()
                 self.release(route, epoch, "cancelled")
             raise
