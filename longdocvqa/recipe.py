@@ -141,10 +141,16 @@ class DecontaminateConfig(Strict):
 
 
 class EndpointConfig(Strict):
-    """An OpenAI-compatible endpoint. URL and key may come from environment variables."""
+    """An OpenAI-compatible endpoint. URL and key may come from environment variables.
 
-    base_url: str | None = None
-    base_url_env: str | None = Field(None, description="environment variable holding the base URL")
+    `base_url` may list several servers of the same model (requests spread by least outstanding requests, a
+    failing one drained for `drain_cooldown_s`); `max_concurrency` is then per server.
+    """
+
+    base_url: str | list[str] | None = Field(None, description="base URL .../v1, or a list of them (same model)")
+    base_url_env: str | None = Field(
+        None, description="environment variable holding the base URL, or several separated by commas"
+    )
     model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
     api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
     timeout_s: float = Field(120.0, gt=0)
@@ -160,6 +166,22 @@ class EndpointConfig(Strict):
     max_reply_mb: float = Field(
         4.0, gt=0, le=1024, description="a reply body larger than this is refused unread and counted as a failure"
     )
+    drain_after_failures: int = Field(
+        3, ge=1, description="several base URLs: consecutive failed attempts (connection, timeout, 5xx) that drain one"
+    )
+    drain_cooldown_s: float = Field(
+        30.0, gt=0, description="a drained server gets no requests for this long, then one probe (doubling to 16x)"
+    )
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_urls(cls, value: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(value, list):
+            if not value or not all(u.strip() for u in value):
+                raise ValueError("give at least one base URL, none of them empty")
+            if len(set(value)) < len(value):
+                raise ValueError("the same base URL is listed twice")
+        return value
 
     @field_validator("extra_body")
     @classmethod
@@ -171,11 +193,13 @@ class EndpointConfig(Strict):
             raise ValueError("NaN and infinite numbers are not allowed")
         return value
 
-    def resolved_base_url(self) -> str | None:
-        """Base URL from the recipe, or from the named environment variable."""
+    def resolved_base_urls(self) -> list[str]:
+        """Base URLs from the named environment variable (comma-separated), else from the recipe; [] when none."""
         if self.base_url_env and os.environ.get(self.base_url_env):
-            return os.environ[self.base_url_env]
-        return self.base_url
+            return [u.strip() for u in os.environ[self.base_url_env].split(",") if u.strip()]
+        if not self.base_url:
+            return []
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url)
 
 
 class GeneratorConfig(Strict):

@@ -1,6 +1,7 @@
 """The model-call layer, and the only package that imports `openai`: any OpenAI-compatible endpoint.
 
-Modules: `client` (LLMClient: admission gate, in-flight dedup, retries, re-asks, request keys), `transport`
+Modules: `client` (LLMClient: admission gate, in-flight dedup, retries, re-asks, request keys), `endpoints`
+(several servers of one model: least-outstanding routing, draining a failing one), `transport`
 (the SDK's HTTP transport, capped reply bodies, error classification), `ledger` (SQLite call ledger with
 numbered migrations), `parse` (replies into response models), `limiter` (AIMD concurrency), `messages`
 (content parts, page images as JPEG data URLs), `usage` (tokens and cost).
@@ -8,6 +9,7 @@ Does not own: prompts, tasks or semantic checks (generate/), nor where the ledge
 """
 
 from longdocvqa.llm.client import Answer, Check, LLMClient, reask_message
+from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
 from longdocvqa.llm.messages import ImageInput, Message, encode_jpeg, image_part, text_part
@@ -17,6 +19,7 @@ from longdocvqa.llm.usage import merge_usage
 
 __all__ = [
     "AdaptiveLimiter",
+    "AllDrained",
     "Answer",
     "BadResponse",
     "CallFailed",
@@ -29,6 +32,8 @@ __all__ = [
     "Message",
     "OutputError",
     "ReplyTooLarge",
+    "Route",
+    "Router",
     "encode_jpeg",
     "extract_json",
     "image_part",

@@ -1,8 +1,9 @@
 """An async client for any OpenAI-compatible endpoint: one structured ask, retried, re-asked and ledgered.
 
-Owns: `LLMClient` (openai.AsyncOpenAI on the SDK's aiohttp transport, its own retries disabled; at most
-2 x max_concurrency calls admitted at once, so a flood of callers cannot starve the replies; identical calls in
-flight sent once), structured output (`response_format` json_schema / json_object, or free text with a `[JSON]:`
+Owns: `LLMClient` (openai.AsyncOpenAI on the SDK's aiohttp transport, its own retries disabled, one set of clients
+per base URL, each attempt routed by endpoints.py; at most 2 x max_concurrency x base URLs calls admitted at once,
+so a flood of callers cannot starve the replies; identical calls in flight sent once), structured output
+(`response_format` json_schema / json_object, or free text with a `[JSON]:`
 section), bounded retries of transient errors (exponential backoff with jitter, `Retry-After` honoured, AIMD
 concurrency on 429), bounded re-asks of invalid output (the error appended to the conversation, rising
 temperature) and the request key of the call ledger (a rerun replays finished calls and sends none twice).
@@ -26,6 +27,7 @@ from typing import Any, Generic
 from pydantic import BaseModel
 
 from longdocvqa.errors import ExternalServiceError, RecipeError
+from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
 from longdocvqa.llm.messages import Message, has_images, render_messages
@@ -66,7 +68,8 @@ class Answer(Generic[M]):
 
 
 class LLMClient:
-    """Async client for one OpenAI-compatible endpoint, with retries, AIMD concurrency and the call ledger."""
+    """Async client for one OpenAI-compatible endpoint (one or several servers of its model), with retries,
+    AIMD concurrency per server, least-outstanding routing and the call ledger."""
 
     def __init__(
         self,
@@ -79,30 +82,33 @@ class LLMClient:
         seed: int = 0,
     ) -> None:
         self.endpoint = endpoint
-        self.base_url = endpoint.resolved_base_url()
-        if not self.base_url:
+        urls = endpoint.resolved_base_urls()
+        if not urls:
             where = f" or set ${endpoint.base_url_env}" if endpoint.base_url_env else ""
             raise RecipeError(f"endpoint for model {endpoint.model!r} has no base_url (give base_url{where})")
+        self.router = Router(urls, endpoint.max_concurrency, endpoint.drain_after_failures, endpoint.drain_cooldown_s)
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
         self.backoff_base_s = backoff_base_s
         self.backoff_max_s = backoff_max_s
         self.max_retry_after_s = max_retry_after_s
-        self.limiter = AdaptiveLimiter(endpoint.max_concurrency)
         self.retry_waits_s: list[float] = []
         self.errors: Counter[str] = Counter()
         self.outcomes: Counter[str] = Counter()
         self._usage: dict[str, TaskUsage] = {}
         self._rng = random.Random(seed)
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._clients: list[Any] = []
         self._retired: list[Any] = []
-        self._turn = 0
         self._in_flight: dict[str, asyncio.Future[Completion]] = {}
         self._admission = asyncio.Semaphore(1)  # replaced per event loop in _bind_loop
 
     @property
     def model(self) -> str:
         return self.endpoint.model
+
+    @property
+    def limiter(self) -> AdaptiveLimiter:
+        """The first server's AIMD limiter (the only one with a single base URL)."""
+        return self.router.routes[0].limiter
 
     def _bind_loop(self) -> Any:
         """AsyncOpenAI and asyncio primitives belong to one event loop: rebuild them when it changes."""
@@ -113,27 +119,23 @@ class LLMClient:
             import openai
 
             api_key = os.environ.get(self.endpoint.api_key_env or "", "") or "not-needed"
-            self._retired += self._clients  # bound to a finished loop: keep them from closing themselves on this one
             shards = -(-self.endpoint.max_concurrency // _CONNECTIONS_PER_SHARD)
-            self._clients = [
-                openai.AsyncOpenAI(
-                    base_url=self.base_url,
-                    api_key=api_key,
-                    timeout=self.endpoint.timeout_s,
-                    max_retries=0,
-                    http_client=http_client(self.endpoint.timeout_s),
-                )
-                for _ in range(shards)
-            ]
-            self.limiter.bind()
-            self._admission = asyncio.Semaphore(2 * self.endpoint.max_concurrency)
+            for route in self.router.routes:
+                self._retired += route.clients  # bound to a finished loop: keep them from closing on this one
+                route.clients = [
+                    openai.AsyncOpenAI(
+                        base_url=route.url,
+                        api_key=api_key,
+                        timeout=self.endpoint.timeout_s,
+                        max_retries=0,
+                        http_client=http_client(self.endpoint.timeout_s),
+                    )
+                    for _ in range(shards)
+                ]
+            self.router.bind()
+            self._admission = asyncio.Semaphore(2 * self.endpoint.max_concurrency * len(self.router.routes))
             self._in_flight = {}
             self._loop = loop
-
-    def _http(self) -> Any:
-        """The next AsyncOpenAI shard, round robin."""
-        self._turn = (self._turn + 1) % len(self._clients)
-        return self._clients[self._turn]
 
     def request_key(self, messages: Sequence[Message], template_id: str, schema: Any, params: dict[str, Any]) -> str:
         """Content hash of everything that determines the reply (never the API key or the base URL)."""
@@ -229,29 +231,47 @@ class LLMClient:
             wire = await asyncio.to_thread(render_messages, messages, True)
         else:
             wire = render_messages(messages, for_wire=True)
-        last = ("", "")
+        last: tuple[str, str] = ("", "")
+        failed_on: Route | None = None
         for attempt in range(self.endpoint.max_retries + 1):
-            epoch = await self.limiter.acquire()
-            throttled = False
+            retry_after: float | None = None
             try:
-                return await self._send_once(key, wire, fmt, params)
-            except Exception as exc:  # classified below: transient errors retry, the rest propagate
-                kind, retryable, status, retry_after = classify(exc)
-                throttled = status == 429
-                self.errors[kind] += 1
-                self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, str(exc)[:300])
-                if status in _FATAL_STATUS:
-                    raise ExternalServiceError(
-                        f"{self.base_url}: HTTP {status} for model {self.model!r}: {exc}"
-                    ) from None
-                if not retryable:
-                    raise CallFailed(kind, str(exc)[:300]) from None
-                last = (kind, str(exc)[:300])
-            finally:
-                self.limiter.release(epoch, throttled)
+                route, epoch = await self.router.acquire(avoid=failed_on)
+            except AllDrained as exc:  # every server drained: the attempt fails unsent (and is not paid)
+                self.errors["all_drained"] += 1
+                last = ("all_drained", str(exc))
+            else:
+                result = await self._attempt(route, epoch, key, attempt, (wire, fmt, params))
+                if isinstance(result, Completion):
+                    return result
+                (kind, detail, retry_after), failed_on = result, route
+                last = (kind, detail)
             if attempt < self.endpoint.max_retries:
                 await self._sleep_before_retry(attempt, retry_after)
         raise CallFailed("endpoint_error", f"{last[0]} after {self.endpoint.max_retries + 1} attempts: {last[1]}")
+
+    async def _attempt(
+        self, route: Route, epoch: int, key: str, attempt: int, request: tuple[list[Message], Any, dict[str, Any]]
+    ) -> Completion | tuple[str, str, float | None]:
+        """One request on `route`: the completion, or (kind, detail, Retry-After) of a transient failure; a fatal
+        status raises ExternalServiceError, another non-retryable failure CallFailed. The slot is always freed."""
+        outcome = "cancelled"  # unless the attempt ends below: the slot is given back without a verdict
+        try:
+            completion = await self._send_once(route, key, *request)
+            outcome = "ok"
+            return completion
+        except Exception as exc:  # classified below: transient errors retry, the rest propagate
+            kind, retryable, status, retry_after = classify(exc)
+            outcome = kind
+            self.errors[kind] += 1
+            self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, str(exc)[:300])
+            if status in _FATAL_STATUS:
+                raise ExternalServiceError(f"{route.url}: HTTP {status} for model {self.model!r}: {exc}") from None
+            if not retryable:
+                raise CallFailed(kind, str(exc)[:300]) from None
+            return kind, str(exc)[:300], retry_after
+        finally:
+            self.router.release(route, epoch, outcome)
 
     async def _sleep_before_retry(self, attempt: int, retry_after_s: float | None) -> None:
         """Exponential backoff with jitter (half to full delay); a server's Retry-After is a floor."""
@@ -262,7 +282,7 @@ class LLMClient:
         await asyncio.sleep(backoff_s)
 
     async def _send_once(
-        self, key: str, wire: list[Message], fmt: dict[str, Any] | None, params: dict[str, Any]
+        self, route: Route, key: str, wire: list[Message], fmt: dict[str, Any] | None, params: dict[str, Any]
     ) -> Completion:
         body: dict[str, Any] = {
             "model": self.endpoint.model,
@@ -280,7 +300,7 @@ class LLMClient:
         # chat.completions.create, without re-walking the messages against TypedDicts or building response
         # models (about 1 ms of CPU per call, a third of the client's cost at 64 concurrent requests).
         # The body is streamed and refused past max_reply_mb, so a runaway server cannot fill memory or the ledger.
-        response = await self._http().post("/chat/completions", cast_to=response_type(), body=body, stream=True)
+        response = await route.http().post("/chat/completions", cast_to=response_type(), body=body, stream=True)
         raw = await read_capped(response, int(self.endpoint.max_reply_mb * 1024 * 1024))
         latency_s = time.perf_counter() - start_s
         response = json.loads(raw)
@@ -333,14 +353,21 @@ class LLMClient:
 
     def usage(self) -> dict[str, Any]:
         """Calls, tokens and cost per task (replayed calls count tokens once paid, not new requests)."""
-        return usage_summary(self.endpoint, self._usage, self.errors, self.outcomes, self.limiter.decreases)
+        decreases = sum(r.limiter.decreases for r in self.router.routes)
+        summary = usage_summary(self.endpoint, self._usage, self.errors, self.outcomes, decreases)
+        if len(self.router.routes) > 1:
+            summary["endpoints"] = self.router.usage()
+        return summary
 
     async def aclose(self) -> None:
         """Close the HTTP client (the ledger stays open: it may be shared)."""
         if self._loop is asyncio.get_running_loop():
-            for client in self._clients:
-                await client.close()
-        self._clients, self._loop = [], None
+            for route in self.router.routes:
+                for client in route.clients:
+                    await client.close()
+        for route in self.router.routes:
+            route.clients = []
+        self._loop = None
 
 
 _MAX_ECHO_CHARS = 65_536  # far above any reply within max_tokens; a runaway reply is not sent back whole

@@ -1,7 +1,8 @@
 """Adaptive concurrency for one endpoint: AIMD (additive increase, multiplicative decrease on HTTP 429).
 
 Owns: `AdaptiveLimiter`, a FIFO slot gate whose limit widens by about one per round trip and halves once per
-burst of 429s. Does not own: retries or backoff (client.py).
+burst of 429s; `has_room`/`take` let the router (endpoints.py) choose among several endpoints' limiters without
+queueing on one. Does not own: retries or backoff (client.py), the choice of endpoint (endpoints.py).
 """
 
 from __future__ import annotations
@@ -30,11 +31,19 @@ class AdaptiveLimiter:
         self._waiters = deque()
         self.in_flight = 0
 
+    def has_room(self) -> bool:
+        """Whether a slot is free now (no one queued here, fewer in flight than the limit)."""
+        return not self._waiters and self.in_flight < max(1, int(self.limit))
+
+    def take(self) -> int:
+        """Take a slot without waiting (the caller checked `has_room`); returns the epoch the request starts in."""
+        self.in_flight += 1
+        return self._epoch
+
     async def acquire(self) -> int:
         """Wait for a free slot; returns the epoch the request starts in."""
-        if not self._waiters and self.in_flight < max(1, int(self.limit)):
-            self.in_flight += 1
-            return self._epoch
+        if self.has_room():
+            return self.take()
         future = asyncio.get_running_loop().create_future()
         self._waiters.append(future)
         try:

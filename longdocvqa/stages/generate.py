@@ -55,6 +55,8 @@ _HOW_NOT_WHAT = {
     "max_concurrency",
     "max_retries",
     "max_reply_mb",
+    "drain_after_failures",
+    "drain_cooldown_s",
 }
 
 
@@ -151,7 +153,8 @@ async def _generate_all(
     cfg = ctx.recipe.generate
     client, verifier = open_clients(cfg, str(ctx.run.ledger_path))
     images = PageImages(ctx.run.cache_dir, ctx.recipe)
-    limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency))
+    servers = max(1, len(cfg.generator.endpoint.resolved_base_urls()))  # max_concurrency is per server
+    limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency * servers))
     key = _unit_keys(ctx, docs, tasks)
     try:
         with ctx.progress.stage("generate", len(docs)) as advance:
