@@ -34,7 +34,7 @@ def _copies(pdf_dir: Path, folder: Path) -> list[Path]:
 
 
 def _failing_in_worker(real: Callable, doomed: Path, action: str) -> Callable:
-    """`real`, except that reading `doomed` in a worker process crashes it (SIGSEGV) or hangs it."""
+    """`real`, except that reading `doomed` in a worker process crashes it (SIGSEGV), allocates 8 GB or hangs it."""
     build_pid = os.getpid()
 
     def patched(path, *args, **kwargs):
@@ -42,6 +42,8 @@ def _failing_in_worker(real: Callable, doomed: Path, action: str) -> Callable:
             assert os.getpid() != build_pid, f"{doomed.name} was read in the build process"
             if action == "segfault":
                 os.kill(os.getpid(), signal.SIGSEGV)
+            if action == "allocate":  # far past isolation.memory_mb_per_document: RLIMIT_AS refuses it
+                return bytearray(8 * 1024**3)
             time.sleep(120)
         return real(path, *args, **kwargs)
 
@@ -141,3 +143,17 @@ def test_a_benchmark_pdf_that_crashes_its_reader_is_reported_unreadable(write_re
     (unreadable,) = report["unreadable"]
     assert unreadable.startswith("R-FAQ.pdf: ") and "worker_crashed" in unreadable and "SIGSEGV" in unreadable
     assert manifest["stages"]["decontaminate"]["kept"] == 2 and manifest["examples"] > 0
+
+
+def test_rendering_past_the_memory_limit_at_publishing_is_too_big(write_recipe, pdf_dir, tmp_path, monkeypatch):
+    paths = _copies(pdf_dir, tmp_path / "pool")
+    doomed = paths[1]
+    monkeypatch.setattr(render, "render_pages", _failing_in_worker(render.render_pages, doomed, "allocate"))
+    recipe = load_recipe(write_recipe(
+        [str(p) for p in paths], decontaminate={"within_pool": False}, isolation={"memory_mb_per_document": 1024},
+    ))  # fmt: skip
+    out = tmp_path / "out"
+    manifest = build(recipe, out, workers=1)
+    big = [r for r in _rejects(out) if r["reason"] == "too_big"]
+    assert big and all(r["stage"] == "publish" and str(doomed) in r["detail"] for r in big)
+    assert manifest["examples"] > 0 and _example_docs(out) == {file_sha256(paths[0])}
