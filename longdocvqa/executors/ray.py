@@ -8,7 +8,8 @@
 - Generation: a `ClientPool` of async actors, one per `generate.processes` share of the documents; each runs its
   share on the actor's event loop with its own share of the endpoint's concurrency (the recipe it is given), and
   reports finished documents to the driver's progress bar. An actor serves its progress queries while it works
-  (async actors honour `max_concurrency`; sync actors would not).
+  (async actors honour `max_concurrency`; sync actors would not). An actor whose node dies restarts elsewhere and
+  runs its share again; the calls it had finished are replayed from the ledger, not paid again.
 Jobs carry paths and small settings, never page bytes. Every job writes its output into the run directory (on a
 cluster, a folder every node mounts at the same path), keyed by document sha256: which node ran a job, and how many
 workers there were, never changes what is written, so Ray and local builds give byte-identical Parquet.
@@ -24,7 +25,7 @@ from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
 from longdocvqa import isolate, render
-from longdocvqa.errors import RecipeError
+from longdocvqa.errors import RecipeError, StageError
 from longdocvqa.executors import ClientPool, Failure, Job, Outcomes
 from longdocvqa.executors.local import report_progress_to
 from longdocvqa.recipe import Recipe
@@ -33,6 +34,8 @@ R = TypeVar("R")
 _IN_FLIGHT_PER_CPU = 2
 _POLL_S = 0.2
 _TASK_RETRIES = 3  # a task whose node dies is run again elsewhere (its output is keyed, so nothing doubles)
+_ACTOR_RESTARTS = 2  # a client actor whose node dies restarts elsewhere and runs its share again: its finished
+# calls are replayed from the ledger (never paid twice), its stored documents rewritten with the same bytes
 
 
 def _ray() -> Any:
@@ -133,8 +136,14 @@ class RayClientPool:
         """Each job's return value as its actor finishes; an actor's error (the endpoint is down, the key is wrong)
         is raised here as itself, and every actor ends."""
         ray = _ray()
-        cpus = min(1.0, self.cluster_cpus / max(1, len(jobs)))  # I/O-bound clients: never wait for a free CPU
-        actor_class = ray.remote(ClientActor).options(num_cpus=cpus, max_concurrency=4)
+        cpus = min(1.0, self.cluster_cpus / (2 * len(jobs)))  # at most half the cluster: a restart finds room
+        actor_class = ray.remote(ClientActor).options(
+            num_cpus=cpus,
+            max_concurrency=4,
+            max_restarts=_ACTOR_RESTARTS,
+            max_task_retries=_ACTOR_RESTARTS,
+            scheduling_strategy="SPREAD",  # clients on different nodes: their connections and CPU spread too
+        )
         actors = {job.key: actor_class.remote() for job in jobs}
         running = {actors[job.key].run.remote(fn, *job.args): job for job in jobs}
         try:
@@ -154,6 +163,11 @@ def _actor_result(ray: Any, ref: Any) -> Any:
         return ray.get(ref)
     except ray.exceptions.RayTaskError as exc:  # the worker's own error, e.g. ExternalServiceError: re-raise it
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
+    except ray.exceptions.RayError as exc:  # the actor died beyond its restarts
+        raise StageError(
+            f"generate: a Ray client actor was lost ({_one_line(exc)}); finished documents and calls are kept, "
+            "run the same command again to resume"
+        ) from None
 
 
 class ClientActor:

@@ -1,0 +1,68 @@
+"""A Ray node dies mid-build (issue 16's fault test): on a 2-node Ray cluster on this machine
+(`ray.cluster_utils.Cluster`), the worker node is killed while generation's client actors are calling a loopback
+server. The build completes (tasks and actors restart on the surviving node), only calls in flight on the dead
+node are sent again (finished calls replay from the ledger), and a rerun makes no model call at all."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
+from openai_server import ScriptedOpenAI
+
+from longdocvqa.pipeline import build
+from longdocvqa.recipe import Recipe, load_recipe
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'longdocvqa[ray]' (part of the test extra)")
+from ray.cluster_utils import Cluster  # noqa: E402
+
+from longdocvqa.executors.ray import ray_executor  # noqa: E402
+
+KILL_AT_REQUEST = 6
+CONCURRENCY = 8  # the endpoint's; each of the 2 client actors gets half
+
+
+def _recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path) -> Recipe:
+    names = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "latexbug.pdf"]
+    endpoint = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 10.0,
+                "max_retries": 2, "max_concurrency": CONCURRENCY}  # fmt: skip
+    return load_recipe(write_recipe(
+        [str(pdf_dir / n) for n in names], decontaminate={"within_pool": False},
+        generate={"generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "text", "processes": 2},
+    ))  # fmt: skip
+
+
+def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
+    server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
+) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    worker = cluster.add_node(num_cpus=1)
+    ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
+    killed = threading.Event()
+
+    def kill_the_worker_node(index: int, _body: dict) -> str:
+        if index == KILL_AT_REQUEST and not killed.is_set():
+            killed.set()
+            threading.Thread(target=cluster.remove_node, args=(worker,), daemon=True).start()
+        return "ok"
+
+    server.latency_s, server.policy = 0.2, kill_the_worker_node  # calls are still in flight when the node dies
+    recipe, out = _recipe(server, write_recipe, pdf_dir), tmp_path / "out"
+    try:
+        with ray_executor(recipe, workers=2) as executor:
+            first = build(recipe, out, workers=2, executor=executor)
+            assert killed.is_set() and len(ray.nodes()) == 2 and sum(n["Alive"] for n in ray.nodes()) == 1
+            # Each request that gave no new answer was in flight on the dead node: lost with it, or answered but not
+            # yet in the ledger and so sent again. At most the dead actor's share of the concurrency.
+            assert server.requests > KILL_AT_REQUEST
+            assert server.requests - len(server.answered_ok) <= CONCURRENCY // 2  # measured here: 4 of 16
+            assert first["examples"] > 0 and first["stages"]["generate"].get("incomplete_documents", 0) == 0
+            calls = server.requests
+            rerun = build(recipe, out, workers=2, executor=executor)
+        assert server.requests == calls  # resumed: no model call is made again
+        assert rerun["examples"] == first["examples"]
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
