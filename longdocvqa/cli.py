@@ -114,8 +114,8 @@ def build(
     executor: Annotated[
         str,
         typer.Option(
-            help="Where per-document work runs: 'local' (this machine's processes) or 'ray' (a Ray cluster; "
-            "pip install 'longdocvqa[ray]'). Changes how the build runs, never what it produces.",
+            help="Where per-document work runs: 'local' (this machine's processes) or 'ray' (a Ray cluster; needs "
+            "the package's 'ray' extra). Changes how the build runs, never what it produces.",
         ),
     ] = "local",
     ray_address: Annotated[
