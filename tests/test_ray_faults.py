@@ -1,11 +1,14 @@
 """A Ray node dies mid-build (issue 16's fault test): on a 2-node Ray cluster on this machine
 (`ray.cluster_utils.Cluster`), the worker node is killed while generation's client actors are calling a loopback
-server. The build completes (tasks and actors restart on the surviving node), only calls in flight on the dead
-node are sent again (finished calls replay from the ledger), and a rerun makes no model call at all."""
+server, or while layout tasks run. The build completes (tasks run again and actors restart on the surviving node),
+only calls in flight on the dead node are sent again (finished calls replay from the ledger), a rerun makes no
+model call at all, and the demo's Parquet is still the local executor's, byte for byte."""
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,7 @@ from ray.cluster_utils import Cluster  # noqa: E402
 
 from longdocvqa.executors.ray import ray_executor  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 KILL_AT_REQUEST = 6
 CONCURRENCY = 8  # the endpoint's; each of the 2 client actors gets half
 
@@ -34,12 +38,48 @@ def _recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path) -> Recipe:
     ))  # fmt: skip
 
 
-def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
-    server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
-) -> None:
+@pytest.fixture(name="cluster")
+def two_node_cluster() -> Iterator[Cluster]:
+    """A head node and one worker node, 1 CPU each, with the driver connected to the head."""
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    worker = cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
     ray.init(address=cluster.address, log_to_driver=False, logging_level="WARNING")
+    try:
+        yield cluster
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+
+def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
+    cluster: Cluster, demo_build: Path, tmp_path: Path
+) -> None:
+    out, worker = tmp_path / "out", next(iter(cluster.worker_nodes))
+    recipe = load_recipe(ROOT / "recipes" / "demo.yaml")
+
+    def kill_at_first_layout() -> None:
+        while not any((out / "stages" / "layout").glob("*/*/*.json")):
+            time.sleep(0.05)
+        cluster.remove_node(worker)
+
+    killer = threading.Thread(target=kill_at_first_layout, daemon=True)
+    killer.start()
+    with ray_executor(recipe, workers=2) as executor:
+        manifest = build(recipe, out, workers=2, executor=executor)
+    killer.join(timeout=60)
+    assert not killer.is_alive() and sum(n["Alive"] for n in ray.nodes()) == 1
+    assert manifest["stages"]["layout"]["kept"] == manifest["documents"] > 0  # no document lost with the node
+
+    def parquet(run: Path) -> dict[str, bytes]:
+        return {str(p.relative_to(run)): p.read_bytes() for p in sorted((run / "dataset").rglob("*.parquet"))}
+
+    assert parquet(out) == parquet(demo_build) and parquet(out)
+
+
+def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
+    cluster: Cluster, server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
+) -> None:
+    worker = next(iter(cluster.worker_nodes))
     killed = threading.Event()
 
     def kill_the_worker_node(index: int, _body: dict) -> str:
@@ -50,19 +90,15 @@ def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
 
     server.latency_s, server.policy = 0.2, kill_the_worker_node  # calls are still in flight when the node dies
     recipe, out = _recipe(server, write_recipe, pdf_dir), tmp_path / "out"
-    try:
-        with ray_executor(recipe, workers=2) as executor:
-            first = build(recipe, out, workers=2, executor=executor)
-            assert killed.is_set() and len(ray.nodes()) == 2 and sum(n["Alive"] for n in ray.nodes()) == 1
-            # Each request that gave no new answer was in flight on the dead node: lost with it, or answered but not
-            # yet in the ledger and so sent again. At most the dead actor's share of the concurrency.
-            assert server.requests > KILL_AT_REQUEST
-            assert server.requests - len(server.answered_ok) <= CONCURRENCY // 2  # measured here: 4 of 16
-            assert first["examples"] > 0 and first["stages"]["generate"].get("incomplete_documents", 0) == 0
-            calls = server.requests
-            rerun = build(recipe, out, workers=2, executor=executor)
-        assert server.requests == calls  # resumed: no model call is made again
-        assert rerun["examples"] == first["examples"]
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
+    with ray_executor(recipe, workers=2) as executor:
+        first = build(recipe, out, workers=2, executor=executor)
+        assert killed.is_set() and len(ray.nodes()) == 2 and sum(n["Alive"] for n in ray.nodes()) == 1
+        # Each request that gave no new answer was in flight on the dead node: lost with it, or answered but not
+        # yet in the ledger and so sent again. At most the dead actor's share of the concurrency.
+        assert server.requests > KILL_AT_REQUEST
+        assert server.requests - len(server.answered_ok) <= CONCURRENCY // 2  # measured here: 4 of 16
+        assert first["examples"] > 0 and first["stages"]["generate"].get("incomplete_documents", 0) == 0
+        calls = server.requests
+        rerun = build(recipe, out, workers=2, executor=executor)
+    assert server.requests == calls  # resumed: no model call is made again
+    assert rerun["examples"] == first["examples"]
