@@ -2,7 +2,8 @@
 (`ray.cluster_utils.Cluster`), the worker node is killed while generation's client actors are calling a loopback
 server, or while layout tasks run. The build completes (tasks run again and actors restart on the surviving node),
 only calls in flight on the dead node are sent again (finished calls replay from the ledger), a rerun makes no
-model call at all, and the demo's Parquet is still the local executor's, byte for byte."""
+model call at all, and the demo's Parquet is still the local executor's, byte for byte. Also: RAY_ADDRESS joins a
+running cluster, which the build leaves running."""
 
 from __future__ import annotations
 
@@ -15,13 +16,15 @@ import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from openai_server import ScriptedOpenAI
 
+from longdocvqa.executors import Job
+from longdocvqa.isolate import Limits
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import Recipe, load_recipe
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'longdocvqa[ray]' (part of the test extra)")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from longdocvqa.executors.ray import ray_executor  # noqa: E402
+from longdocvqa.executors.ray import RayExecutor, ray_executor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AT_REQUEST = 6
@@ -102,3 +105,16 @@ def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
         rerun = build(recipe, out, workers=2, executor=executor)
     assert server.requests == calls  # resumed: no model call is made again
     assert rerun["examples"] == first["examples"]
+
+
+def test_the_executor_joins_the_cluster_named_by_ray_address_and_leaves_it_running(monkeypatch) -> None:
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "include_dashboard": False})
+    try:
+        monkeypatch.setenv("RAY_ADDRESS", cluster.address)
+        executor = RayExecutor(Limits(seconds=30), address=None, cpus=1, cpus_per_task=1)
+        assert executor.started and ray.cluster_resources()["CPU"] == 3  # the cluster's CPUs, not a new local Ray
+        assert list(executor.map(time.sleep, [Job("a", "a.pdf", (0,))])) == [(Job("a", "a.pdf", (0,)), None)]
+        executor.close()
+        assert not ray.is_initialized() and cluster.head_node.any_processes_alive()  # disconnected, still up
+    finally:
+        cluster.shutdown()
