@@ -7,6 +7,7 @@ inside the commands, so `longdocvqa --help` is instant.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from longdocvqa import layoutview
 from longdocvqa.errors import LongDocVQAError, RecipeError, RejectedInput
 from longdocvqa.eval.report import scores_table
 from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
+from longdocvqa.executors.ray import ray_executor
 from longdocvqa.generate import qa_json_schema, qa_record_json_schema
 from longdocvqa.hub.push import dataset_folder, push_dataset
 from longdocvqa.pipeline import STAGE_ORDER, check_recipe_files, plan_with_units
@@ -120,6 +122,24 @@ def build(
             "stage but still replays model calls from the ledger, so nothing is paid twice.",
         ),
     ] = True,
+    executor: Annotated[
+        str,
+        typer.Option(
+            help="Where per-document work runs: 'local' (this machine's processes) or 'ray' (a Ray cluster; needs "
+            "the package's 'ray' extra). Changes how the build runs, never what it produces.",
+        ),
+    ] = "local",
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="Ray cluster to join (e.g. ray://head:10001 or auto); default: $RAY_ADDRESS, else a local Ray "
+            "with --workers CPUs. On a cluster, OUT and the pool must be on a folder every node mounts.",
+        ),
+    ] = None,
+    ray_cpus_per_task: Annotated[
+        float, typer.Option(help="CPUs each per-document Ray task reserves (pool, layout).")
+    ] = 1.0,
 ) -> None:
     """Build (or resume) a dataset: rerunning the same command reuses all finished work."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -128,6 +148,8 @@ def build(
         loaded = load_recipe(recipe)
         check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 before any work
         out_dir = out or Path("runs") / f"{loaded.name}-{loaded.version}"
+        if executor == "ray":
+            out_dir = out_dir.absolute()  # tasks on other nodes (or in another folder) write to the same place
         if dry_run:
             _print_plan(loaded, limit)
             return
@@ -135,14 +157,30 @@ def build(
         with RunDir(out_dir).lock():  # before --no-resume clears anything: another build may be using the folder
             if not resume:
                 _clear_stages(out_dir)
-            with Progress(*columns, console=_console(stderr=True), transient=False) as bar:
-                manifest = run_build(loaded, out_dir, workers=workers, limit=limit, progress=_rich_progress(bar))
+            with (
+                _executor(executor, loaded, workers, ray_address, ray_cpus_per_task) as runs_on,
+                Progress(*columns, console=_console(stderr=True), transient=False) as bar,
+            ):
+                manifest = run_build(
+                    loaded, out_dir, workers=workers, limit=limit, progress=_rich_progress(bar), executor=runs_on
+                )
     except LongDocVQAError as exc:
         _fail(exc)
         return
     except KeyboardInterrupt:
         _interrupted(out or Path("runs"))
     _print_summary(manifest, out_dir)
+
+
+def _executor(
+    kind: str, recipe: Any, workers: int | None, address: str | None, cpus_per_task: float
+) -> contextlib.AbstractContextManager[Any]:
+    """The executor `--executor` names, for the length of the build (None: the local default)."""
+    if kind == "local":
+        return contextlib.nullcontext(None)
+    if kind != "ray":
+        raise RecipeError(f"--executor: {kind!r} is not one of 'local', 'ray'")
+    return ray_executor(recipe, workers=workers, address=address, cpus_per_task=cpus_per_task)
 
 
 def _interrupted(out_dir: Path) -> NoReturn:

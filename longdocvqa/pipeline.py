@@ -22,6 +22,7 @@ from typing import Any
 from longdocvqa import __version__, history, pool
 from longdocvqa.assembly_stats import AssemblyPlan, estimate_assembly
 from longdocvqa.errors import StageError
+from longdocvqa.executors import Executor
 from longdocvqa.generate import load_prompt, make_generator
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import OCR_TASKS, PdfDoc, Segment
@@ -73,10 +74,14 @@ def build(
     workers: int | None = None,
     limit: int | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> dict[str, Any]:
-    """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest."""
+    """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest. `executor` runs the
+    per-document jobs (default: this machine's processes; executors/ray.py: a Ray cluster); it never changes what
+    is written."""
     run = RunDir(out_dir)
     ctx = BuildContext(recipe=recipe, run=run, workers=workers or os.cpu_count() or 1, progress=progress or Progress())
+    ctx.executor = executor
     started, started_at, started_epoch = time.perf_counter(), datetime.now(UTC), time.time()
     atomic_write_text(run.root / "recipe.lock.yaml", recipe.to_yaml())
     docs = run_pool(ctx)

@@ -29,7 +29,7 @@ def test_help(command: str | None) -> None:
 
 
 def test_startup_imports_nothing_heavy() -> None:
-    heavy = "('pymupdf', 'datasets', 'torch', 'openai', 'transformers')"
+    heavy = "('pymupdf', 'datasets', 'torch', 'openai', 'transformers', 'ray')"
     code = f"import sys, longdocvqa.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -77,3 +77,12 @@ def test_inspect_lists_stages_in_pipeline_order_and_takes_the_dataset_folder(tmp
         rows = [line.split()[1] for line in result.output.splitlines() if line.startswith("│ ")]
         assert rows == list(STAGE_ORDER)
         assert "history: 2 builds since 2026-01-01T00:00:00+00:00" in result.output and "cost $0.2500" in result.output
+
+
+def test_executor_ray_without_ray_installed_exits_2_naming_the_extra(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without the extra
+    demo = str(ROOT / "recipes" / "demo.yaml")
+    result = runner.invoke(app, ["build", demo, "--out", str(tmp_path / "o"), "--executor", "ray"])
+    assert result.exit_code == 2 and "pip install 'longdocvqa[ray]'" in result.output, result.output
+    unknown = runner.invoke(app, ["build", demo, "--out", str(tmp_path / "o"), "--executor", "slurm"])
+    assert unknown.exit_code == 2 and "'slurm' is not one of 'local', 'ray'" in unknown.output, unknown.output

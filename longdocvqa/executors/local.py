@@ -20,7 +20,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
 from longdocvqa import isolate, render
-from longdocvqa.executors import Failure, Job, Outcomes
+from longdocvqa.executors import ClientPool, Failure, Job, Outcomes
 
 R = TypeVar("R")
 _POLL_S = 0.2
@@ -45,6 +45,10 @@ class IsolatedProcesses:
     def close(self) -> None:
         """Nothing outlives `map`."""
 
+    def client_pool(self) -> ClientPool | None:
+        """Generation's clients run on this machine (ProcessPool or in the build process)."""
+        return None
+
 
 class InProcess:
     """Jobs in this process, in order."""
@@ -56,6 +60,10 @@ class InProcess:
 
     def close(self) -> None:
         """Nothing to end."""
+
+    def client_pool(self) -> ClientPool | None:
+        """Generation's clients run on this machine (ProcessPool or in the build process)."""
+        return None
 
 
 _WORKER_DONE: Any = None  # in a ProcessPool worker: the parent's queue of finished-document counts
@@ -89,6 +97,12 @@ def _worker_init(done: Any, parent_pid: int) -> None:
     global _WORKER_DONE
     isolate.die_with_parent(parent_pid)
     _WORKER_DONE = done
+
+
+def report_progress_to(sink: Any) -> None:
+    """In a worker this module did not start (a Ray actor): `worker_advance` calls `sink.put(n)`."""
+    global _WORKER_DONE
+    _WORKER_DONE = sink
 
 
 def worker_advance(n: int = 1) -> None:

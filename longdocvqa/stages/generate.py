@@ -3,11 +3,12 @@
 Per-document results are stored under the document and its task subset (a task added later pays only its calls);
 a document whose calls failed at the endpoint is not stored as done, so the next run retries exactly those calls
 (finished ones are replayed from the ledger, never paid twice). Documents run concurrently on one event loop, or
-over `generate.processes` worker processes (executors/local.py ProcessPool), each with its share of the
-endpoint's concurrency. Scanned pages are transcribed first when layout.ocr is `vlm`. The page images a document's
-calls need are rendered beforehand, each document in its own isolated worker (runner.render_into_cache): a page
-MuPDF cannot render, or a render that crashes, overruns or runs out of memory, is one reject naming the file.
-Does not own: prompts, checks and the generators (qa.py), the model client and ledger (llm.py).
+over `generate.processes` worker processes (executors/local.py ProcessPool; Ray actors under `--executor ray`),
+each with its share of the endpoint's concurrency. Scanned pages are transcribed first when layout.ocr is `vlm`.
+The page images a document's calls need are rendered beforehand, each document in its own isolated worker
+(runner.render_into_cache): a page MuPDF cannot render, or a render that crashes, overruns or runs out of memory,
+is one reject naming the file.
+Does not own: prompts, checks and the generators (generate/), the model client and ledger (llm/).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from longdocvqa.errors import ExternalServiceError, RecipeError
-from longdocvqa.executors import Job
+from longdocvqa.executors import ClientPool, Job
 from longdocvqa.executors.local import ProcessPool, worker_advance
 from longdocvqa.fingerprint import stage_fingerprint
 from longdocvqa.generate import generate_document, make_generator, open_clients, transcribe_page
@@ -84,8 +85,11 @@ def run_generate(
         pending: dict[str, dict[str, Any]] = {}
         todo = _render_pages(ctx, todo, segments, layout_fp, out, key, pending)
         processes = min(ctx.recipe.generate.processes, len(todo))
-        if processes > 1:
-            usage = _generate_in_processes(ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks)
+        remote = ctx.document_executor().client_pool()  # Ray: client actors, even for one share
+        if processes > 1 or (remote is not None and todo):
+            usage = _generate_in_processes(
+                ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks, remote
+            )
         else:
             usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending, tasks)) if todo else {}
         result: dict[str, list[QARecord]] = {}
@@ -199,10 +203,11 @@ async def _within_time_limit(
 def _generate_in_processes(
     ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
     generate_fp: str, pending: dict[str, dict[str, Any]], processes: int,
-    tasks: Mapping[str, Sequence[str]] | None = None,
+    tasks: Mapping[str, Sequence[str]] | None = None, remote: ClientPool | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """_generate_all over `processes` worker processes, each with 1/processes of the documents and of the
-    endpoint's concurrency; one client process tops out near 300 requests/s of its own CPU (2 cores)."""
+    """_generate_all over `processes` worker processes (or `remote` workers: Ray actors), each with 1/processes of
+    the documents and of the endpoint's concurrency; one client process tops out near 300 requests/s of its own
+    CPU (2 cores)."""
     Ledger(ctx.run.ledger_path).close()  # create it and switch it to WAL once, before several processes open it
     recipe = _concurrency_share(ctx.recipe, processes)
     shards = [docs[i::processes] for i in range(processes)]
@@ -215,7 +220,10 @@ def _generate_in_processes(
     ]  # fmt: skip
     usage: dict[str, Any] = {}
     with ctx.progress.stage("generate", len(docs)) as advance:
-        runs = ProcessPool(processes, advance).map(_generate_shard, jobs)
+        if remote is not None:
+            runs = remote.map(_generate_shard_async, jobs, advance)
+        else:
+            runs = ProcessPool(processes, advance).map(_generate_shard, jobs)
         with contextlib.closing(runs):
             for _job, (shard_usage, shard_pending) in runs:
                 usage = merge_usage(usage, shard_usage)
@@ -243,11 +251,19 @@ def _generate_shard(
     recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
     generate_fp: str, tasks: dict[str, list[str]] | None = None,
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
-    """One worker's documents: (usage, incomplete documents); finished documents are stored as they finish."""
+    """One worker process's documents: (usage, incomplete documents); finished documents are stored as they finish."""
+    return asyncio.run(_generate_shard_async(recipe, run_root, docs, segments, layout_fp, generate_fp, tasks))
+
+
+async def _generate_shard_async(
+    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
+    generate_fp: str, tasks: dict[str, list[str]] | None = None,
+) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+    """_generate_shard on the caller's event loop (a Ray client actor's)."""
     ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
     pending: dict[str, dict[str, Any]] = {}
     out = ctx.run.stage("generate", generate_fp)
-    usage = asyncio.run(_generate_all(ctx, docs, segments, layout_fp, out, pending, tasks))
+    usage = await _generate_all(ctx, docs, segments, layout_fp, out, pending, tasks)
     return usage, pending
 
 
