@@ -140,6 +140,8 @@ def test_public_paths_are_relative_to_the_pool_root_or_reduced_to_a_name(tmp_pat
     assert public_path(str(pool / "a" / "x.pdf"), str(pool)) == "<pool>/a/x.pdf"
     assert public_path(str(tmp_path / "elsewhere" / "list.tsv"), str(pool)) == "<local>/list.tsv"
     assert public_path("org/bench", str(pool)) == "org/bench"  # a Hub id
+    assert public_path("s3://acme-private/pdfs/shard-0001.tar", None) == "s3://<redacted>/shard-0001.tar"
+    assert public_path("hf://datasets/org/pdfs/shard.tar", None) == "hf://datasets/org/pdfs/shard.tar"
     recipe = load_recipe(write_recipe([str(pool / "a")], decontaminate={"benchmarks": [
         {"name": "b", "kind": "pdfs", "path": str(tmp_path / "bench")}]}))  # fmt: skip
     data = public_recipe(recipe)

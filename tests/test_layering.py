@@ -5,8 +5,8 @@ Layers, lowest first (a module matches by exact name, or by package prefix with 
 
     floor     errors, records, recipe, fingerprint, store, text, safetext, the package itself
     pure      libraries without I/O adapters: tokens, chart, layout, segment, assemble, contract, minhash, ...
-    adapters  the owners of outside libraries and processes: render (PyMuPDF), hub.* (datasets, huggingface_hub),
-              llm.* (openai), isolate
+    adapters  the owners of outside libraries and processes: sources (files, tar shards, fsspec URLs), render
+              (PyMuPDF), hub.* (datasets, huggingface_hub), llm.* (openai), isolate
     services  libraries over adapters: generate.*, pool, validate, and eval.* (beside the pipeline: it may use
               adapters, never stages, the runner or the CLI)
     runner    runner, executors.*: the per-document loop, once, and where its jobs run (the stages call it)
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("tokens", "chart", "layout", "layout_eval", "segment", "assemble", "sampling", "assembly_stats", "contract")
         + ("history", "minhash", "pagehash", "benchindex", "dedup"),
     ),
-    ("adapters", ("render", "isolate", "hub", "hub.*", "llm", "llm.*")),
+    ("adapters", ("sources", "render", "isolate", "hub", "hub.*", "llm", "llm.*")),
     ("services", ("generate", "generate.*", "qa", "pool", "validate", "eval", "eval.*")),
     # The per-document loop and where its jobs run sit under the stages, which call them (docs/design.md §2).
     ("runner", ("runner", "executors", "executors.*")),

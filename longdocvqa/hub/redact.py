@@ -2,7 +2,8 @@
 
 The run directory keeps the resolved recipe (recipe.lock.yaml, absolute paths: it is what resumes a build). The
 dataset card shows `public_recipe`: every local path made relative to the pool root (`<pool>/...`) or reduced to
-`<local>/<file name>`, every endpoint URL and every `*_env` value (the names of environment variables) replaced by
+`<local>/<file name>`, a pool URL's bucket or host replaced (`s3://<redacted>/<file name>`; `hf://` URLs are
+public and stay), every endpoint URL and every `*_env` value (the names of environment variables) replaced by
 `<redacted>`. Nothing is read from the environment here, so nothing from it can be written.
 Does not own: the card text (card.py) or the rows (publish.py, which already keeps only file names).
 """
@@ -36,8 +37,14 @@ def pool_root(paths: list[str]) -> str | None:
 
 
 def public_path(path: str | None, root: str | None) -> str | None:
-    """`<pool>/rel/path` under the pool root, `<local>/name` for another local path; URLs and Hub ids unchanged."""
-    if path is None or "://" in path or not os.path.isabs(path):
+    """`<pool>/rel/path` under the pool root, `<local>/name` for another local path, `s3://<redacted>/name` for a
+    URL (a bucket or host name may be private), except `hf://` URLs (public Hub ids); Hub ids unchanged."""
+    if path is None:
+        return path
+    if "://" in path:
+        scheme, rest = path.split("://", 1)
+        return path if scheme == "hf" else f"{scheme}://{REDACTED}/{rest.rstrip('/').rsplit('/', 1)[-1]}"
+    if not os.path.isabs(path):
         return path
     if root and (path == root or path.startswith(root.rstrip(os.sep) + os.sep)):
         rel = os.path.relpath(path, root)
