@@ -21,6 +21,7 @@ from test_pool_shards import _shard
 
 from longdocvqa.executors import Failure, Job
 from longdocvqa.isolate import Limits
+from longdocvqa.llm.ledger import SHARD_DIR
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import Recipe, load_recipe
 
@@ -87,6 +88,7 @@ def test_loopback_build_on_ray_actors_equals_local_and_a_rerun_calls_nothing(
     on_ray = _ray_build(_loopback_recipe(server, write_recipe, pdf_dir, 2), tmp_path / "ray")  # two client actors
     assert server.requests == 2 * local_calls  # a separate run directory, its own ledger: the same calls again
     assert on_ray["stages"]["generate"]["usage"]["generator"]["sent"] == local_calls
+    assert not (tmp_path / "ray" / SHARD_DIR).exists()  # each actor's ledger shard merged into llm_calls.sqlite
 
     def generated(run: Path) -> dict[str, str]:
         return {p.name: p.read_text() for p in (run / "stages" / "generate").glob("*/*/*.json")}
