@@ -1,11 +1,13 @@
 """`build --executor ray` on a local Ray with 2 CPUs: the same stage functions as the local executor give
-byte-identical Parquet (the demo build; a loopback-server build whose generation runs in Ray actors), a rerun makes
-no model call, and a per-document job that overruns, runs out of memory or dies is the same reject as locally."""
+byte-identical Parquet (the demo build; a loopback-server build whose generation runs in Ray actors; the same
+build from two tar shards on Ray and from a folder locally), a rerun makes no model call, and a per-document job
+that overruns, runs out of memory or dies is the same reject as locally."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -15,9 +17,11 @@ from pathlib import Path
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from openai_server import ScriptedOpenAI
+from test_pool_shards import _shard
 
 from longdocvqa.executors import Failure, Job
 from longdocvqa.isolate import Limits
+from longdocvqa.llm.ledger import SHARD_DIR
 from longdocvqa.pipeline import build
 from longdocvqa.recipe import Recipe, load_recipe
 
@@ -59,12 +63,17 @@ def test_demo_build_under_executor_ray_is_byte_identical_to_local(demo_build: Pa
     assert manifest["stages"]["layout"]["kept"] == manifest["documents"] > 0
 
 
-def _loopback_recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path, processes: int) -> Recipe:
-    names = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "latexbug.pdf"]
+_LOOPBACK_PDFS = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "latexbug.pdf"]
+
+
+def _loopback_recipe(
+    server: ScriptedOpenAI, write_recipe, pdf_dir: Path, processes: int, paths: list[str] | None = None
+) -> Recipe:
+    """The four-PDF loopback-server recipe (text input); `paths` replaces its pool (a folder, tar shards)."""
     endpoint = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 5.0,
                 "max_retries": 1, "max_concurrency": 8}  # fmt: skip
     return load_recipe(write_recipe(
-        [str(pdf_dir / n) for n in names], decontaminate={"within_pool": False},
+        paths or [str(pdf_dir / n) for n in _LOOPBACK_PDFS], decontaminate={"within_pool": False},
         generate={"generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "text",
                   "processes": processes},
     ))  # fmt: skip
@@ -79,6 +88,7 @@ def test_loopback_build_on_ray_actors_equals_local_and_a_rerun_calls_nothing(
     on_ray = _ray_build(_loopback_recipe(server, write_recipe, pdf_dir, 2), tmp_path / "ray")  # two client actors
     assert server.requests == 2 * local_calls  # a separate run directory, its own ledger: the same calls again
     assert on_ray["stages"]["generate"]["usage"]["generator"]["sent"] == local_calls
+    assert not (tmp_path / "ray" / SHARD_DIR).exists()  # each actor's ledger shard merged into llm_calls.sqlite
 
     def generated(run: Path) -> dict[str, str]:
         return {p.name: p.read_text() for p in (run / "stages" / "generate").glob("*/*/*.json")}
@@ -89,6 +99,29 @@ def test_loopback_build_on_ray_actors_equals_local_and_a_rerun_calls_nothing(
     assert server.requests == 2 * local_calls  # resumed: no model call is made again
     assert rerun["stages"]["generate"]["reused"] == rerun["stages"]["generate"]["seen"] > 0
     assert _parquet(tmp_path / "ray") == _parquet(tmp_path / "local")
+
+
+def test_a_two_shard_pool_on_ray_gives_the_local_folder_builds_sft_parquet(
+    server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 16's acceptance: the pool as two tar shards (webdataset keys, one under a sub-folder), generation in two
+    Ray client actors, gives the same sft Parquet, byte for byte, as the local build of the same PDFs as a folder."""
+    folder, tars = tmp_path / "pool", tmp_path / "tars"
+    folder.mkdir(), tars.mkdir()
+    for name in _LOOPBACK_PDFS:
+        shutil.copyfile(pdf_dir / name, folder / name)
+    shards = [
+        _shard(tars / "pool-000.tar", {n: pdf_dir / n for n in _LOOPBACK_PDFS[::2]}),
+        _shard(tars / "pool-001.tar", {f"docs/{n}": pdf_dir / n for n in _LOOPBACK_PDFS[1::2]}),
+    ]
+    local = build(_loopback_recipe(server, write_recipe, pdf_dir, 1, [str(folder)]), tmp_path / "local", workers=2)
+    local_calls = server.requests
+    assert local_calls > 0 and local["examples"] > 0 and local["documents"] == len(_LOOPBACK_PDFS)
+    recipe = _loopback_recipe(server, write_recipe, pdf_dir, 2, [str(s) for s in shards])
+    on_ray = _ray_build(recipe, tmp_path / "ray")
+    assert on_ray["documents"] == local["documents"] and server.requests == 2 * local_calls
+    sft = "dataset/data/sft/train-00000-of-00001.parquet"
+    assert _parquet(tmp_path / "ray")[sft] == _parquet(tmp_path / "local")[sft]
 
 
 def test_a_ray_task_that_overruns_runs_out_of_memory_or_dies_is_a_failure() -> None:

@@ -4,7 +4,8 @@ Per-document results are stored under the document and its task subset (a task a
 a document whose calls failed at the endpoint is not stored as done, so the next run retries exactly those calls
 (finished ones are replayed from the ledger, never paid twice). Documents run concurrently on one event loop, or
 over `generate.processes` worker processes (executors/local.py ProcessPool; Ray actors under `--executor ray`),
-each with its share of the endpoint's concurrency. Scanned pages are transcribed first when layout.ocr is `vlm`.
+each with its share of the endpoint's concurrency and its own call-ledger shard, merged when the stage ends.
+Scanned pages are transcribed first when layout.ocr is `vlm`.
 The page images a document's calls need are rendered beforehand, each document in its own isolated worker
 (runner.render_into_cache): a page MuPDF cannot render, or a render that crashes, overruns or runs out of memory,
 is one reject naming the file.
@@ -27,6 +28,7 @@ from longdocvqa.executors.local import ProcessPool, worker_advance
 from longdocvqa.fingerprint import stage_fingerprint
 from longdocvqa.generate import generate_document, make_generator, open_clients, transcribe_page
 from longdocvqa.llm import Ledger, LLMClient, merge_usage
+from longdocvqa.llm.ledger import merge_shards, shard_path
 from longdocvqa.recipe import Recipe
 from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.runner import (
@@ -91,6 +93,7 @@ def run_generate(
                 ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks, remote
             )
         else:
+            merge_shards(ctx.run.ledger_path)  # a crashed multi-process run's writer shards: replayed from here
             usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending, tasks)) if todo else {}
         result: dict[str, list[QARecord]] = {}
         for doc in docs:
@@ -153,9 +156,10 @@ async def _generate_all(
     out: StageOutput,
     pending: dict[str, dict[str, Any]],
     tasks: Mapping[str, Sequence[str]] | None = None,
+    ledger_path: str | None = None,
 ) -> dict[str, Any]:
     cfg = ctx.recipe.generate
-    client, verifier = open_clients(cfg, str(ctx.run.ledger_path))
+    client, verifier = open_clients(cfg, ledger_path or str(ctx.run.ledger_path))
     images = PageImages(ctx.run.cache_dir, ctx.recipe)
     servers = max(1, len(cfg.generator.endpoint.resolved_base_urls()))  # max_concurrency is per server
     limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency * servers))
@@ -183,6 +187,8 @@ async def _generate_all(
         for c in (client, verifier):
             if c is not None:
                 await c.aclose()
+        if ledger_path is not None and client is not None:
+            client.ledger.close()  # a writer shard: unlocked now, so the driver can merge it while this worker lives
 
 
 async def _within_time_limit(
@@ -209,6 +215,7 @@ def _generate_in_processes(
     the documents and of the endpoint's concurrency; one client process tops out near 300 requests/s of its own
     CPU (2 cores)."""
     Ledger(ctx.run.ledger_path).close()  # create it and switch it to WAL once, before several processes open it
+    merge_shards(ctx.run.ledger_path)  # a crashed run's writer shards first; each worker writes its own (llm/ledger)
     recipe = _concurrency_share(ctx.recipe, processes)
     shards = [docs[i::processes] for i in range(processes)]
     jobs = [
@@ -224,10 +231,13 @@ def _generate_in_processes(
             runs = remote.map(_generate_shard_async, jobs, advance)
         else:
             runs = ProcessPool(processes, advance).map(_generate_shard, jobs)
-        with contextlib.closing(runs):
-            for _job, (shard_usage, shard_pending) in runs:
-                usage = merge_usage(usage, shard_usage)
-                pending.update(shard_pending)
+        try:
+            with contextlib.closing(runs):
+                for _job, (shard_usage, shard_pending) in runs:
+                    usage = merge_usage(usage, shard_usage)
+                    pending.update(shard_pending)
+        finally:
+            merge_shards(ctx.run.ledger_path)  # every call paid for, in the one ledger; a live writer's shard waits
     return usage
 
 
@@ -263,7 +273,8 @@ async def _generate_shard_async(
     ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
     pending: dict[str, dict[str, Any]] = {}
     out = ctx.run.stage("generate", generate_fp)
-    usage = await _generate_all(ctx, docs, segments, layout_fp, out, pending, tasks)
+    ledger = str(shard_path(ctx.run.ledger_path))  # this process's own file: no two writers share one (llm/ledger)
+    usage = await _generate_all(ctx, docs, segments, layout_fp, out, pending, tasks, ledger)
     return usage, pending
 
 
