@@ -21,6 +21,7 @@ import json
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -166,6 +167,7 @@ class RunDir:
 
 
 _HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+STALE_LOCK_WAIT_S = 10.0
 _HELD_FDS: dict[str, int] = {}  # ... -> the descriptor that holds the flock
 
 
@@ -211,16 +213,15 @@ if hasattr(os, "register_at_fork"):
 
 
 def _acquire(path: Path) -> int:
-    import fcntl
 
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise RunDirBusy(f"{path}: cannot create the run directory's lock: {exc.strerror or exc}") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _flock_unless_held_by_a_live_build(fd)
     except BlockingIOError:
-        holder = os.read(fd, 4096).decode("utf-8", "replace")
+        holder = os.pread(fd, 4096, 0).decode("utf-8", "replace")
         os.close(fd)
         raise RunDirBusy(
             f"{path.parent}: another build is running in this run directory ({_holder(holder)}); "
@@ -237,6 +238,41 @@ def _acquire(path: Path) -> int:
     os.ftruncate(fd, 0)
     os.pwrite(fd, (info + "\n").encode("utf-8"), 0)
     return fd
+
+
+def _flock_unless_held_by_a_live_build(fd: int) -> None:
+    """Take the flock; when the build named in the file has died (this host, pid gone), wait up to
+    `STALE_LOCK_WAIT_S` for its dying workers to let go (a worker killed in the instant after it was forked has not
+    yet closed its copy of the descriptor). A live holder raises BlockingIOError at once."""
+    import fcntl
+
+    deadline = time.monotonic() + STALE_LOCK_WAIT_S
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if _holder_alive(os.pread(fd, 4096, 0).decode("utf-8", "replace")) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _holder_alive(text: str) -> bool:
+    """Whether the build named in a lock file may still run: True unless it is on this host and its pid is gone."""
+    try:
+        info = json.loads(text)
+        pid, host = int(info["pid"]), str(info["host"])
+    except (ValueError, KeyError, TypeError):
+        return True  # still being written
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _holder(text: str) -> str:

@@ -172,6 +172,30 @@ def test_a_killed_builds_lock_is_free_at_once_though_a_forked_worker_lives_on(tm
         os.kill(child, 9)
 
 
+_DYING_WORKER = """
+import fcntl, json, os, socket, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, json.dumps({"pid": int(sys.argv[2]), "host": socket.gethostname(), "started": "x"}).encode(), 0)
+print("held", flush=True)
+time.sleep(1.5)  # a worker of the dead build, still letting go of the lock
+"""
+
+
+def test_a_lock_left_by_a_dead_build_is_waited_for_while_its_workers_let_go(tmp_path: Path) -> None:
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / "build.lock").touch()
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _DYING_WORKER, str(tmp_path / "build.lock"), str(dead.pid)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert worker.stdout is not None and worker.stdout.readline().strip() == "held"
+    with RunDir(tmp_path).lock():  # no RunDirBusy: the named build is dead, so the lock is waited for
+        assert worker.poll() is not None
+    worker.wait()
+
+
 def test_files_of_a_build_follow_the_umask(raced) -> None:
     out, _ = raced
     files = [p for p in out.rglob("*") if p.is_file()]
