@@ -25,6 +25,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from longdocvqa.store import pid_alive
+
 WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.1
@@ -43,7 +45,7 @@ def die_with_parent(parent_pid: int) -> None:
     """Make this (worker) process exit as soon as `parent_pid` dies; ignore Ctrl-C (the parent handles it)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _set_pdeathsig()
-    if not _alive(parent_pid) or os.getppid() != parent_pid:  # the parent died before the kernel was told
+    if not pid_alive(parent_pid) or os.getppid() != parent_pid:  # the parent died before the kernel was told
         os._exit(1)
     thread = threading.Thread(target=_watch, args=(parent_pid,), name="parent-watchdog", daemon=True)
     thread.start()
@@ -60,19 +62,9 @@ def _set_pdeathsig() -> None:
 
 
 def _watch(parent_pid: int) -> None:
-    while _alive(parent_pid) and os.getppid() == parent_pid:
+    while pid_alive(parent_pid) and os.getppid() == parent_pid:
         time.sleep(WATCHDOG_INTERVAL_S)
     os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def kill_pool(executor: Any) -> None:

@@ -264,8 +264,11 @@ def _holder_alive(text: str) -> bool:
         pid, host = int(info["pid"]), str(info["host"])
     except (ValueError, KeyError, TypeError):
         return True  # still being written
-    if host != socket.gethostname():
-        return True
+    return host != socket.gethostname() or pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` exists on this host (one we may not signal counts as alive)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
