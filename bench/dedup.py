@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from longdocvqa import minhash
+from longdocvqa.decontamination import minhash
 
 Signer = Callable[[list[str]], np.ndarray]
 

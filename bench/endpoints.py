@@ -27,9 +27,9 @@ assert _spec is not None and _spec.loader is not None
 bench_generate = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_generate)  # start_server and messages, as bench/generate.py uses them
 
+from longdocvqa.core.recipe import EndpointConfig  # noqa: E402
+from longdocvqa.core.records import QA  # noqa: E402
 from longdocvqa.llm import LLMClient  # noqa: E402
-from longdocvqa.recipe import EndpointConfig  # noqa: E402
-from longdocvqa.records import QA  # noqa: E402
 
 DEAD_URL = "http://127.0.0.1:1/v1"  # nothing listens on port 1
 

@@ -18,7 +18,7 @@ import random
 import time
 from pathlib import Path
 
-from longdocvqa import tokens
+from longdocvqa.assembly import tokens
 from longdocvqa.eval.data import EvalDocument, EvalQuestion
 from longdocvqa.eval.prompt import PromptBuilder, PromptPlan
 

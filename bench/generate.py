@@ -26,9 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from longdocvqa.core.recipe import EndpointConfig  # noqa: E402
+from longdocvqa.core.records import QA  # noqa: E402
 from longdocvqa.llm import Ledger, LLMClient  # noqa: E402
-from longdocvqa.recipe import EndpointConfig  # noqa: E402
-from longdocvqa.records import QA  # noqa: E402
 
 PAGE = "[Current Case]\nPage 4:\nThe quick brown fox jumps over the lazy dog\nA second line of useful text here\n"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pymupdf
 
-from longdocvqa import layoutview
-from longdocvqa.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.stages.layout import parse_document
+from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
+from longdocvqa.documents import layoutview
+from longdocvqa.documents.parse import parse_document
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (ROOT / "tests/data/pdfs", ROOT / "tests/data/layout")

@@ -13,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from longdocvqa import layoutview
+from longdocvqa.documents import layoutview
 
 ROOT = Path(__file__).resolve().parents[1]
 PDF_DIRS = (ROOT / "tests/data/pdfs", ROOT / "tests/data/layout")

@@ -18,10 +18,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from longdocvqa import assemble as asm
-from longdocvqa import tokens
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import PdfDoc, QARecord
+from longdocvqa.assembly import assemble as asm
+from longdocvqa.assembly import tokens
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import PdfDoc, QARecord
 
 ROOT = Path(__file__).resolve().parents[1]
 TASKS = ("extract-single", "extract-multi", "reasoning")

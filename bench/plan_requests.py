@@ -22,8 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from openai_server import ScriptedOpenAI  # noqa: E402
 
+from longdocvqa.core.recipe import load_recipe  # noqa: E402
 from longdocvqa.pipeline import build  # noqa: E402
-from longdocvqa.recipe import load_recipe  # noqa: E402
 
 
 def recipe_file(folder: Path, pdfs: Path, base_url: str, budget: int) -> Path:

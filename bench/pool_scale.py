@@ -63,7 +63,7 @@ def make_pool(root: Path, count: int) -> tuple[Path, Path]:
 
 def child(mode: str, pool_path: str, run_dir: str) -> dict[str, float]:
     """One measurement in this (fresh) process."""
-    from longdocvqa import pool, render, sources
+    from longdocvqa.documents import pool, render, sources
 
     render.preload()
     start_rss_mb = _peak_rss_mb()
@@ -79,11 +79,11 @@ def child(mode: str, pool_path: str, run_dir: str) -> dict[str, float]:
 
 
 def _run_pool_stage(pool_path: str, run_dir: str) -> list[object]:
-    from longdocvqa.executors.local import InProcess
-    from longdocvqa.recipe import load_recipe
-    from longdocvqa.runner import BuildContext, Progress
+    from longdocvqa.core.recipe import load_recipe
+    from longdocvqa.core.store import RunDir
+    from longdocvqa.runner.local import InProcess
+    from longdocvqa.runner.loop import BuildContext, Progress
     from longdocvqa.stages.pool import run_pool
-    from longdocvqa.store import RunDir
 
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml")
     recipe.pool.paths, recipe.pool.min_pages, recipe.pool.licences = [pool_path], 1, None

@@ -17,7 +17,7 @@ from pathlib import Path
 import pymupdf
 from PIL import Image
 
-from longdocvqa import render
+from longdocvqa.documents import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_PDFS = [ROOT / "tests/data/pdfs/R-data.pdf", ROOT / "tests/data/pdfs/GS9_Color_Management.pdf",

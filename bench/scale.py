@@ -28,16 +28,16 @@ from typing import Any
 
 import pymupdf
 
-from longdocvqa.executors import Executor, Job
-from longdocvqa.executors.local import IsolatedProcesses
-from longdocvqa.executors.ray import RayClientPool, RayExecutor
-from longdocvqa.fingerprint import file_sha256
-from longdocvqa.isolate import Limits
+from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.recipe import EndpointConfig, LayoutConfig
+from longdocvqa.core.records import QA
+from longdocvqa.core.store import StageOutput
 from longdocvqa.llm import LLMClient
-from longdocvqa.recipe import EndpointConfig, LayoutConfig
-from longdocvqa.records import QA
+from longdocvqa.runner.executor import Executor, Job
+from longdocvqa.runner.isolate import Limits
+from longdocvqa.runner.local import IsolatedProcesses
+from longdocvqa.runner.ray import RayClientPool, RayExecutor
 from longdocvqa.stages.layout import _layout_worker
-from longdocvqa.store import StageOutput
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pdfs"

@@ -16,20 +16,20 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from longdocvqa import layoutview
-from longdocvqa.errors import LongDocVQAError, RecipeError, RejectedInput
+from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
+from longdocvqa.core.recipe import Recipe, load_recipe
+from longdocvqa.core.safetext import printable
+from longdocvqa.core.store import RunDir
+from longdocvqa.documents import layoutview
 from longdocvqa.eval.report import scores_table
 from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
-from longdocvqa.executors.ray import ray_executor
 from longdocvqa.generate import qa_json_schema, qa_record_json_schema
 from longdocvqa.hub.push import dataset_folder, push_dataset
+from longdocvqa.hub.validate import failure_counts, render_report, validate_dataset
 from longdocvqa.pipeline import STAGE_ORDER, check_recipe_files, plan_with_units
 from longdocvqa.pipeline import build as run_build
-from longdocvqa.recipe import Recipe, load_recipe
-from longdocvqa.runner import Progress
-from longdocvqa.safetext import printable
-from longdocvqa.store import RunDir
-from longdocvqa.validate import failure_counts, render_report, validate_dataset
+from longdocvqa.runner.loop import Progress
+from longdocvqa.runner.ray import ray_executor
 
 app = typer.Typer(
     name="longdocvqa",

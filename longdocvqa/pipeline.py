@@ -19,21 +19,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import __version__, history, pool
-from longdocvqa.assembly_stats import AssemblyPlan, estimate_assembly
-from longdocvqa.errors import StageError
-from longdocvqa.executors import Executor
+from longdocvqa import __version__
+from longdocvqa.assembly.stats import AssemblyPlan, estimate_assembly
+from longdocvqa.core import history
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import OCR_TASKS, PdfDoc, Segment
+from longdocvqa.core.store import RunDir, atomic_write_text
+from longdocvqa.documents import pool
 from longdocvqa.generate import load_prompt, make_generator
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import OCR_TASKS, PdfDoc, Segment
-from longdocvqa.runner import BuildContext, Progress
+from longdocvqa.runner.executor import Executor
+from longdocvqa.runner.loop import BuildContext, Progress
 from longdocvqa.stages import plan as planning
 from longdocvqa.stages.assemble import run_assemble
 from longdocvqa.stages.decontaminate import run_decontaminate
 from longdocvqa.stages.plan_rounds import run_planned
 from longdocvqa.stages.pool import run_pool
 from longdocvqa.stages.publish import drops_by_reason, run_publish
-from longdocvqa.store import RunDir, atomic_write_text
 
 STAGE_ORDER = ("pool", "decontaminate", "plan", "layout", "segment", "generate", "assemble", "publish")
 

@@ -92,8 +92,8 @@ def mixed_pool(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The README's demo build (recipes/demo.yaml on the bundled PDFs), made once per test session."""
+    from longdocvqa.core.recipe import load_recipe
     from longdocvqa.pipeline import build
-    from longdocvqa.recipe import load_recipe
 
     out = tmp_path_factory.mktemp("demo")
     build(load_recipe(ROOT / "recipes" / "demo.yaml"), out, workers=2)

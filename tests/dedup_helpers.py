@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pymupdf
 
-from longdocvqa import render
+from longdocvqa.documents import render
 
 
 def copy(src: Path, dest: Path) -> Path:

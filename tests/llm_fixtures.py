@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 from openai_server import ScriptedOpenAI
 
-from longdocvqa.fingerprint import file_sha256
+from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.recipe import EndpointConfig, GenerateConfig, LayoutConfig, SegmentConfig
+from longdocvqa.core.records import LayoutDoc, PdfDoc, Segment
 from longdocvqa.llm import ImageInput, LLMClient
-from longdocvqa.recipe import EndpointConfig, GenerateConfig, LayoutConfig, SegmentConfig
-from longdocvqa.records import LayoutDoc, PdfDoc, Segment
 
 PDFS = Path(__file__).resolve().parent / "data" / "pdfs"
 
@@ -47,8 +47,8 @@ def scripted_server() -> Iterator[ScriptedOpenAI]:
 @cache
 def real_document(name: str = "R-data.pdf", per_document: int = 1) -> tuple[PdfDoc, LayoutDoc, list[Segment]]:
     """A real bundled PDF parsed into layout blocks and section-aligned segments (cached per session)."""
-    from longdocvqa.segment import sample_segments
-    from longdocvqa.stages.layout import parse_document
+    from longdocvqa.documents.parse import parse_document
+    from longdocvqa.documents.segment import sample_segments
 
     path = PDFS / name
     sha = file_sha256(path)
@@ -78,7 +78,7 @@ def generate_config(
 
 def page_images(doc: PdfDoc, layout: LayoutDoc, server: ScriptedOpenAI | None, max_pixels: int) -> Callable:
     """page_image(i) for `doc` (real 144-DPI renders), telling `server` which text each sent image shows."""
-    from longdocvqa import render
+    from longdocvqa.documents import render
 
     cache_: dict[int, bytes] = {}
 

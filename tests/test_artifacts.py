@@ -15,14 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
-from longdocvqa.contract import passed_checks, source_of
-from longdocvqa.history import MASK, masked_argv
+from longdocvqa.core.contract import passed_checks, source_of
+from longdocvqa.core.history import MASK, masked_argv
+from longdocvqa.core.recipe import load_recipe
+from longdocvqa.core.records import PdfDoc
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.redact import pool_root, public_path, public_recipe
+from longdocvqa.hub.validate import validate_dataset
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
-from longdocvqa.records import PdfDoc
-from longdocvqa.validate import validate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "secret-marker-XYZ"
@@ -223,7 +223,7 @@ def test_demo_builds_without_importing_torch_or_transformers(tmp_path: Path) -> 
     neither torch nor transformers is ever imported (scripts/setup.sh installs neither)."""
     code = (
         "import sys\n"
-        "from longdocvqa.pipeline import build; from longdocvqa.recipe import load_recipe\n"
+        "from longdocvqa.pipeline import build; from longdocvqa.core.recipe import load_recipe\n"
         f"recipe = load_recipe({str(ROOT / 'recipes' / 'demo.yaml')!r})\n"
         f"recipe.pool.paths = [{str(ROOT / 'tests/data/pdfs/R-data.pdf')!r}, "
         f"{str(ROOT / 'tests/data/pdfs/etoolbox.pdf')!r}]\n"

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from longdocvqa import assemble as asm
-from longdocvqa import assembly_stats, tokens
-from longdocvqa.errors import StageError
-from longdocvqa.recipe import AssembleConfig, load_recipe
-from longdocvqa.records import Block, LayoutDoc, Page, PdfDoc, QARecord
+from longdocvqa.assembly import assemble as asm
+from longdocvqa.assembly import stats as assembly_stats
+from longdocvqa.assembly import tokens
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import AssembleConfig, load_recipe
+from longdocvqa.core.records import Block, LayoutDoc, Page, PdfDoc, QARecord
 
 ROOT = Path(__file__).resolve().parents[1]
 PDFS = ROOT / "tests" / "data" / "pdfs"
@@ -111,7 +112,7 @@ def test_messages_follow_trl_conversational_vision_format(letter) -> None:
 
 
 def test_example_id_is_the_content_hash() -> None:
-    from longdocvqa.fingerprint import content_hash
+    from longdocvqa.core.fingerprint import content_hash
 
     fmt = asm.format_fingerprint(AssembleConfig(system_prompt="Ünï"))
     fields = {"task": "reasoning", "doc_id": "d" * 64, "qa_id": "q", "num_tokens": 40000, "format": fmt}

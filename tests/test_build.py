@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from longdocvqa.errors import StageError
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import load_recipe
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

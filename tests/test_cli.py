@@ -61,8 +61,8 @@ def test_help_shows_no_value_type_for_flags(command: str | None) -> None:
 
 
 def test_inspect_lists_stages_in_pipeline_order_and_takes_the_dataset_folder(tmp_path: Path) -> None:
+    from longdocvqa.core.store import atomic_write_json
     from longdocvqa.pipeline import STAGE_ORDER
-    from longdocvqa.store import atomic_write_json
 
     stage = {"seen": 1, "kept": 1, "reused": 0, "dropped": {}, "seconds": 0.1}
     manifest = {"name": "demo", "version": "0.1.0", "documents": 1, "segments": 1, "examples": 1, "seconds": 1.0,

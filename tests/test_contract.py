@@ -1,4 +1,5 @@
-"""The dataset contract exists once (longdocvqa/contract.py): the shards, the card, the validator and train/ read it.
+"""The dataset contract exists once (longdocvqa/core/contract.py): the shards, the card, the validator and train/
+read it.
 
 train/ may not import the package, so it reads `train/dataset_schema.json`, the contract's JSON export; these tests
 keep that file equal to the export, check that both Features builders (hub/features.py, train/schema.py) give the
@@ -14,7 +15,7 @@ import pytest
 from test_publish import Sample, cached_sample
 from train_helpers import CARD_HEADER, REPO_ROOT
 
-from longdocvqa import contract
+from longdocvqa.core import contract
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.load import load_config
 
@@ -26,8 +27,8 @@ def sample(tmp_path_factory: pytest.TempPathFactory) -> Sample:
 
 def test_train_schema_file_equals_the_contract_export() -> None:
     path = REPO_ROOT / "train" / "dataset_schema.json"
-    regenerate = "python -c \"from longdocvqa.contract import schema_json; print(schema_json(), end='')\" > " + str(
-        path
+    regenerate = (
+        "python -c \"from longdocvqa.core.contract import schema_json; print(schema_json(), end='')\" > " + str(path)
     )
     assert path.read_text(encoding="utf-8") == contract.schema_json(), f"stale schema export; regenerate: {regenerate}"
     assert json.loads(path.read_text())["columns"].keys() == set(contract.CONFIGS)

@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from dedup_helpers import copy, excerpt, page_images, rasterise, rerender, resave, with_page_of
 
-from longdocvqa import dedup, minhash
-from longdocvqa.errors import RecipeError
-from longdocvqa.fingerprint import file_sha256
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.recipe import BenchmarkSource, DecontaminateConfig
+from longdocvqa.decontamination import dedup, minhash
+from longdocvqa.documents.render import page_texts
 from longdocvqa.hub.benchmarks import build_benchmark_index
-from longdocvqa.recipe import BenchmarkSource, DecontaminateConfig
-from longdocvqa.render import page_texts
 
 BACKENDS = ["numpy", "datasketch", "rensa"]
 

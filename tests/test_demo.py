@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from datasets import load_dataset
 
-from longdocvqa.validate import validate_dataset
+from longdocvqa.hub.validate import validate_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,11 +13,11 @@ import pytest
 from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
 
+from longdocvqa.core.recipe import EndpointConfig, load_recipe
+from longdocvqa.core.records import QA
 from longdocvqa.hub.redact import REDACTED, public_recipe
 from longdocvqa.llm import AllDrained, LLMClient, Router
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import EndpointConfig, load_recipe
-from longdocvqa.records import QA
 from longdocvqa.stages.generate import generate_fingerprint
 
 PAGES = "[Current Case]\nPage 3:\nThe quick brown fox jumps over the dog\nA second line of useful text here\n"

@@ -14,11 +14,11 @@ from llm_fixtures import scripted_server  # noqa: F401 - registers the `server` 
 from openai_server import ScriptedOpenAI
 from typer.testing import CliRunner
 
+from longdocvqa.assembly.tokens import TokenCounter, render_chat
 from longdocvqa.cli import app
 from longdocvqa.eval.data import load_eval_set
 from longdocvqa.eval.prompt import PromptBuilder, page_label
 from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
-from longdocvqa.tokens import TokenCounter, render_chat
 
 LENGTHS = [4096, 8192]
 

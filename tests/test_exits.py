@@ -27,7 +27,7 @@ from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` 
 from typer.testing import CliRunner
 
 from longdocvqa.cli import app
-from longdocvqa.store import RunDir
+from longdocvqa.core.store import RunDir
 
 ROOT = Path(__file__).resolve().parents[1]
 PDFS = ROOT / "tests" / "data" / "pdfs"
@@ -147,7 +147,7 @@ def test_a_build_on_a_held_out_fails_at_once_naming_the_holder(tmp_path: Path) -
 _HOLD_AND_FORK = """
 import os, sys, time
 from pathlib import Path
-from longdocvqa.store import RunDir
+from longdocvqa.core.store import RunDir
 with RunDir(Path(sys.argv[1])).lock():
     child = os.fork()
     if child == 0:  # a worker that outlives its build for a while (it would die with it in a real build)
@@ -205,7 +205,7 @@ def test_files_of_a_build_follow_the_umask(raced) -> None:
 
 
 def test_atomic_writes_follow_a_stricter_umask(tmp_path: Path) -> None:
-    code = "from pathlib import Path; from longdocvqa.store import atomic_write_text as w; w(Path('x.txt'), 'x')"
+    code = "from pathlib import Path; from longdocvqa.core.store import atomic_write_text as w; w(Path('x.txt'), 'x')"
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, check=True, preexec_fn=lambda: os.umask(0o027))  # noqa: PLW1509
     assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o640
 
@@ -214,9 +214,9 @@ def test_atomic_writes_follow_a_stricter_umask(tmp_path: Path) -> None:
 
 
 def test_a_rebuild_after_a_publish_setting_changes_republishes(tmp_path: Path) -> None:
-    from longdocvqa.contract import CARD_KEY
+    from longdocvqa.core.contract import CARD_KEY
+    from longdocvqa.core.recipe import load_recipe
     from longdocvqa.hub.card import split_card
-    from longdocvqa.recipe import load_recipe
 
     recipe = recipe_file(tmp_path, [str(PDFS / "R-data.pdf")])
     out = tmp_path / "out"
@@ -284,8 +284,8 @@ def test_a_long_invalid_reply_is_sent_back_cut_in_the_reask(server) -> None:
     from llm_fixtures import closing
     from llm_fixtures import endpoint as llm_endpoint
 
+    from longdocvqa.core.records import QA
     from longdocvqa.llm import LLMClient
-    from longdocvqa.records import QA
 
     pages = "[Current Case]\nPage 7:\nThe quick brown fox jumps over the dog\nA second line of useful text here\n"
     messages = [

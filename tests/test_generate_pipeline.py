@@ -11,11 +11,11 @@ import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from PIL import Image
 
-from longdocvqa import render
-from longdocvqa.errors import ExternalServiceError
+from longdocvqa.core.errors import ExternalServiceError
+from longdocvqa.core.recipe import load_recipe
+from longdocvqa.documents import render
 from longdocvqa.llm import ImageInput
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
 
 MAX_PIXELS = 200_000
 

@@ -8,9 +8,9 @@ import asyncio
 import pytest
 from llm_fixtures import real_document
 
-from longdocvqa.errors import RecipeError
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import GenerateConfig
 from longdocvqa.generate import OpenAIGenerator, TemplateGenerator, generate_document, make_generator
-from longdocvqa.recipe import GenerateConfig
 
 OPENAI = {"kind": "openai", "endpoint": {"model": "gen-model", "base_url": "http://127.0.0.1:9/v1"}}
 

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
+from longdocvqa.core.recipe import load_recipe
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 NAMES = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "R-FAQ.pdf"]

@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
-from longdocvqa import render
-from longdocvqa.fingerprint import file_sha256
+from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.recipe import load_recipe
+from longdocvqa.documents import render
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
 
 NAMES = ["R-data.pdf", "etoolbox.pdf"]
 CRASH = {"memory_mb_per_document": 0}  # no memory bound: a SIGSEGV reads as a crash, not as the memory limit

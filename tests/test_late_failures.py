@@ -15,9 +15,9 @@ from pathlib import Path
 import pymupdf
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
+from longdocvqa.core.recipe import load_recipe
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
-from longdocvqa.runner import Progress
+from longdocvqa.runner.loop import Progress
 
 NAMES = ["R-data.pdf", "etoolbox.pdf"]
 

@@ -13,12 +13,12 @@ import pymupdf
 import pytest
 from typer.testing import CliRunner
 
-from longdocvqa import layoutview
 from longdocvqa.cli import app
-from longdocvqa.layout_eval import LabelScores, score_page
-from longdocvqa.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.records import Block
-from longdocvqa.stages.layout import parse_document
+from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
+from longdocvqa.core.records import Block
+from longdocvqa.documents import layoutview
+from longdocvqa.documents.layout_eval import LabelScores, score_page
+from longdocvqa.documents.parse import parse_document
 
 ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = (ROOT / "tests/data/pdfs", ROOT / "tests/data/layout")

@@ -8,10 +8,10 @@ from pathlib import Path
 import pymupdf
 import pytest
 
-from longdocvqa.layout import normalise_title
-from longdocvqa.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.segment import find_sections, sample_segments
-from longdocvqa.stages.layout import parse_document
+from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
+from longdocvqa.documents.layout import normalise_title
+from longdocvqa.documents.parse import parse_document
+from longdocvqa.documents.segment import find_sections, sample_segments
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
 
-from longdocvqa.errors import StageError
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.records import QA
 from longdocvqa.llm import Ledger, LLMClient
 from longdocvqa.llm.ledger import MIGRATIONS, m001_calls_errors_meta, migrate
-from longdocvqa.records import QA
 
 SCHEMA0 = Path(__file__).resolve().parent / "data" / "ledger" / "schema0.sqlite"
 # The call stored in schema0.sqlite (tests/data/ledger/README.md says how it was written).

@@ -12,10 +12,10 @@ from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` 
 from openai_server import ScriptedOpenAI
 from test_interrupt import _kill_and_check, _start, _wait_for
 
+from longdocvqa.core.recipe import load_recipe
 from longdocvqa.llm import Completion, Ledger
 from longdocvqa.llm.ledger import SHARD_DIR, merge_shards, shard_path, shard_paths
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import load_recipe
 
 NAMES = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "latexbug.pdf"]
 

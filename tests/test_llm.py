@@ -16,7 +16,8 @@ from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - regi
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
-from longdocvqa.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.records import QA
 from longdocvqa.llm import (
     ImageInput,
     Invalid,
@@ -29,7 +30,6 @@ from longdocvqa.llm import (
     retry_after_s,
     text_part,
 )
-from longdocvqa.records import QA
 
 PAGES = "[Current Case]\nPage 7:\nThe quick brown fox jumps over the dog\nA second line of useful text here\n" \
         "Another distinctive line of prose follows\n"  # fmt: skip

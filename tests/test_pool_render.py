@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from longdocvqa import pool, render
-from longdocvqa.errors import RecipeError
-from longdocvqa.recipe import PoolConfig
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import PoolConfig
+from longdocvqa.documents import pool, render
 
 
 def test_discover_folders_globs_and_list_files(pdf_dir: Path, tmp_path: Path) -> None:

@@ -13,10 +13,10 @@ import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
-from longdocvqa import pool, render, sources
-from longdocvqa.errors import RecipeError
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import PoolConfig, load_recipe
+from longdocvqa.documents import pool, render, sources
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import PoolConfig, load_recipe
 
 
 def _shard(path: Path, members: dict[str, bytes | Path]) -> Path:

@@ -17,14 +17,14 @@ from typing import Any
 import pytest
 import yaml
 
-from longdocvqa import render
-from longdocvqa.contract import qa_record_from_row, split_for
-from longdocvqa.fingerprint import content_hash, file_sha256
+from longdocvqa.core.contract import qa_record_from_row, split_for
+from longdocvqa.core.fingerprint import content_hash, file_sha256
+from longdocvqa.core.recipe import Recipe, parse_recipe
+from longdocvqa.core.records import PdfDoc
+from longdocvqa.documents import render
 from longdocvqa.hub.card import BuildReport, split_card
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.publish import ShardWriter, write_dataset
-from longdocvqa.recipe import Recipe, parse_recipe
-from longdocvqa.records import PdfDoc
 
 PDFS = Path(__file__).resolve().parent / "data" / "pdfs"
 SAMPLE_PDFS = ("ulineno.pdf", "latexbug.pdf", "beamerexample-lecture-beamer-version.pdf")  # 20, 33, 33 pages
@@ -113,10 +113,10 @@ def sample_qa(doc: PdfDoc, page_text: str) -> list[dict[str, Any]]:
 
 
 def count_tokens(messages: list[dict[str, Any]], sizes: list[tuple[int, int]], recipe: Recipe) -> int:
-    """Exact length (longdocvqa.tokens) when a Qwen2 tokenizer is available offline, else a value inside the bounds
-    that `validate` then checks."""
-    from longdocvqa.contract import normalise_messages
-    from longdocvqa.validate import exact_token_counter, token_bounds
+    """Exact length (longdocvqa.assembly.tokens) when a Qwen2 tokenizer is available offline, else a value inside
+    the bounds that `validate` then checks."""
+    from longdocvqa.core.contract import normalise_messages
+    from longdocvqa.hub.validate import exact_token_counter, token_bounds
 
     a = recipe.assemble
     if "counter" not in _COUNTER:

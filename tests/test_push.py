@@ -57,7 +57,7 @@ def local_rows(folder: Path, config: str) -> dict[str, Any]:
 
 def lfs_files(folder: Path) -> set[str]:
     """Files the Hub stores as LFS objects (Parquet and PNG), by sha256."""
-    from longdocvqa.fingerprint import file_sha256
+    from longdocvqa.core.fingerprint import file_sha256
 
     return {file_sha256(p) for p in folder.rglob("*") if p.suffix in (".parquet", ".png")}
 
@@ -143,7 +143,7 @@ def test_push_refuses_a_folder_that_fails_validation(sample: Sample, tmp_path: P
     import shutil
 
     from longdocvqa.hub.push import PushRefused, push_dataset
-    from longdocvqa.validate import failure_counts
+    from longdocvqa.hub.validate import failure_counts
 
     folder = tmp_path / "dataset"
     shutil.copytree(sample.dataset, folder)
@@ -183,7 +183,7 @@ def _plain(row: dict[str, Any], hashlib: Any) -> dict[str, Any]:
 
 def _step(step: dict[str, Any]) -> Any:
     from longdocvqa.hub.push import PushRefused, push_dataset
-    from longdocvqa.validate import failure_counts
+    from longdocvqa.hub.validate import failure_counts
 
     op = step["op"]
     if op == "push":
@@ -214,7 +214,7 @@ def _step(step: dict[str, Any]) -> Any:
         data = load_dataset(step["target"], step["config"], revision=step["revision"], streaming=True)
         return {split: [row["id"] for row in data[split]] for split in data}
     if op == "validate":
-        from longdocvqa.validate import validate_dataset
+        from longdocvqa.hub.validate import validate_dataset
 
         return json.loads(validate_dataset(step["target"], step["revision"]).to_json())
     if op == "append":

@@ -22,6 +22,8 @@ from llm_fixtures import (  # noqa: F401 - `server`
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, QARecord
 from longdocvqa.generate.base import drop_duplicates, make_record, qa_json_schema, qa_record_json_schema
 from longdocvqa.generate.checks import (
     check_anchor,
@@ -43,8 +45,6 @@ from longdocvqa.generate.prompts import (
 )
 from longdocvqa.generate.verify import answers_match
 from longdocvqa.llm import LLMClient
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, QARecord
 
 TASKS = ["extract-single", "extract-multi", "reasoning"]
 
@@ -344,9 +344,9 @@ def test_build_with_the_loopback_server_then_rerun_makes_no_request(server, writ
     import json
     import shutil
 
+    from longdocvqa.core.recipe import load_recipe
+    from longdocvqa.documents.segment import sample_segments
     from longdocvqa.pipeline import build
-    from longdocvqa.recipe import load_recipe
-    from longdocvqa.segment import sample_segments
 
     names = ["R-data.pdf", "etoolbox.pdf"]
     ep = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 10.0, "max_retries": 2}

@@ -19,14 +19,14 @@ from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` 
 from openai_server import ScriptedOpenAI
 from test_pool_shards import _shard
 
-from longdocvqa.executors import Failure, Job
-from longdocvqa.isolate import Limits
+from longdocvqa.core.recipe import Recipe, load_recipe
 from longdocvqa.llm.ledger import SHARD_DIR
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import Recipe, load_recipe
+from longdocvqa.runner.executor import Failure, Job
+from longdocvqa.runner.isolate import Limits
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'longdocvqa[ray]' (part of the test extra)")
-from longdocvqa.executors.ray import RayExecutor, ray_executor  # noqa: E402
+from longdocvqa.runner.ray import RayExecutor, ray_executor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

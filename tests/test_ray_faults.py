@@ -16,15 +16,15 @@ import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from openai_server import ScriptedOpenAI
 
-from longdocvqa.executors import Job
-from longdocvqa.isolate import Limits
+from longdocvqa.core.recipe import Recipe, load_recipe
 from longdocvqa.pipeline import build
-from longdocvqa.recipe import Recipe, load_recipe
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.isolate import Limits
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'longdocvqa[ray]' (part of the test extra)")
 from ray.cluster_utils import Cluster  # noqa: E402
 
-from longdocvqa.executors.ray import RayExecutor, ray_executor  # noqa: E402
+from longdocvqa.runner.ray import RayExecutor, ray_executor  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 KILL_AT_REQUEST = 6

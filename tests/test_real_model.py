@@ -17,10 +17,10 @@ import pytest
 from llm_fixtures import real_document
 from pydantic import BaseModel, ConfigDict
 
+from longdocvqa.core.recipe import EndpointConfig, GenerateConfig
+from longdocvqa.core.records import QA
 from longdocvqa.generate.document import generate_document, open_clients
 from longdocvqa.llm import Invalid, LLMClient
-from longdocvqa.recipe import EndpointConfig, GenerateConfig
-from longdocvqa.records import QA
 
 xserve = pytest.importorskip("xserve")
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(xserve.missing() is not None, reason=str(xserve.missing()))]

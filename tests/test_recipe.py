@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from longdocvqa.errors import RecipeError
-from longdocvqa.recipe import load_recipe, parse_recipe
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import load_recipe, parse_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -21,7 +21,9 @@ import pymupdf
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
-from longdocvqa import isolate, render, tokens
+from longdocvqa.assembly import tokens
+from longdocvqa.documents import render
+from longdocvqa.runner import isolate
 
 ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ROOT / "tests" / "data" / "hostile"
@@ -173,7 +175,7 @@ def _accounted(out: Path, inputs: set[str]) -> tuple[set[str], dict[str, int]]:
     """Inputs that are in the published `documents` config (by sha256) or named by a reject with a reason."""
     import pyarrow.parquet as pq
 
-    from longdocvqa.fingerprint import file_sha256
+    from longdocvqa.core.fingerprint import file_sha256
 
     rejects = [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines() if line.strip()]
     assert all(r["reason"] and r["detail"] for r in rejects)

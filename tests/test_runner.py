@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from longdocvqa.errors import StageError
-from longdocvqa.executors import Job
-from longdocvqa.executors.local import InProcess, IsolatedProcesses
-from longdocvqa.isolate import Limits
-from longdocvqa.recipe import load_recipe
-from longdocvqa.records import Reject
-from longdocvqa.runner import BuildContext, Progress, collect, run_jobs
-from longdocvqa.store import RunDir, StageOutput
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import load_recipe
+from longdocvqa.core.records import Reject
+from longdocvqa.core.store import RunDir, StageOutput
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.isolate import Limits
+from longdocvqa.runner.local import InProcess, IsolatedProcesses
+from longdocvqa.runner.loop import BuildContext, Progress, collect, run_jobs
 
 
 class _Seen(Progress):

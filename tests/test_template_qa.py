@@ -9,9 +9,9 @@ import re
 import pytest
 from llm_fixtures import real_document
 
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import LayoutDoc, Segment
 from longdocvqa.generate.template import template_document
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import LayoutDoc, Segment
 
 
 def _section_pages(layout: LayoutDoc, title: str) -> list[int]:

@@ -7,12 +7,19 @@ from pathlib import Path
 
 import pymupdf
 
-from longdocvqa import render
+from longdocvqa.core.recipe import LayoutConfig, PoolConfig
+from longdocvqa.documents import render
+from longdocvqa.documents.parse import parse_document
+from longdocvqa.documents.pool import inspect_file
+from longdocvqa.documents.text import (
+    clean,
+    clean_metadata,
+    comparable,
+    dehyphenate_lines,
+    dehyphenate_text,
+    vocabulary,
+)
 from longdocvqa.generate import normalise
-from longdocvqa.pool import inspect_file
-from longdocvqa.recipe import LayoutConfig, PoolConfig
-from longdocvqa.stages.layout import parse_document
-from longdocvqa.text import clean, clean_metadata, comparable, dehyphenate_lines, dehyphenate_text, vocabulary
 
 
 def test_lone_surrogates_and_controls_are_replaced_and_pairs_joined() -> None:

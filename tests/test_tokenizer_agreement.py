@@ -1,5 +1,6 @@
-"""One tokenizer on both sides: the build's Qwen2 tokenizer (longdocvqa.tokens, `tokenizers` only) and the trainer's
-(train/processor.py, converted with transformers' TikTokenConverter) agree token for token on the demo's real rows.
+"""One tokenizer on both sides: the build's Qwen2 tokenizer (longdocvqa.assembly.tokens, `tokenizers` only) and the
+trainer's (train/processor.py, converted with transformers' TikTokenConverter) agree token for token
+on the demo's real rows.
 
 train/ may not import the package, so the conversion exists twice; the dataset's `num_tokens` (counted by the build)
 drives the trainer's packing, so this test proves the two give the same ids on every `sft` row of the demo build,
@@ -15,8 +16,8 @@ from typing import Any
 import pytest
 from train_helpers import count_tokens
 
-from longdocvqa import tokens
-from longdocvqa.contract import CARD_KEY
+from longdocvqa.assembly import tokens
+from longdocvqa.core.contract import CARD_KEY
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import load_config
 

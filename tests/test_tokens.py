@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from longdocvqa import tokens
-from longdocvqa.assemble import example_lengths, example_messages, example_texts
-from longdocvqa.errors import StageError
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import QARecord
+from longdocvqa.assembly import tokens
+from longdocvqa.assembly.assemble import example_lengths, example_messages, example_texts
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import QARecord
 
 ROOT = Path(__file__).resolve().parents[1]
 PDFS = ROOT / "tests" / "data" / "pdfs"

@@ -11,7 +11,13 @@ import pytest
 import yaml
 from test_publish import Sample, cached_sample, copy_sample
 
-from longdocvqa.validate import ValidationReport, exact_token_counter, render_report, token_bounds, validate_dataset
+from longdocvqa.hub.validate import (
+    ValidationReport,
+    exact_token_counter,
+    render_report,
+    token_bounds,
+    validate_dataset,
+)
 
 Rows = list[dict[str, Any]]
 

@@ -1,8 +1,8 @@
 """The published dataset format as train/ sees it: `train/dataset_schema.json`, exported from longdocvqa's contract.
 
 train/ imports nothing from `longdocvqa`; the JSON file is its one copy of the contract (configs, columns and their
-types), and tests/test_contract.py keeps it equal to what `longdocvqa.contract.schema_json()` produces. The trainer
-checks the columns it reads against it, and the tests build their `sft` folders with `features("sft")`.
+types), and tests/test_contract.py keeps it equal to what `longdocvqa.core.contract.schema_json()` produces. The
+trainer checks the columns it reads against it, and the tests build their `sft` folders with `features("sft")`.
 """
 
 from __future__ import annotations

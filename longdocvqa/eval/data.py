@@ -25,15 +25,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import render
-from longdocvqa.contract import qa_record_from_row
-from longdocvqa.errors import RecipeError, RejectedInput
+from longdocvqa.assembly.tokens import image_size_px, pixmap_size_px
+from longdocvqa.core.contract import qa_record_from_row
+from longdocvqa.core.errors import RecipeError, RejectedInput
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.records import Reject
+from longdocvqa.documents import render
 from longdocvqa.eval.score import canonical_format, is_not_answerable
-from longdocvqa.fingerprint import content_hash
 from longdocvqa.hub.load import is_local, load_config
 from longdocvqa.hub.push import dataset_folder
-from longdocvqa.records import Reject
-from longdocvqa.tokens import image_size_px, pixmap_size_px
 
 STAGE = "eval"
 BENCHMARK_TASK = "benchmark"

@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from longdocvqa.assemble import ANSWER_INSTRUCTION
+from longdocvqa.assembly.assemble import ANSWER_INSTRUCTION
+from longdocvqa.assembly.sampling import unit_draw
+from longdocvqa.assembly.tokens import HUB_MAX_PIXELS, TokenCounter
 from longdocvqa.eval.data import EvalDocument, EvalQuestion
 from longdocvqa.llm import ImageInput, Message, image_part, text_part
-from longdocvqa.sampling import unit_draw
-from longdocvqa.tokens import HUB_MAX_PIXELS, TokenCounter
 
 InputMode = Literal["images", "text"]
 TEMPLATE_ID = "eval-docqa@v1"

@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.chart import line_chart
+from longdocvqa.assembly.chart import line_chart
+from longdocvqa.core.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 from longdocvqa.eval.score import accuracy_and_f1, evidence_position
-from longdocvqa.store import atomic_write_bytes, atomic_write_json, atomic_write_text
 
 if TYPE_CHECKING:
     from longdocvqa.eval.data import EvalSet

@@ -17,7 +17,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from longdocvqa.errors import RecipeError
+from longdocvqa.assembly.tokens import HUB_MAX_PIXELS, HUB_MIN_PIXELS, TokenCounter
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import EndpointConfig
 from longdocvqa.eval.data import EvalQuestion, EvalSet, load_eval_set
 from longdocvqa.eval.prompt import TEMPLATE_ID, PromptBuilder, PromptPlan
 from longdocvqa.eval.report import write_outputs
@@ -29,8 +31,6 @@ from longdocvqa.eval.score import (
     score_answer,
 )
 from longdocvqa.llm import CallFailed, Ledger, LLMClient
-from longdocvqa.recipe import EndpointConfig
-from longdocvqa.tokens import HUB_MAX_PIXELS, HUB_MIN_PIXELS, TokenCounter
 
 DEFAULT_LENGTHS = (32768, 65536, 131072)
 JUDGE_TEMPLATE_ID = "eval-extract@v1"

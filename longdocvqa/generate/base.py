@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.checks import normalise
-from longdocvqa.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 
 if TYPE_CHECKING:
     from longdocvqa.llm import LLMClient

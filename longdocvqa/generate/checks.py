@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import re
 
+from longdocvqa.core.records import QA, LayoutDoc, Segment
+from longdocvqa.documents.text import comparable
 from longdocvqa.llm import Invalid
-from longdocvqa.records import QA, LayoutDoc, Segment
-from longdocvqa.text import comparable
 
 
 def normalise(text: str) -> str:

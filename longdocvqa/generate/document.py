@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import OCR_TASKS, QA_TASKS, LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.generate.base import Generator, PageImage, drop_duplicates
 from longdocvqa.generate.ocr import ocr_document
 from longdocvqa.generate.openai import OpenAIGenerator
 from longdocvqa.generate.template import TemplateGenerator
 from longdocvqa.llm import LLMClient
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import OCR_TASKS, QA_TASKS, LayoutDoc, PdfDoc, QARecord, Reject, Segment
 
 
 def make_generator(config: GenerateConfig) -> Generator:

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, Block, BlockLabel, LayoutDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.base import make_record
 from longdocvqa.generate.prompts import fill, load_prompt
 from longdocvqa.llm import ImageInput, LLMClient, Message, image_part, text_part
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, Block, BlockLabel, LayoutDoc, QARecord, Reject, Segment, Task
 
 
 def ocr_document(

@@ -12,7 +12,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.base import PageImage, item_id, make_record, verification_label
 from longdocvqa.generate.checks import check_generated
 from longdocvqa.generate.prompts import (
@@ -26,8 +28,6 @@ from longdocvqa.generate.prompts import (
 )
 from longdocvqa.generate.verify import verify_qa
 from longdocvqa.llm import Answer, ImageInput, Invalid, Ledger, LLMClient
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 
 
 @dataclass

@@ -17,12 +17,12 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from longdocvqa.errors import RecipeError
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, Segment, Task
 from longdocvqa.generate.base import PageImage
 from longdocvqa.generate.checks import SECTION_NUMBERING, title_core
 from longdocvqa.llm import ImageInput, Message, image_part, text_part
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, Segment, Task
 
 BUILTIN_PREFIX = "builtin://"
 

@@ -15,11 +15,11 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.base import PageImage, item_id, make_record, verification_label
 from longdocvqa.generate.checks import check_generated, title_core
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 
 if TYPE_CHECKING:
     from longdocvqa.llm import LLMClient

@@ -12,11 +12,11 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.records import QA, AnswerFormat
 from longdocvqa.generate.checks import normalise, parse_number
 from longdocvqa.generate.prompts import MODALITY, fill, load_prompt, message_content
 from longdocvqa.llm import LLMClient, Message, text_part
-from longdocvqa.recipe import GenerateConfig
-from longdocvqa.records import QA, AnswerFormat
 
 
 class VerifyReply(BaseModel):

@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.benchindex import (
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.fingerprint import content_hash, file_sha256
+from longdocvqa.core.recipe import BenchmarkSource, DecontaminateConfig
+from longdocvqa.decontamination.benchindex import (
     BenchmarkDocument,
     BenchmarkIndex,
     BenchmarkQuestion,
@@ -29,10 +32,7 @@ from longdocvqa.benchindex import (
     save_index,
     settings_fingerprint,
 )
-from longdocvqa.errors import RecipeError
-from longdocvqa.fingerprint import content_hash, file_sha256
-from longdocvqa.pagehash import dhash
-from longdocvqa.recipe import BenchmarkSource, DecontaminateConfig
+from longdocvqa.decontamination.pagehash import dhash
 
 PageTexts = Callable[[Path], list[str]]
 PageImages = Callable[[Path], list[bytes]]

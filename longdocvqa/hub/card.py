@@ -20,12 +20,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from longdocvqa import chart
-from longdocvqa.contract import CARD_KEY, CONFIGS, configs_yaml, ordered_splits
+from longdocvqa.assembly import chart
+from longdocvqa.core.contract import CARD_KEY, CONFIGS, configs_yaml, ordered_splits
+from longdocvqa.core.recipe import Recipe
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.redact import public_recipe_yaml
 from longdocvqa.hub.stats import PublishStats
-from longdocvqa.recipe import Recipe
 
 ASSETS = "assets"
 LENGTH_PNG = f"{ASSETS}/length_histogram.png"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.contract import COLUMNS, ColumnType
+from longdocvqa.core.contract import COLUMNS, ColumnType
 
 if TYPE_CHECKING:
     from datasets import Features

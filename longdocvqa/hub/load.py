@@ -9,9 +9,9 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.contract import ordered_splits
-from longdocvqa.errors import ExternalServiceError, RecipeError
-from longdocvqa.recipe import ShortDataConfig
+from longdocvqa.core.contract import ordered_splits
+from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.recipe import ShortDataConfig
 
 if TYPE_CHECKING:
     from datasets import Dataset

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
-from longdocvqa.contract import (
+from longdocvqa.core.contract import (
     CONFIGS,
     SHORT_SPLIT,
     count_image_placeholders,
@@ -34,12 +34,12 @@ from longdocvqa.contract import (
     source_of,
     split_for,
 )
-from longdocvqa.errors import LongDocVQAError, RejectedInput
+from longdocvqa.core.errors import LongDocVQAError, RejectedInput
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import PdfDoc, QARecord, Reject
 from longdocvqa.hub.card import BuildReport, write_card
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.stats import PublishStats
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import PdfDoc, QARecord, Reject
 
 if TYPE_CHECKING:
     from datasets import Features

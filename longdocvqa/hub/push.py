@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from longdocvqa.contract import CARD_KEY
-from longdocvqa.errors import ExternalServiceError, LongDocVQAError
-from longdocvqa.fingerprint import file_sha256
+from longdocvqa.core.contract import CARD_KEY
+from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError
+from longdocvqa.core.fingerprint import file_sha256
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import unreachable
 

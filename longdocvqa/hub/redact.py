@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from longdocvqa.recipe import Recipe
+from longdocvqa.core.recipe import Recipe
 
 REDACTED = "<redacted>"
 POOL_ROOT = "<pool>"

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.contract import passed_checks, source_of
-from longdocvqa.records import PdfDoc
-from longdocvqa.safetext import clean
+from longdocvqa.core.contract import passed_checks, source_of
+from longdocvqa.core.records import PdfDoc
+from longdocvqa.core.safetext import clean
 
 _CARD_SAMPLES_PER_TASK = 2
 _CARD_CANDIDATES_PER_TASK = 64  # kept while qa rows stream past; the card shows those an `sft` example uses

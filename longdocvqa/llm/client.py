@@ -26,7 +26,8 @@ from typing import Any, Generic
 
 from pydantic import BaseModel
 
-from longdocvqa.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.recipe import EndpointConfig
 from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
@@ -42,7 +43,6 @@ from longdocvqa.llm.transport import (
     response_type,
 )
 from longdocvqa.llm.usage import TaskUsage, usage_summary
-from longdocvqa.recipe import EndpointConfig
 
 Check = Callable[[M], "Invalid | None"] | Callable[[M], Awaitable["Invalid | None"]]
 

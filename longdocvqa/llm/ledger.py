@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.errors import StageError
+from longdocvqa.core.errors import StageError
 
 
 @dataclass

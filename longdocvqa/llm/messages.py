@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from longdocvqa.fingerprint import bytes_sha256
+from longdocvqa.core.fingerprint import bytes_sha256
 
 Message = dict[str, Any]
 _JPEG_QUALITY = 85

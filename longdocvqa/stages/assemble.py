@@ -12,16 +12,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.assemble import Assembly, assemble
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.assembly.assemble import Assembly, assemble
+from longdocvqa.assembly.tokens import TokenCounter
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import PdfDoc, QARecord
 from longdocvqa.hub.load import fetch_tokenizer_json, load_short_rows
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import PdfDoc, QARecord
-from longdocvqa.runner import BuildContext, record_rejects, timed
+from longdocvqa.runner.loop import BuildContext, record_rejects, timed
 from longdocvqa.stages.layout import layout_or_fail
 from longdocvqa.stages.plan import name_document, unpicked_rejects
 from longdocvqa.stages.publish import reuse_published
-from longdocvqa.tokens import TokenCounter
 
 
 def run_assemble(

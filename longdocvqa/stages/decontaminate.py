@@ -18,14 +18,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import dedup, isolate, render
-from longdocvqa.errors import RejectedInput, StageError
-from longdocvqa.executors import Job
+from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.recipe import DecontaminateConfig
+from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.store import atomic_write_bytes
+from longdocvqa.decontamination import dedup
+from longdocvqa.documents import render
 from longdocvqa.hub.benchmarks import build_benchmark_index
-from longdocvqa.recipe import DecontaminateConfig
-from longdocvqa.records import PdfDoc, QARecord, Reject
-from longdocvqa.runner import BuildContext, one_line, record_rejects, run_guarded, timed
-from longdocvqa.store import atomic_write_bytes
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.loop import BuildContext, one_line, record_rejects, run_guarded, timed
 
 
 def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDoc], dedup.BenchmarkIndex | None]:

@@ -22,16 +22,18 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from longdocvqa.errors import ExternalServiceError, RecipeError
-from longdocvqa.executors import ClientPool, Job
-from longdocvqa.executors.local import ProcessPool, worker_advance
-from longdocvqa.fingerprint import stage_fingerprint
+from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.fingerprint import stage_fingerprint
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
+from longdocvqa.core.store import RunDir, StageOutput
+from longdocvqa.core.store import dump as store_dump
 from longdocvqa.generate import generate_document, make_generator, open_clients, transcribe_page
 from longdocvqa.llm import Ledger, LLMClient, merge_usage
 from longdocvqa.llm.ledger import merge_shards, shard_path
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
-from longdocvqa.runner import (
+from longdocvqa.runner.executor import ClientPool, Job
+from longdocvqa.runner.local import ProcessPool, worker_advance
+from longdocvqa.runner.loop import (
     BuildContext,
     PageImages,
     Progress,
@@ -44,8 +46,6 @@ from longdocvqa.runner import (
 )
 from longdocvqa.stages.layout import load_layout, ocr_fingerprint
 from longdocvqa.stages.plan import name_document, unit_key
-from longdocvqa.store import RunDir, StageOutput
-from longdocvqa.store import dump as store_dump
 
 VERSION = 2  # 2: template-v2 (the template baseline asks page distances, not counts)
 

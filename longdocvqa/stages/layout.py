@@ -11,15 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import isolate, render
-from longdocvqa.errors import RejectedInput, StageError
-from longdocvqa.executors import Job
-from longdocvqa.fingerprint import stage_fingerprint
-from longdocvqa.layout import parse_layout
-from longdocvqa.recipe import LayoutConfig, Recipe
-from longdocvqa.records import LayoutDoc, PdfDoc, Reject
-from longdocvqa.runner import BuildContext, collect, one_line, run_jobs, timed
-from longdocvqa.store import RunDir, StageOutput
+from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.fingerprint import stage_fingerprint
+from longdocvqa.core.recipe import LayoutConfig, Recipe
+from longdocvqa.core.records import LayoutDoc, PdfDoc, Reject
+from longdocvqa.core.store import RunDir, StageOutput
+from longdocvqa.documents.parse import parse_document
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.loop import BuildContext, collect, one_line, run_jobs, timed
 
 VERSION = 3  # 3: text.clean
 
@@ -49,12 +49,6 @@ def _layout_worker(path: str, sha: str, cfg: dict[str, Any], root: str, fingerpr
     except Exception as exc:  # a broken page must never stop the build
         reason = "too_big" if isolate.is_memory_error(exc) else "layout_failed"
         out.write_reject(sha, Reject(stage="layout", item=path, reason=reason, detail=one_line(exc)))
-
-
-def parse_document(path: str, sha: str, cfg: LayoutConfig) -> LayoutDoc:
-    """Raw page content -> labelled layout for one PDF."""
-    raw = render.raw_pages(path, find_tables=cfg.find_tables, layout_model=cfg.backend == "pymupdf-layout")
-    return parse_layout(sha, raw, render.outline(path), cfg)
 
 
 def load_layout(run: RunDir, fingerprint: str, sha: str) -> LayoutDoc | None:

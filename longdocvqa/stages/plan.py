@@ -28,11 +28,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from longdocvqa.assembly.sampling import Candidate, _streams, fill_streams, unit_draw
+from longdocvqa.assembly.tokens import page_image_tokens
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import QA_TASKS, PdfDoc, QARecord, Reject
 from longdocvqa.generate import make_generator
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import QA_TASKS, PdfDoc, QARecord, Reject
-from longdocvqa.sampling import Candidate, _streams, fill_streams, unit_draw
-from longdocvqa.tokens import page_image_tokens
 
 STAGE = "plan"
 PLAN_VERSION = 1

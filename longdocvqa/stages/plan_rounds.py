@@ -12,18 +12,18 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import dedup
-from longdocvqa.assemble import document_candidates
+from longdocvqa.assembly.assemble import document_candidates
+from longdocvqa.assembly.tokens import TokenCounter
+from longdocvqa.core.records import PdfDoc, QARecord, Segment
+from longdocvqa.core.store import atomic_write_text
+from longdocvqa.decontamination import dedup
 from longdocvqa.llm import merge_usage
-from longdocvqa.records import PdfDoc, QARecord, Segment
-from longdocvqa.runner import BuildContext, record_rejects, timed
+from longdocvqa.runner.loop import BuildContext, record_rejects, timed
 from longdocvqa.stages import plan as planning
 from longdocvqa.stages.decontaminate import run_question_overlap
 from longdocvqa.stages.generate import run_generate
 from longdocvqa.stages.layout import layout_or_fail, run_layout
 from longdocvqa.stages.segment import run_segment
-from longdocvqa.store import atomic_write_text
-from longdocvqa.tokens import TokenCounter
 
 
 def run_plan(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[planning.Planner, planning.BuildPlan]:

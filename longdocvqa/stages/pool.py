@@ -11,14 +11,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import isolate, pool
-from longdocvqa.errors import RejectedInput
-from longdocvqa.executors import Job
-from longdocvqa.fingerprint import stage_fingerprint
-from longdocvqa.recipe import PoolConfig
-from longdocvqa.records import PdfDoc, Reject
-from longdocvqa.runner import BuildContext, StageStats, collect, one_line, record_reject, run_jobs, stop, timed
-from longdocvqa.store import StageOutput
+from longdocvqa.core.errors import RejectedInput
+from longdocvqa.core.fingerprint import stage_fingerprint
+from longdocvqa.core.recipe import PoolConfig
+from longdocvqa.core.records import PdfDoc, Reject
+from longdocvqa.core.store import StageOutput
+from longdocvqa.documents import pool
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.loop import BuildContext, StageStats, collect, one_line, record_reject, run_jobs, stop, timed
 
 VERSION = 3  # 3: text.clean
 

@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from longdocvqa import __version__
-from longdocvqa.assemble import Assembly
-from longdocvqa.assembly_stats import write_length_plots
-from longdocvqa.errors import RejectedInput
-from longdocvqa.fingerprint import content_hash
+from longdocvqa.assembly.assemble import Assembly
+from longdocvqa.assembly.stats import write_length_plots
+from longdocvqa.core.errors import RejectedInput
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import Reject
+from longdocvqa.core.store import atomic_write_text
 from longdocvqa.generate import make_generator
 from longdocvqa.hub.card import BuildReport
 from longdocvqa.hub.load import short_row_images
 from longdocvqa.hub.publish import write_dataset
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import Reject
-from longdocvqa.runner import (
+from longdocvqa.runner.loop import (
     BuildContext,
     PageImages,
     StageStats,
@@ -37,7 +38,6 @@ from longdocvqa.runner import (
     render_into_cache,
     timed,
 )
-from longdocvqa.store import atomic_write_text
 
 T = TypeVar("T")
 

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 
-from longdocvqa.executors import Job
-from longdocvqa.executors.local import InProcess
-from longdocvqa.fingerprint import stage_fingerprint
-from longdocvqa.recipe import SegmentConfig
-from longdocvqa.records import PdfDoc, Segment
-from longdocvqa.runner import BuildContext, run_jobs, timed
-from longdocvqa.segment import sample_segments
+from longdocvqa.core.fingerprint import stage_fingerprint
+from longdocvqa.core.recipe import SegmentConfig
+from longdocvqa.core.records import PdfDoc, Segment
+from longdocvqa.core.store import RunDir
+from longdocvqa.documents.segment import sample_segments
+from longdocvqa.runner.executor import Job
+from longdocvqa.runner.local import InProcess
+from longdocvqa.runner.loop import BuildContext, run_jobs, timed
 from longdocvqa.stages.layout import load_layout
-from longdocvqa.store import RunDir
 
 VERSION = 1
 

@@ -20,8 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from longdocvqa.recipe import LayoutConfig
-from longdocvqa.records import Block, LayoutDoc, OutlineEntry, Page, RawLine, RawPage
+from longdocvqa.core.recipe import LayoutConfig
+from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Page, RawLine, RawPage
 
 Box = tuple[float, float, float, float]
 _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and footers live

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import isolate, render
-from longdocvqa.errors import RejectedInput, StageError
-from longdocvqa.executors import Executor, Failure, Job
-from longdocvqa.executors.local import IsolatedProcesses
-from longdocvqa.recipe import Recipe
-from longdocvqa.records import PdfDoc, Reject
-from longdocvqa.store import RunDir, StageOutput, atomic_write_bytes
+from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.records import PdfDoc, Reject
+from longdocvqa.core.store import RunDir, StageOutput, atomic_write_bytes
+from longdocvqa.documents import render
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import Executor, Failure, Job
+from longdocvqa.runner.local import IsolatedProcesses
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 

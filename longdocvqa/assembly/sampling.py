@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from longdocvqa.errors import StageError
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import QARecord
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import QARecord
 
 SHORT_TASK = "short"
 _HASH_SPACE = float(1 << 64)

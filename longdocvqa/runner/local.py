@@ -19,8 +19,9 @@ from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, TypeVar
 
-from longdocvqa import isolate, render
-from longdocvqa.executors import ClientPool, Failure, Job, Outcomes
+from longdocvqa.documents import render
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import ClientPool, Failure, Job, Outcomes
 
 R = TypeVar("R")
 _POLL_S = 0.2

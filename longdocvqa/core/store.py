@@ -30,8 +30,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from longdocvqa.errors import RunDirBusy
-from longdocvqa.records import Reject
+from longdocvqa.core.errors import RunDirBusy
+from longdocvqa.core.records import Reject
 
 M = TypeVar("M", bound=BaseModel)
 

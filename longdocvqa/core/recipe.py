@@ -16,9 +16,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from longdocvqa.errors import RecipeError
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.records import QA_TASKS, Task
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.records import QA_TASKS, Task
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of settings; anything bigger is a mistake or an attack

@@ -25,8 +25,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from longdocvqa.records import PdfDoc, QARecord
-from longdocvqa.safetext import clean
+from longdocvqa.core.records import PdfDoc, QARecord
+from longdocvqa.core.safetext import clean
 
 CONFIGS: tuple[str, ...] = ("sft", "qa", "documents")
 DEFAULT_CONFIG = "sft"

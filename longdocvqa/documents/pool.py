@@ -14,11 +14,11 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from longdocvqa import render, sources
-from longdocvqa.errors import RecipeError, RejectedInput
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.recipe import PoolConfig
-from longdocvqa.records import PdfDoc, Reject
+from longdocvqa.core.errors import RecipeError, RejectedInput
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import PoolConfig
+from longdocvqa.core.records import PdfDoc, Reject
+from longdocvqa.documents import render, sources
 
 POOL_VERSION = 1
 

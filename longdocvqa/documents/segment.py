@@ -14,9 +14,9 @@ import random
 import re
 from collections.abc import Sequence
 
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.recipe import SegmentConfig
-from longdocvqa.records import LayoutDoc, Section, Segment
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import SegmentConfig
+from longdocvqa.core.records import LayoutDoc, Section, Segment
 
 _CONTENTS = re.compile(r"^(table of )?contents$|^index$", re.IGNORECASE)  # navigation, not a section start
 _SENTENCE_END = re.compile(r"[.!?:;)\]]\s*$")

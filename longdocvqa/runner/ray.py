@@ -24,11 +24,12 @@ import os
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
-from longdocvqa import isolate, render
-from longdocvqa.errors import RecipeError, StageError
-from longdocvqa.executors import ClientPool, Failure, Job, Outcomes
-from longdocvqa.executors.local import report_progress_to
-from longdocvqa.recipe import Recipe
+from longdocvqa.core.errors import RecipeError, StageError
+from longdocvqa.core.recipe import Recipe
+from longdocvqa.documents import render
+from longdocvqa.runner import isolate
+from longdocvqa.runner.executor import ClientPool, Failure, Job, Outcomes
+from longdocvqa.runner.local import report_progress_to
 
 R = TypeVar("R")
 _IN_FLIGHT_PER_CPU = 2

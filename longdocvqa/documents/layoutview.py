@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import render
-from longdocvqa.errors import RecipeError
-from longdocvqa.layout import parse_layout
-from longdocvqa.layout_eval import HeadingScores, LabelScores, aligned_starts, score_headings, score_page
-from longdocvqa.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.records import LayoutDoc, OutlineEntry
-from longdocvqa.segment import sample_segments
-from longdocvqa.stages.layout import parse_document
+from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
+from longdocvqa.core.records import LayoutDoc, OutlineEntry
+from longdocvqa.documents import render
+from longdocvqa.documents.layout import parse_layout
+from longdocvqa.documents.layout_eval import HeadingScores, LabelScores, aligned_starts, score_headings, score_page
+from longdocvqa.documents.parse import parse_document
+from longdocvqa.documents.segment import sample_segments
 
 # One colour per label (RGB), picked to be told apart on white paper.
 COLOURS = {

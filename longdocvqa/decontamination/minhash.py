@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from longdocvqa.errors import StageError
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.pagehash import ImageSource, dhash
-from longdocvqa.recipe import DecontaminateConfig
-from longdocvqa.store import atomic_write_bytes
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import DecontaminateConfig
+from longdocvqa.core.store import atomic_write_bytes
+from longdocvqa.decontamination.pagehash import ImageSource, dhash
 
 ALGORITHM_VERSION = 1
 EMPTY = np.uint32(0xFFFFFFFF)  # MinHash value of a bin (or permutation) that saw no shingle

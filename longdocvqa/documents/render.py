@@ -15,11 +15,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from longdocvqa import sources
-from longdocvqa.errors import RejectedInput
-from longdocvqa.records import RawBox, RawLine, RawPage
-from longdocvqa.text import clean, clean_metadata, dehyphenate_lines, dehyphenate_text, vocabulary
-from longdocvqa.tokens import RENDER_MAX_PIXELS, capped_dpi
+from longdocvqa.assembly.tokens import RENDER_MAX_PIXELS, capped_dpi
+from longdocvqa.core.errors import RejectedInput
+from longdocvqa.core.records import RawBox, RawLine, RawPage
+from longdocvqa.documents import sources
+from longdocvqa.documents.text import clean, clean_metadata, dehyphenate_lines, dehyphenate_text, vocabulary
 
 _PDF_MAGIC_WINDOW = 1024
 _BOLD_FLAG = 16

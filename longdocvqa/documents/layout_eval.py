@@ -17,8 +17,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from longdocvqa.layout import normalise_title
-from longdocvqa.records import Block, LayoutDoc, OutlineEntry, Segment
+from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Segment
+from longdocvqa.documents.layout import normalise_title
 
 Box = Sequence[float]
 FURNITURE = ("header", "footer")

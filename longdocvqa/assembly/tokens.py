@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.errors import StageError
+from longdocvqa.core.errors import StageError
 
 # One LLM token per 28x28 pixels: 14x14 ViT patches merged 2x2 (Qwen2.5-VL's "pixel unshuffle").
 PATCH_PX = 14

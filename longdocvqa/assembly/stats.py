@@ -13,11 +13,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from longdocvqa import chart
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import OCR_TASKS, PdfDoc, Reject
-from longdocvqa.sampling import Candidate
-from longdocvqa.tokens import document_image_tokens
+from longdocvqa.assembly import chart
+from longdocvqa.assembly.sampling import Candidate
+from longdocvqa.assembly.tokens import document_image_tokens
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import OCR_TASKS, PdfDoc, Reject
 
 LONG_EXAMPLE_TOKENS = 100_000  # "share >= 100K" in the paper's tables (decimal K, as its totals add up)
 HISTOGRAM_BIN_TOKENS = 4096

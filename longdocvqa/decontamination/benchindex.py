@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from longdocvqa.fingerprint import canonical_json
-from longdocvqa.minhash import (
+from longdocvqa.core.fingerprint import canonical_json
+from longdocvqa.core.recipe import DecontaminateConfig
+from longdocvqa.core.store import atomic_write_bytes
+from longdocvqa.decontamination.minhash import (
     ALGORITHM_VERSION,
     SignatureCache,
     SignatureLSH,
@@ -27,9 +29,7 @@ from longdocvqa.minhash import (
     text_ngrams,
     word_hashes,
 )
-from longdocvqa.pagehash import ImageSource, PageHashTable, informative
-from longdocvqa.recipe import DecontaminateConfig
-from longdocvqa.store import atomic_write_bytes
+from longdocvqa.decontamination.pagehash import ImageSource, PageHashTable, informative
 
 MIN_SHORT_QUESTION_WORDS = 5  # a benchmark question shorter than the n-gram matches only an identical question
 

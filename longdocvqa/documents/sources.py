@@ -29,10 +29,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from longdocvqa.errors import RecipeError, RejectedInput
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.records import Reject
-from longdocvqa.store import atomic_write_json
+from longdocvqa.core.errors import RecipeError, RejectedInput
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.records import Reject
+from longdocvqa.core.store import atomic_write_json
 
 INDEX_ENV = "LONGDOCVQA_SHARD_INDEX_DIR"  # set by use_index_dir; inherited by worker processes
 _CHUNK_BYTES = 1 << 20

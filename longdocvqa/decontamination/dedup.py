@@ -20,9 +20,11 @@ from typing import Any
 
 import numpy as np
 
-from longdocvqa.benchindex import BenchmarkIndex, SourceSummary, question_grams, settings_fingerprint
-from longdocvqa.errors import StageError
-from longdocvqa.minhash import (
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.recipe import DecontaminateConfig
+from longdocvqa.core.records import Reject
+from longdocvqa.decontamination.benchindex import BenchmarkIndex, SourceSummary, question_grams, settings_fingerprint
+from longdocvqa.decontamination.minhash import (
     PageSignatures,
     SignatureCache,
     SignatureLSH,
@@ -32,9 +34,7 @@ from longdocvqa.minhash import (
     lsh_params,
     normalised_words,
 )
-from longdocvqa.pagehash import PageHashTable, aligned_matches, image_similarity, informative
-from longdocvqa.recipe import DecontaminateConfig
-from longdocvqa.records import Reject
+from longdocvqa.decontamination.pagehash import PageHashTable, aligned_matches, image_similarity, informative
 
 STAGE = "decontaminate"
 

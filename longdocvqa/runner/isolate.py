@@ -25,7 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from longdocvqa.store import pid_alive
+from longdocvqa.core.store import pid_alive
 
 WATCHDOG_INTERVAL_S = 0.5
 _PR_SET_PDEATHSIG = 1

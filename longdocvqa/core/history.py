@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import __version__
-from longdocvqa.recipe import Recipe
+from longdocvqa.core.recipe import Recipe
 
 RUNS_FILE = "runs.jsonl"
 MASK = "***"

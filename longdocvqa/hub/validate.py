@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from longdocvqa import tokens
-from longdocvqa.contract import (
+from longdocvqa.assembly import tokens
+from longdocvqa.core.contract import (
     CARD_KEY,
     CONFIGS,
     DEFAULT_CONFIG,
@@ -31,11 +31,11 @@ from longdocvqa.contract import (
     ordered_splits,
     qa_record_from_row,
 )
-from longdocvqa.errors import StageError
+from longdocvqa.core.errors import StageError
+from longdocvqa.core.records import QA
+from longdocvqa.core.safetext import printable
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import check_reachable, is_local, iter_rows, read_card_text
-from longdocvqa.records import QA
-from longdocvqa.safetext import printable
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -431,8 +431,8 @@ def _check_tokens(
 
 
 def exact_token_counter(tokenizer: str, min_pixels: int, max_pixels: int) -> RowTokenCounter | None:
-    """The exact Qwen2.5-VL length of an sft row from its image sizes and messages (longdocvqa.tokens); None when no
-    Qwen2 tokenizer is available offline, and `validate` then checks `token_bounds` instead and warns."""
+    """The exact Qwen2.5-VL length of an sft row from its image sizes and messages (longdocvqa.assembly.tokens);
+    None when no Qwen2 tokenizer is available offline, and `validate` then checks `token_bounds` instead and warns."""
     try:
         counter = tokens.TokenCounter.load(tokenizer, min_pixels, max_pixels)
     except (StageError, OSError):

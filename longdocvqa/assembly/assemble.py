@@ -40,13 +40,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from longdocvqa.assembly_stats import AssembleStats, compute_stats
-from longdocvqa.errors import RejectedInput, StageError
-from longdocvqa.fingerprint import content_hash
-from longdocvqa.recipe import AssembleConfig
-from longdocvqa.records import OCR_TASKS, LayoutDoc, PdfDoc, QARecord, Reject
-from longdocvqa.sampling import SHORT_TASK, Candidate, sample, unit_draw
-from longdocvqa.tokens import DEFAULT_SYSTEM_PROMPT, TokenCounter, image_size_px
+from longdocvqa.assembly.sampling import SHORT_TASK, Candidate, sample, unit_draw
+from longdocvqa.assembly.stats import AssembleStats, compute_stats
+from longdocvqa.assembly.tokens import DEFAULT_SYSTEM_PROMPT, TokenCounter, image_size_px
+from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe import AssembleConfig
+from longdocvqa.core.records import OCR_TASKS, LayoutDoc, PdfDoc, QARecord, Reject
 
 STAGE = "assemble"
 ExampleTask = Literal["extract-single", "extract-multi", "reasoning", "ocr-full", "ocr-needle", "short"]
