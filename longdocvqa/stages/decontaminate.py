@@ -1,12 +1,13 @@
 """Decontaminate stage: drop pool documents that copy or nearly copy a benchmark document or each other, and
 generated questions that share a 13-gram with a benchmark question or answer.
 
-Runs over the whole pool at once (dedup.py: MinHash LSH over page shingles, perceptual hashes of image-only
+Runs over the whole pool at once (decontamination/dedup.py: MinHash LSH over page shingles, perceptual hashes of
+image-only
 pages, cached per document); the benchmark index comes from hub/benchmarks.py. Every PDF (pool and benchmark) is
 read in its own worker under the recipe's isolation limits, its signatures and page hashes cached; a pool document
 MuPDF cannot read, or whose reading crashes, overruns or runs out of memory, is one reject naming the file, never a
 traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report.
-Does not own: the signatures and the matching (dedup.py), loading benchmarks (hub).
+Does not own: the signatures and the matching (decontamination/dedup.py), loading benchmarks (hub).
 """
 
 from __future__ import annotations
