@@ -1,7 +1,7 @@
 """Plan stage: which (document, task) units a build needs, decided from page sizes alone, before paying for any.
 
 Runs right after pool and decontamination. A document's full-document example length is exact for its images
-(assembly/tokens.py: page sizes, render DPI, Qwen2.5-VL's resize) plus a small estimate for the text (question, answer,
+(tokens.py: page sizes, render DPI, Qwen2.5-VL's resize) plus a small estimate for the text (question, answer,
 page labels). Documents whose length falls outside the window are dropped here, before any layout or rendering.
 Each (document, task) unit stands for `segment.per_document x generate.questions_per_segment` estimated
 candidates; the deficit round robin of assemble.py, over the same streams (a task, or a task and a token bin)
