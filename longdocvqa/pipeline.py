@@ -2,9 +2,9 @@
 
 The plan (stages/plan.py) picks, from page sizes alone, the (document, task) units the dataset needs; layout,
 segment and generate run only for those, with top-up rounds when drops leave a stream of the mixture short
-(stages/plan_rounds.py). Each stage lives in stages/; the per-document loop, resume and error budgets in
-runner/loop.py; how jobs run in runner/ (executor.py, local.py, ray.py). This module holds the build's lock, its
-order of stages, the dry-run entry, the manifest and the run history.
+(stages/plan_rounds.py). Each stage lives in stages/; the per-document loop, resume and error budgets in runner.py;
+how jobs run in executors/. This module holds the build's lock, its order of stages, the dry-run entry, the
+manifest and the run history.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def build(
     executor: Executor | None = None,
 ) -> dict[str, Any]:
     """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest. `executor` runs the
-    per-document jobs (default: this machine's processes; runner/ray.py: a Ray cluster); it never changes what
+    per-document jobs (default: this machine's processes; executors/ray.py: a Ray cluster); it never changes what
     is written."""
     run = RunDir(out_dir)
     ctx = BuildContext(recipe=recipe, run=run, workers=workers or os.cpu_count() or 1, progress=progress or Progress())

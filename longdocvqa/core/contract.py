@@ -107,7 +107,7 @@ class QARow(QARecord):
 
 
 class CardMeta(BaseModel):
-    """The card's `longdocvqa:` block, as card.py writes it (what validate and the trainer read)."""
+    """The card's `longdocvqa:` block, as hub/card.py writes it (what validate and the trainer read)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -2,7 +2,7 @@
 segment and generate), layout, segment, generate, assemble, publish.
 
 Each holds its per-document function(s) and its stage runner, which runs them through the per-document loop of
-runner/loop.py (on an executor of runner/). stages/plan.py is pure (decisions from records and recipe settings);
-the rules of the others live in the domain folders they import (documents/, decontamination/, assembly/,
-generate/) and the adapters (documents/render.py, llm/, hub/).
+runner.py (on an executor of executors/). stages/plan.py is pure (decisions from records and recipe settings);
+the rules of the others live in the lower-level modules they import (pool.py, layout.py, segment.py,
+assemble.py, dedup.py, qa.py) and the adapters (render, llm, hub).
 """

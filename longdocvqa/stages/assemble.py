@@ -2,9 +2,8 @@
 
 Cheap (no images): runs in the build's process over every generated QA at once; its inputs' hash names a marker
 under stages/assemble/, and when the same inputs were already assembled and published the stats and rejects are
-restored instead (stages/publish.py). Does not own: the examples, lengths and sampling (assembly/assemble.py,
-assembly/sampling.py),
-token counting (assembly/tokens.py), loading the tokenizer or short data (hub/load.py).
+restored instead (stages/publish.py). Does not own: the examples, lengths and sampling (assemble.py, sampling.py),
+token counting (tokens.py), loading the tokenizer or short data (hub/load.py).
 """
 
 from __future__ import annotations

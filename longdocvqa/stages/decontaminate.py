@@ -1,8 +1,7 @@
 """Decontaminate stage: drop pool documents that copy or nearly copy a benchmark document or each other, and
 generated questions that share a 13-gram with a benchmark question or answer.
 
-Runs over the whole pool at once (decontamination/dedup.py: MinHash LSH over page shingles, perceptual hashes of
-image-only
+Runs over the whole pool at once (dedup.py: MinHash LSH over page shingles, perceptual hashes of image-only
 pages, cached per document); the benchmark index comes from hub/benchmarks.py. Every PDF (pool and benchmark) is
 read in its own worker under the recipe's isolation limits, its signatures and page hashes cached; a pool document
 MuPDF cannot read, or whose reading crashes, overruns or runs out of memory, is one reject naming the file, never a

@@ -1,9 +1,9 @@
 """Layout stage: each planned document parsed into labelled blocks (title, section, paragraph, table, figure...).
 
-Each document runs in its own process under the per-document limits (runner/loop.py, runner/local.py); a PDF that
+Each document runs in its own process under the per-document limits (runner.py, executors/local.py); a PDF that
 fails to parse, overruns, or kills its process is one reject naming the file. The stored layout is keyed by the
 document's sha256 under the stage fingerprint, so segment, generate and assemble read it by (fingerprint, sha256).
-Does not own: the labelling rules (documents/layout.py) or PDF access (documents/render.py).
+Does not own: the labelling rules (layout.py) or PDF access (render.py).
 """
 
 from __future__ import annotations

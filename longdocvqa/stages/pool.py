@@ -1,11 +1,9 @@
 """Pool stage: hash, probe and filter the pool's PDFs; the kept documents, sorted by sha256.
 
-Each file is inspected in its own process (documents/pool.py: sha256, page count and sizes, metadata); a file that
-cannot
+Each file is inspected in its own process (pool.py: sha256, page count and sizes, metadata); a file that cannot
 be read, overruns its time or memory, or kills its process is one reject naming the file. Duplicates (same bytes),
 page counts outside the range and licences not allowed are dropped after the stage, so changing those settings
-reuses every inspection. Does not own: listing and probing files (documents/pool.py), the per-document loop
-(runner/loop.py).
+reuses every inspection. Does not own: listing and probing files (pool.py), the per-document loop (runner.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""Segment stage: section-aligned page spans sampled from each parsed document (documents/segment.py), in this process.
+"""Segment stage: section-aligned page spans sampled from each parsed document (segment.py), in this process.
 
 Keyed by the document's sha256 under a fingerprint of (segment config, seed, layout fingerprint); a document
-without a stored layout (rejected at layout) gets no segments. Does not own: the sampling rules (documents/segment.py).
+without a stored layout (rejected at layout) gets no segments. Does not own: the sampling rules (segment.py).
 """
 
 from __future__ import annotations
