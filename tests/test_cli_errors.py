@@ -106,3 +106,15 @@ def test_the_layout_json_is_the_documents_blocks() -> None:
     (page,) = json.loads(stdout)["pages"]
     first = page["blocks"][0]
     assert page["page"] == 1 and (first["label"], first["text"]) == ("title", "R Data Import/Export")
+
+
+def test_no_resume_with_a_bad_recipe_clears_nothing(write_recipe, pdf_dir: Path, tmp_path: Path) -> None:
+    """--no-resume clears finished stages only once the recipe's prompts and files check out."""
+    openai = {"kind": "openai", "endpoint": {"base_url": "http://127.0.0.1:9/v1"}}
+    recipe = write_recipe([str(pdf_dir / "R-data.pdf")], generate={"prompt_version": "v9", "generator": openai})
+    kept = tmp_path / "out" / "stages" / "layout" / "done.json"
+    kept.parent.mkdir(parents=True)
+    kept.write_text("{}")
+    exit_code, stdout, stderr = _run(["build", str(recipe), "--out", str(tmp_path / "out"), "--no-resume"])
+    assert exit_code == 2 and stdout == "", stderr
+    assert "no prompt file 'qa_v9.md'" in stderr and kept.is_file()
