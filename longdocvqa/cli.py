@@ -16,8 +16,9 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from longdocvqa.core import bundled
 from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
-from longdocvqa.core.recipe import Recipe, load_recipe
+from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.safetext import printable
 from longdocvqa.core.store import RunDir
 from longdocvqa.documents import layoutview
@@ -109,7 +110,13 @@ def _rich_progress(progress: Any) -> Any:
 
 @app.command()
 def build(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML describing the dataset version (see recipes/).")],
+    recipe: Annotated[
+        str,
+        typer.Argument(
+            help="Recipe YAML describing the dataset version, or the name of a bundled recipe (longdocvqa recipe "
+            "list); a file of that name wins.",
+        ),
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Run directory; default runs/<name>-<version>.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel worker processes; default: all cores.")] = None,
     limit: Annotated[int | None, typer.Option(help="Process at most N pool documents (for a quick look).")] = None,
@@ -145,7 +152,7 @@ def build(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
-        loaded = load_recipe(recipe)
+        loaded = bundled.load(recipe)
         check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 before any work
         out_dir = out or Path("runs") / f"{loaded.name}-{loaded.version}"
         if executor == "ray":
@@ -510,6 +517,52 @@ def _print_layout(data: dict[str, Any]) -> None:
             text = block["text"].replace("\n", " ")
             text = text if len(text) <= 100 else text[:97] + "..."
             console.print(f"  {block['label']:<9} {text}", highlight=False, markup=False, soft_wrap=True)
+
+
+recipe_app = typer.Typer(
+    help="The recipes bundled with the package: list them, print one, or start your own from one.",
+    no_args_is_help=True,
+)
+app.add_typer(recipe_app, name="recipe")
+
+
+@recipe_app.command("list")
+def recipe_list() -> None:
+    """Name every bundled recipe, with one line each (build one with `longdocvqa build NAME`)."""
+    console = _console()
+    for name in bundled.bundled_names():
+        console.print(_plain(bundled.summary(name), f"{name:<32} ", "bold"), highlight=False, soft_wrap=True)
+
+
+@recipe_app.command("show")
+def recipe_show(
+    name: Annotated[str, typer.Argument(help="A bundled recipe's name (longdocvqa recipe list).")],
+) -> None:
+    """Print a bundled recipe, comments included."""
+    try:
+        typer.echo(bundled.bundled_path(name).read_text(encoding="utf-8"), nl=False)
+    except LongDocVQAError as exc:
+        _fail(exc)
+
+
+@recipe_app.command("new")
+def recipe_new(
+    name: Annotated[str, typer.Argument(help="Name of the new recipe: writes NAME.yaml into the current folder.")],
+    source: Annotated[str, typer.Option("--from", help="The bundled recipe to start from.")] = "mmprolong-128k",
+    pool: Annotated[str | None, typer.Option(help="Your PDFs: a folder, glob, .txt list or URL.")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Your OpenAI-compatible endpoint, e.g. http://host:8000/v1.")
+    ] = None,
+    model: Annotated[str | None, typer.Option(help="The model name the endpoint serves.")] = None,
+) -> None:
+    """Write a starter recipe, ready to edit, from a bundled one; never overwrites a file."""
+    try:
+        dest = Path(name if name.endswith(bundled.SUFFIX) else f"{name}{bundled.SUFFIX}")
+        text = bundled.starter(source, dataset_name=dest.stem, pool=pool, base_url=base_url, model=model)
+        bundled.write_new(dest, text)
+    except LongDocVQAError as exc:
+        _fail(exc)
+    _console().print(_plain(f"{dest}: edit it, then `longdocvqa build {dest}`", "wrote ", "bold"), highlight=False)
 
 
 def main() -> None:
