@@ -12,6 +12,7 @@ in a new one, added to `GROUPS`), with its flags as `Annotated` parameters and i
     dataset.py   validate, push, inspect
     tools.py     schema, layout
     evaluate.py  eval
+    recipes.py   recipe list, recipe show, recipe new (a Typer of sub-commands, in `TYPERS`)
     output.py    consoles, plain text, the error function `fail`, the build summary table
 """
 
@@ -21,9 +22,9 @@ from typing import Any
 
 import typer
 
-from longdocvqa.cli import build, dataset, evaluate, tools
+from longdocvqa.cli import build, dataset, evaluate, recipes, tools
 
-GROUPS = (build, dataset, tools, evaluate)
+GROUPS = (build, dataset, tools, evaluate, recipes)
 
 app = typer.Typer(
     name="longdocvqa",
@@ -55,6 +56,8 @@ _hide_flag_types()
 for _group in GROUPS:
     for _name, _command in _group.COMMANDS.items():
         app.command(_name)(_command)
+    for _name, _typer in getattr(_group, "TYPERS", {}).items():  # commands with sub-commands (`recipe list`)
+        app.add_typer(_typer, name=_name)
 
 
 def main() -> None:
