@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
+from test_charts import data_under_legend
 
 from longdocvqa.core.contract import passed_checks, source_of
 from longdocvqa.core.history import MASK, masked_argv
@@ -201,6 +203,37 @@ def test_card_of_a_template_build_says_what_ran(demo_build: Path) -> None:
     for question in shown:  # the card's cells are cut at 120 characters
         (row,) = [r for q, r in qa.items() if q.replace("|", "\\|").startswith(question.rstrip("…"))]
         assert passed_checks(row) and row["id"] in used
+
+
+@pytest.mark.slow
+def test_demo_card_pictures_fit_the_data_and_show_one_example_per_task(demo_build: Path) -> None:
+    dataset = demo_build / "dataset"
+    header, body = split_card((dataset / "README.md").read_text())
+    length = json.loads((dataset / "assets" / "length_histogram.json").read_text())
+    tokens = [row["num_tokens"] for row in _rows(dataset, "sft")]
+    assert sum(1 for total in length["totals"] if total) >= 8  # issue 30: not one 4K-wide bar
+    assert min(tokens) - 100 <= length["edges"][0] <= min(tokens) and max(tokens) < length["edges"][-1] <= 3200
+    assert length["title"].startswith(f"Tokens per example: {len(tokens)} examples") and "100K" not in length["title"]
+    pages = json.loads((dataset / "assets" / "pages_histogram.json").read_text())
+    assert pages["title"].startswith("Pages per example") and "tokens" not in pages["title"]
+    assert data_under_legend(length) == [] and data_under_legend(pages) == []
+    examples = body.split("## Examples")[1].split("\n## ")[0]
+    tasks = set(header["longdocvqa"]["task_counts"]["train"])
+    shown = dict(re.findall(r"!\[Example of ([a-z-]+)\]\((assets/example_[a-z-]+\.png)\)", examples))
+    assert set(shown) == tasks
+    qa = {row["id"]: row for row in _rows(dataset, "qa")}
+    for task, picture in shown.items():
+        assert (dataset / picture).stat().st_size < 300_000
+        plotted = json.loads((dataset / picture).with_suffix(".json").read_text())
+        assert plotted["header"].startswith(f"[{task}]") and plotted["pages"]
+        assert all(p["caption"].startswith("page ") for p in plotted["pages"])
+        text = " ".join(plotted["header"].split())
+        (row,) = [r for r in qa.values() if r["task"] == task and f"Q: {' '.join(r['question'].split())[:60]}" in text]
+        assert passed_checks(row) and [f"page {p}" for p in row["evidence_pages"][:3]] == [
+            p["caption"] for p in plotted["pages"]
+        ]
+    assert any(p["boxes_px"] for picture in shown.values()
+               for p in json.loads((dataset / picture).with_suffix(".json").read_text())["pages"])  # fmt: skip
 
 
 def test_source_is_the_licence_files_or_else_the_file_name() -> None:

@@ -135,4 +135,6 @@ def examples_section(pictures: dict[str, str], notes: list[str]) -> str:
     ]
     lines += [f"![Example of {task}]({path})\n" for task, path in sorted(pictures.items())]
     lines += [f"{note}." for note in notes]
+    if not pictures and not notes:
+        lines.append("No `qa` row passed every check and is used by an `sft` example.")
     return "\n".join(lines)
