@@ -31,6 +31,9 @@ MAX_THUMBNAILS = 3
 THUMBNAIL_WIDTH_PX = 400
 _TEXT_CHARS = 300
 _WRAP_CHARS = 110
+_ASCII_BRACKETS = str.maketrans(
+    {"\u3008": "<", "\u3009": ">", "\u27e8": "<", "\u27e9": ">", "\u2329": "<", "\u232a": ">"}
+)
 
 
 def pick_examples(recipe: Recipe, stats: PublishStats) -> dict[str, dict[str, Any]]:
@@ -91,13 +94,20 @@ def _header(row: dict[str, Any], shown: int, found: bool) -> str:
         f"[{row['task']}] document {row['doc_sha256'][:12]}, evidence page{'s' if len(evidence) > 1 else ''} "
         f"{', '.join(str(p) for p in evidence)}{more}; {where}",
         *textwrap.wrap(f"Q: {_short(row['question'])}", _WRAP_CHARS),
-        *textwrap.wrap(f"A: {_short(row['answer'])}", _WRAP_CHARS),
+        *textwrap.wrap(f"A: {_short(_answer_text(row))}", _WRAP_CHARS),
     ]
     return "\n".join(line.replace("$", r"\$") for line in lines)
 
 
+def _answer_text(row: dict[str, Any]) -> str:
+    """The answer as people read it: a List answer's items numbered, not its JSON."""
+    items = row.get("answer_list") or []
+    return "; ".join(f"({i}) {item}" for i, item in enumerate(items, 1)) if items else str(row["answer"])
+
+
 def _short(text: Any) -> str:
-    flat = " ".join((clean(str(text)) or "").split())
+    """One line of at most _TEXT_CHARS, control characters dropped, angle brackets the font lacks made ASCII."""
+    flat = " ".join((clean(str(text)) or "").translate(_ASCII_BRACKETS).split())
     return flat if len(flat) <= _TEXT_CHARS else flat[: _TEXT_CHARS - 1] + "…"
 
 
