@@ -62,7 +62,8 @@ def test_bins_span_the_paper_window_and_stay_inside_it() -> None:
     edges = charts.bin_edges(values, (8_192, 131_072))
     assert 20 <= len(edges) - 1 <= 40 and edges[0] <= 8_500 and edges[-1] > 127_900
     assert charts.bin_edges([], (1024, 4096))[0] <= 1024 and len(charts.bin_edges([7])) == 2
-    assert charts.bin_edges([3, 40]) == list(range(2, 44, 2))  # pages: 2-page bins across the observed range
+    assert charts.bin_edges([3, 40]) == list(range(3, 42))  # pages: whole-page bins across the observed range
+    assert charts.bin_edges([3, 90]) == list(range(3, 94, 3))  # a round width, 20-30 bins
     assert charts.bin_edges([33, 46]) == list(range(33, 48))  # whole pages when the range is short
 
 

@@ -24,7 +24,7 @@ from longdocvqa.core.store import atomic_write_bytes, atomic_write_text
 TARGET_BINS = 30  # the histograms aim at 20-40 bins over the observed range (within the window)
 WIDTH_IN, HEIGHT_IN, DPI = 9.0, 4.2, 100
 COLOURS = ("#3b6ea5", "#e1812c", "#3a923a", "#c03d3e", "#9372b2", "#845b53", "#d684bd", "#7f7f7f")
-_NICE_FACTORS = (1, 2, 2.5, 5, 10)
+_NICE_FACTORS = (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10)  # steps of at most 1.5x: 20-30 bins
 
 
 @dataclass
@@ -42,7 +42,8 @@ class Chart:
 
 
 def nice_width(span: float, bins: int = TARGET_BINS) -> int:
-    """A 1-2-2.5-5 x 10^k integer bin width that cuts `span` into about `bins` bins (at least 1)."""
+    """A round integer bin width (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 x 10^k, at least 1) that cuts `span` into `bins`
+    bins or a few less (never under 2/3 of them)."""
     raw = max(span, 1.0) / bins
     magnitude = 10.0 ** math.floor(math.log10(raw))
     return max(1, int(next(f * magnitude for f in _NICE_FACTORS if f * magnitude >= raw)))
