@@ -59,7 +59,7 @@ def write_example_pictures(
         name = f"{ASSETS}/example_{re.sub(r'[^a-z0-9_-]+', '-', task.lower())}.png"
         try:
             chart = example_chart(row, stats.doc_paths.get(row["doc_sha256"]), page_image)
-        except (LongDocVQAError, OSError, ValueError) as exc:
+        except (LongDocVQAError, OSError, ValueError, IndexError) as exc:  # a page the cache or the PDF lacks
             notes.append(f"no example picture for {task}: {clean(str(exc))}")
             continue
         (folder / ASSETS).mkdir(parents=True, exist_ok=True)
