@@ -10,6 +10,7 @@ from typing import Any
 
 from longdocvqa.assembly.stats import AssembleStats, Histogram, length_title
 from longdocvqa.core import charts
+from longdocvqa.core.recipe import Recipe, parse_recipe
 from longdocvqa.hub import charts as card_charts
 from longdocvqa.hub.stats import PublishStats
 
@@ -111,6 +112,10 @@ def _stats(max_tokens: int, tokens: list[int]) -> AssembleStats:
     )  # fmt: skip
 
 
+def _recipe() -> Recipe:
+    return parse_recipe({"name": "charts", "version": "0.1.0", "pool": {"paths": ["unused"]}})
+
+
 def test_share_at_100k_is_in_the_title_only_when_the_window_reaches_it() -> None:
     assert "100K" not in length_title(_stats(4096, DEMO_TOKENS))
     assert "50.0% >= 100K" in length_title(_stats(131_072, [90_000, 110_000]))
@@ -120,3 +125,17 @@ def test_share_at_100k_is_in_the_title_only_when_the_window_reaches_it() -> None
     assert card_charts.pages_title(rows).startswith("Pages per example") and "tokens" not in card_charts.pages_title(
         rows
     )
+
+
+def test_without_matplotlib_nothing_is_drawn_and_one_line_says_so(monkeypatch, tmp_path: Path) -> None:
+    import sys
+
+    from longdocvqa.assembly.stats import write_length_plots
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # what an install without matplotlib gives: ImportError
+    line = charts.charts_available()
+    assert line is not None and line.startswith("no charts: matplotlib is not installed") and "\n" not in line
+    paths = write_length_plots(_stats(4096, DEMO_TOKENS), tmp_path)
+    assert set(paths) == {"length", "pages"} and not any(path.exists() for path in paths.values())
+    rows = PublishStats(num_tokens=DEMO_TOKENS, num_pages=[30] * len(DEMO_TOKENS))
+    assert card_charts.write_card_charts(tmp_path, _recipe(), rows, {"length": None, "pages": None}) == line

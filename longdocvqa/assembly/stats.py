@@ -129,14 +129,18 @@ def histogram(picks: Sequence[Candidate], what: Literal["tokens", "pages"], conf
 
 def write_length_plots(stats: AssembleStats, out_dir: str | Path) -> dict[str, Path]:
     """Draw `length_histogram.png` (x: tokens, y: examples) and `pages_histogram.png`, stacked by task, each with
-    its plotted numbers in a `.json` beside it; each title states its own chart's summary."""
+    its plotted numbers in a `.json` beside it; each title states its own chart's summary. Returns the two paths
+    (not written when matplotlib cannot be imported)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    paths = {"length": out / "length_histogram.png", "pages": out / "pages_histogram.png"}
+    if charts.charts_available():  # matplotlib missing: nothing drawn, the card says in one line it has no charts
+        return paths
     length = charts.stacked_histogram(stats.length_histogram.edges, stats.length_histogram.counts,
                                       title=length_title(stats), xlabel="tokens per example")  # fmt: skip
     pages = charts.stacked_histogram(stats.pages_histogram.edges, stats.pages_histogram.counts,
                                      title=pages_title(stats), xlabel="pages per example")  # fmt: skip
-    return {"length": length.write(out / "length_histogram.png"), "pages": pages.write(out / "pages_histogram.png")}
+    return {"length": length.write(paths["length"]), "pages": pages.write(paths["pages"])}
 
 
 def length_title(stats: AssembleStats) -> str:
