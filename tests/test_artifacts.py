@@ -289,7 +289,7 @@ def test_tokenizer_comes_from_the_hub_when_no_offline_source_exists(tmp_path: Pa
         "from huggingface_hub import HfApi\n"
         "api = HfApi(); api.create_repo('org/tok', exist_ok=True)\n"
         f"api.upload_file(path_or_fileobj={str(local)!r}, path_in_repo='tokenizer.json', repo_id='org/tok')\n"
-        "from longdocvqa import tokens\n"
+        "from longdocvqa.assembly import tokens\n"
         "from longdocvqa.hub.load import fetch_tokenizer_json\n"
         "tokens.dashscope_tiktoken_path = lambda: None  # as without the data-only dashscope wheel\n"
         "tokenizer, source = tokens.resolve_tokenizer('org/tok', fetch=fetch_tokenizer_json)\n"
