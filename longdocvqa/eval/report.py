@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.core.charts import Chart, line_chart
+from longdocvqa.core.charts import Chart, charts_available, line_chart
 from longdocvqa.core.store import atomic_write_json, atomic_write_text
 from longdocvqa.eval.score import accuracy_and_f1, evidence_position
 
@@ -96,7 +96,8 @@ def write_outputs(
     atomic_write_text(paths["predictions.jsonl"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     rejects = "".join(r.model_dump_json() + "\n" for r in data.rejects)
     atomic_write_text(paths["rejects.jsonl"], rejects)
-    plot_chart(scores).write(paths[PLOT_NAME])  # and accuracy_vs_length.json, the plotted numbers
+    if charts_available() is None:  # a broken install without matplotlib still gets its scores
+        plot_chart(scores).write(paths[PLOT_NAME])  # and accuracy_vs_length.json, the plotted numbers
     return scores, paths
 
 
