@@ -17,12 +17,13 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
-from longdocvqa.core.recipe import Recipe, load_recipe
+from longdocvqa.core.manifest import load_manifest
+from longdocvqa.core.recipe import Recipe, check_limit, load_recipe
 from longdocvqa.core.safetext import printable
 from longdocvqa.core.store import RunDir
 from longdocvqa.documents import layoutview
 from longdocvqa.eval.report import scores_table
-from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
+from longdocvqa.eval.run import endpoint, eval_config, parse_lengths, run_eval
 from longdocvqa.generate import qa_json_schema, qa_record_json_schema
 from longdocvqa.hub.push import dataset_folder, push_dataset
 from longdocvqa.hub.validate import failure_counts, render_report, validate_dataset
@@ -145,6 +146,7 @@ def build(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     try:
+        check_limit(limit)
         loaded = load_recipe(recipe)
         check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 before any work
         out_dir = out or Path("runs") / f"{loaded.name}-{loaded.version}"
@@ -334,7 +336,10 @@ def inspect(
     if not manifest_path.is_file():
         _console(stderr=True).print(_plain(f"{manifest_path}: no manifest; is this a run directory?", "error: "))
         raise typer.Exit(2)
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = load_manifest(manifest_path)
+    except LongDocVQAError as exc:
+        _fail(exc)
     _print_summary(manifest, out_dir)
     console = _console()
     summary = manifest["stages"].get("assemble", {}).get("summary")
@@ -438,13 +443,13 @@ def eval_command(
             if not (judge_model and judge_base_url):
                 raise typer.BadParameter("give both --judge-base-url and --judge-model")
             judge = endpoint(judge_base_url, judge_model, judge_api_key_env, max_tokens=256, timeout_s=timeout_s)
-        config = EvalConfig(
-            dataset=dataset, split=split, revision=revision, out=out, input_mode=input_mode,  # type: ignore[arg-type]
+        config = eval_config(
+            dataset=dataset, split=split, revision=revision, out=out, input_mode=input_mode,
             endpoint=endpoint(base_url, model, api_key_env, **settings), judge=judge, pdf_dir=pdf_dir,
-            lengths=[int(n) for n in lengths.split(",") if n.strip()], limit=limit, dpi=dpi, seed=seed,
+            lengths=parse_lengths(lengths), limit=limit, dpi=dpi, seed=seed,
         )  # fmt: skip
-    except (ValueError, typer.BadParameter) as exc:
-        _console(stderr=True).print(f"error: {exc}", highlight=False, markup=False)
+    except (ValueError, RecipeError, typer.BadParameter) as exc:
+        _console(stderr=True).print(_plain(str(exc), "error: "), highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -486,7 +491,7 @@ def layout(
     try:
         doc = layoutview.layout_of(pdf, backend)
     except (RejectedInput, OSError) as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {pdf}: {exc}", highlight=False)
+        _console(stderr=True).print(_plain(f"{pdf}: {exc}", "error: "), highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     try:
         chosen = layoutview.parse_pages(pages, doc.num_pages)
@@ -498,7 +503,10 @@ def layout(
     else:
         _print_layout(data)
     if png is not None:
-        written = layoutview.write_pngs(pdf, doc, chosen, png)
+        try:
+            written = layoutview.write_pngs(pdf, doc, chosen, png)
+        except LongDocVQAError as exc:
+            _fail(exc)
         _console(stderr=as_json).print(f"wrote {len(written)} page images to {png}")
 
 

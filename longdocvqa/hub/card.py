@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from longdocvqa.assembly import chart
 from longdocvqa.core.contract import CARD_KEY, CONFIGS, configs_yaml, ordered_splits
 from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.safetext import md_cell, md_text
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.redact import public_recipe_yaml
 from longdocvqa.hub.stats import PublishStats
@@ -220,12 +221,12 @@ def _intro(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
     pages = stats.num_pages
     span = f"{min(pages)}-{max(pages)} pages" if pages else "no examples"
     return f"""
-# {name} {recipe.version}
+# {md_text(name)} {recipe.version}
 
 {_baseline_warning(recipe, build)}Long-document visual question answering for long-context continued pre-training of
 vision-language models (the MMProLong recipe). Each `sft` example is a whole PDF document given as page images
 ({span}) followed by a question whose answer needs one or more of its pages; the assistant turn is the answer.
-{recipe.description}
+{md_text(recipe.description)}
 
 Built with longdocvqa from recipe `{recipe.name}` version `{recipe.version}` (fingerprint `{recipe.fingerprint()}`):
 PDFs were hashed and filtered{_decontaminated_clause(recipe, build)}, rendered at {recipe.render.dpi} DPI, parsed
@@ -383,9 +384,7 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         "",
         "<details><summary>Recipe (resolved; local paths relative to the pool root, endpoints redacted)</summary>",
         "",
-        "```yaml",
-        public_recipe_yaml(recipe).rstrip(),
-        "```",
+        *_fenced(public_recipe_yaml(recipe).rstrip(), "yaml"),
         "",
         "</details>",
     ]
@@ -433,7 +432,7 @@ def _document_table(stats: PublishStats) -> str:
     lines = ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
     for doc in stats.documents:
         lines.append(
-            f"| {_cell(doc['file_name'])} | {doc['num_pages']} | {doc['licence'] or 'unknown'} | "
+            f"| {_cell(doc['file_name'])} | {doc['num_pages']} | {_cell(doc['licence'] or 'unknown')} | "
             f"{_cell(doc['source'] or '')} | {doc['split']} |"
         )
     if total > len(stats.documents):
@@ -513,9 +512,16 @@ def _table(data: Mapping[str, Any], head: tuple[str, str]) -> str:
     return "\n".join(rows)
 
 
+def _fenced(text: str, language: str) -> list[str]:
+    """A code block whose fence is longer than any run of backticks in `text`, so the text cannot close it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [fence + language, text, fence]
+
+
 def _cell(text: Any, limit: int = 120) -> str:
-    flat = " ".join(str(text).split()).replace("|", "\\|")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """One table cell: one line, cut at `limit` characters, then escaped (safetext.md_cell: no HTML, no `|`)."""
+    flat = " ".join(str(text).split())
+    return md_cell(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 
 # ---- plots ----------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from longdocvqa.core.contract import (
 from longdocvqa.core.errors import LongDocVQAError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.safetext import clean
 from longdocvqa.hub.card import BuildReport, write_card
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.stats import PublishStats
@@ -219,7 +220,7 @@ def _write_documents(
         if doc.sha256 in docs:
             continue
         split = split_for(doc.sha256, test_share)
-        docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, source_of(doc))
+        docs[doc.sha256] = DocInfo(split, doc.num_pages, clean(doc.licence), clean(source_of(doc)))
         writer.add(split, document_row(doc), 64 * doc.num_pages)
         stats.add_document(doc, split)
     return docs

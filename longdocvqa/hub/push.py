@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from longdocvqa.core.contract import CARD_KEY
-from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError
+from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError, RecipeError
 from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.safetext import printable
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import unreachable
 
@@ -74,6 +75,7 @@ def push_dataset(
     """
     from huggingface_hub.errors import HfHubHTTPError
 
+    check_repo_id(repo)
     folder = dataset_folder(out_dir)
     meta = _validated_meta(folder, failures)
     tag = tag or f"v{meta['version']}"
@@ -88,6 +90,19 @@ def push_dataset(
         if error is None:
             raise
         raise error from None
+
+
+def check_repo_id(repo: str) -> None:
+    """RecipeError (exit 2) unless `repo` is a Hub repo id (`NAME` or `ORG/NAME`: letters, digits, `-_.`; no `..`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise RecipeError(
+            f"--repo '{printable(repo)}': not a Hub repo id; write ORG/NAME (letters, digits, -_.)"
+        ) from None
 
 
 def _validated_meta(folder: Path, failures: Callable[[Path], Mapping[str, int]]) -> dict[str, Any]:
