@@ -64,8 +64,7 @@ def md_cell(text: object) -> str:
     """`text` as one markdown table cell: one line, no control characters, HTML escaped (`<img onerror=...>` is
     shown, not run), `|` escaped so it stays one cell, and markdown link syntax defused."""
     value = clean(str(text)) or ""
-    value = html.escape(value, quote=False).replace("|", "\\|").replace("](", "]\\(")
-    return value.replace("[", "\\[").replace("]", "\\]")
+    return html.escape(value, quote=False).replace("|", "\\|").replace("](", "]\\(")
 
 
 def register_secret(value: str | None) -> None:
