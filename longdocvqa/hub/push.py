@@ -17,6 +17,7 @@ logged or written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from longdocvqa.core.contract import CARD_KEY
 from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError, RecipeError
 from longdocvqa.core.fingerprint import file_sha256
-from longdocvqa.core.safetext import printable
+from longdocvqa.core.safetext import printable, register_secret
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import unreachable
 
@@ -76,6 +77,7 @@ def push_dataset(
     from huggingface_hub.errors import HfHubHTTPError
 
     check_repo_id(repo)
+    register_secret(token or os.environ.get("HF_TOKEN"))  # a Hub error that echoes the token shows it masked
     folder = dataset_folder(out_dir)
     meta = _validated_meta(folder, failures)
     tag = tag or f"v{meta['version']}"
