@@ -290,6 +290,10 @@ class _Handler(BaseHTTPRequestHandler):
         if kind == "auth_error":
             self._send(401, {"error": {"message": "invalid api key", "type": "invalid_request_error"}})
             return
+        if kind == "auth_echo":  # as some servers do: the key sent, echoed in the error message
+            key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+            self._send(401, {"error": {"message": f"Incorrect API key provided: {key}", "type": "invalid_request"}})
+            return
         if kind == "server_error":
             self._send(500, {"error": {"message": "scripted failure", "type": "server_error"}})
             return

@@ -45,7 +45,7 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
         "layout: not a PDF": (["layout", str(not_pdf)], 1, f"{not_pdf}: not_pdf: no %PDF header"),
         "layout: page out of range": (["layout", str(PDF), "--pages", "99"], 2, "'99' is outside pages 1-"),
         "layout: unknown backend": (["layout", str(PDF), "--backend", "ocr"], 2, "--backend 'ocr': choose"),
-        "eval: bad lengths": ([*EVAL, str(tmp / "e"), "--lengths", "32k"], 2, "--lengths: not a whole number"),
+        "eval: bad lengths": ([*EVAL, str(tmp / "e"), "--lengths", "32k"], 2, "--lengths: '32k' is not a token count"),
         "eval: judge half given": (
             [*EVAL, str(tmp / "e"), "--judge-model", "j"],
             2,
@@ -70,11 +70,11 @@ def test_an_error_is_one_line_on_stderr_with_its_exit_code(case: str, tmp_path: 
     assert not any(mark in stderr for mark in MARKUP), stderr
 
 
-def test_eval_settings_out_of_range_are_a_usage_error_one_line_per_problem(tmp_path: Path) -> None:
-    exit_code, stdout, stderr = _run([*EVAL, str(tmp_path / "e"), "--lengths", "-5"])
+def test_eval_settings_out_of_range_are_a_usage_error_naming_each_option(tmp_path: Path) -> None:
+    exit_code, stdout, stderr = _run([*EVAL, str(tmp_path / "e"), "--max-concurrency", "0", "--dpi", "0"])
     assert exit_code == 2 and stdout == ""
-    first, problem = [line for line in stderr.splitlines() if line.strip()]
-    assert first == "error: invalid eval settings" and problem.startswith("- lengths: "), stderr
+    (line,) = [line for line in stderr.splitlines() if line.strip()]
+    assert line.startswith("error: --max-concurrency: ") and "; --dpi: " in line, stderr
     assert "https://errors.pydantic.dev" not in stderr and not any(mark in stderr for mark in MARKUP)
 
 

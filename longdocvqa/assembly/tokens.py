@@ -168,6 +168,22 @@ def image_size_px(image: Any) -> tuple[int, int]:
     raise ValueError(f"cannot tell the size of an image of type {type(image).__name__}")
 
 
+def decoded_size_px(image: Any) -> tuple[int, int]:
+    """(width, height) of a datasets Image dict ({"bytes"|"path"}) after decoding every pixel, not just the header:
+    ValueError naming the cause when it does not decode (a JPEG cut short has a whole header)."""
+    from PIL import Image, ImageFile
+
+    if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library's global would let a cut-short JPEG decode as grey
+        raise ValueError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set: truncated images cannot be detected")
+    try:
+        source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
+        with Image.open(source) as img:
+            img.load()
+            return img.size
+    except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, DecompressionBombError...
+        raise ValueError(f"image does not decode: {type(exc).__name__}: {exc}") from None
+
+
 # ---------------------------------------------------------------------------------------------- tokenizer
 
 

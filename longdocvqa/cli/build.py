@@ -18,7 +18,7 @@ import typer
 from longdocvqa.cli.output import console, fail, plain, summary
 from longdocvqa.core import bundled
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
-from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.recipe import Recipe, check_limit
 from longdocvqa.core.store import RunDir
 from longdocvqa.pipeline import build as run_build
 from longdocvqa.pipeline import check_recipe_files, plan_with_units
@@ -74,6 +74,7 @@ def build(
     out_dir: Path | None = None
     try:
         _check_executor(executor)
+        check_limit(limit)
         loaded = bundled.load(recipe)
         out_dir = run_folder(loaded, out, absolute=executor == "ray")
         if dry_run:

@@ -6,7 +6,6 @@ Owns: these commands' flags and what they print. Does not own: the checks (hub/v
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +14,7 @@ import typer
 
 from longdocvqa.cli.output import console, fail, plain, summary
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
+from longdocvqa.core.manifest import load_manifest
 from longdocvqa.hub.push import dataset_folder, push_dataset
 from longdocvqa.hub.validate import failure_counts, render_report, validate_dataset
 
@@ -68,7 +68,10 @@ def inspect(
     manifest_path = out_dir / "manifest.json"
     if not manifest_path.is_file():
         fail(RecipeError(f"{manifest_path}: no manifest; is this a run directory?"))
-    manifest = json.loads(manifest_path.read_text())
+    try:
+        manifest = load_manifest(manifest_path)
+    except LongDocVQAError as exc:
+        fail(exc)
     summary(manifest, out_dir)
     out = console()
     tokens = manifest["stages"].get("assemble", {}).get("summary")

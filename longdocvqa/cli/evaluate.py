@@ -11,13 +11,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pydantic import ValidationError
 
 from longdocvqa.cli.output import console, fail, plain
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
-from longdocvqa.core.recipe import format_errors
 from longdocvqa.eval.report import scores_table
-from longdocvqa.eval.run import EvalConfig, endpoint, run_eval
+from longdocvqa.eval.run import endpoint, eval_config, parse_lengths, run_eval
 
 
 def eval_command(
@@ -74,14 +72,12 @@ def eval_command(
             if not (judge_model and judge_base_url):
                 raise RecipeError("give both --judge-base-url and --judge-model")
             judge = endpoint(judge_base_url, judge_model, judge_api_key_env, max_tokens=256, timeout_s=timeout_s)
-        config = EvalConfig(
-            dataset=dataset, split=split, revision=revision, out=out, input_mode=input_mode,  # type: ignore[arg-type]
+        config = eval_config(
+            dataset=dataset, split=split, revision=revision, out=out, input_mode=input_mode,
             endpoint=endpoint(base_url, model, api_key_env, **settings), judge=judge, pdf_dir=pdf_dir,
-            lengths=_lengths(lengths), limit=limit, dpi=dpi, seed=seed,
+            lengths=parse_lengths(lengths), limit=limit, dpi=dpi, seed=seed,
         )  # fmt: skip
-    except ValidationError as exc:  # a bad setting is a usage error (exit 2), worded as a recipe's problems are
-        fail(RecipeError("invalid eval settings\n" + "\n".join(format_errors(exc))))
-    except LongDocVQAError as exc:
+    except LongDocVQAError as exc:  # a bad option is a RecipeError naming it (exit 2)
         fail(exc)
     columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -98,15 +94,6 @@ def eval_command(
                       f"length) pairs; skipped {result.scores['skipped']}; model calls sent {usage['sent']}, "
                       f"replayed {usage['replayed']}; rejected items {len(result.rejects)}")  # fmt: skip
     out_console.print(plain(f"scores: {out / 'scores.json'}; predictions: {out / 'predictions.jsonl'}"))
-
-
-def _lengths(text: str) -> list[int]:
-    """'32768, 65536' -> [32768, 65536]; anything but whole numbers is a usage error (exit 2)."""
-    parts = [part.strip() for part in text.split(",") if part.strip()]
-    bad = [part for part in parts if not part.lstrip("-").isdigit()]
-    if bad:
-        raise RecipeError(f"--lengths: not a whole number of tokens: {', '.join(bad)}")
-    return [int(part) for part in parts]
 
 
 COMMANDS: dict[str, Callable[..., None]] = {"eval": eval_command}

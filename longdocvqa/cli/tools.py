@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from longdocvqa.cli.output import console, fail, plain
-from longdocvqa.core.errors import RecipeError, RejectedInput
+from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.documents import layoutview
 from longdocvqa.generate import qa_json_schema, qa_record_json_schema
@@ -66,7 +66,10 @@ def layout(
     else:
         _print_layout(data)
     if png is not None:
-        written = layoutview.write_pngs(pdf, doc, chosen, png)
+        try:
+            written = layoutview.write_pngs(pdf, doc, chosen, png)
+        except LongDocVQAError as exc:
+            fail(exc)
         console(stderr=as_json).print(plain(f"wrote {len(written)} page images to {png}"))
 
 

@@ -11,18 +11,27 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from longdocvqa.core.errors import RecipeError
 from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.recipe_yaml import read_recipe_yaml
 from longdocvqa.core.records import QA_TASKS, Task
 
 _SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
-MAX_RECIPE_BYTES = 1_000_000  # a recipe is a page of settings; anything bigger is a mistake or an attack
-MAX_RECIPE_DEPTH = 32  # nesting of mappings and lists
+# Upper bounds of numeric settings: far above any real use, low enough that no count, size or allocation derived
+# from them overflows, exhausts memory or loops for hours (num_perm feeds a linear LSH parameter search).
+MAX_PAGES = 100_000  # pages of one document
+MAX_PIXELS = 1 << 28  # one page image: 16384 x 16384, about 0.8 GB as RGB
+MAX_TOKENS = 1 << 24  # one example or reply: 16,777,216 tokens
+MAX_COUNT = 1_000_000  # retries, concurrency, rounds, per-segment and per-document counts
+MAX_SECONDS = 7 * 86_400.0  # a week
+MAX_MEMORY_MB = 1 << 24  # 16 TiB
+MAX_NUM_PERM = 8192
+MAX_SEED = (1 << 63) - 1
 # Request fields the client sets from the recipe's own settings: extra_body must not override them.
 CLIENT_OWNED_KEYS = frozenset(
     {"model", "messages", "stream", "stream_options", "n", "response_format", "max_tokens", "temperature", "seed"}
@@ -40,11 +49,11 @@ class PoolConfig(Strict):
         description="files, folders, globs, .txt files listing paths (one per line), tar shards (*.tar: each *.pdf "
         "member is a document, recorded as SHARD.tar/MEMBER) and fsspec URLs (s3://, gs://, hf://datasets/...)"
     )
-    min_pages: int = Field(32, ge=1)
-    max_pages: int = Field(50, ge=1)
-    max_file_mb: float = Field(200.0, gt=0)
-    min_page_side_pt: float = Field(72.0, gt=0, description="pages smaller than 1 inch are rejected as absurd")
-    max_page_side_pt: float = Field(14400.0, gt=0, description="PDF's own limit: 200 inches")
+    min_pages: int = Field(32, ge=1, le=MAX_PAGES)
+    max_pages: int = Field(50, ge=1, le=MAX_PAGES)
+    max_file_mb: float = Field(200.0, gt=0, le=MAX_MEMORY_MB)
+    min_page_side_pt: float = Field(72.0, gt=0, le=1e6, description="pages smaller than 1 inch are rejected as absurd")
+    max_page_side_pt: float = Field(14400.0, gt=0, le=1e6, description="PDF's own limit: 200 inches")
     licences: str | None = Field(None, description="optional TSV file: path-or-filename<TAB>licence<TAB>source")
     max_reject_rate: float = Field(0.5, ge=0, le=1, description="stop the build when more of the pool is rejected")
     allow_licences: list[str] | None = Field(
@@ -69,6 +78,7 @@ class RenderConfig(Strict):
     max_pixels: int = Field(
         12845056,
         ge=28 * 28,
+        le=MAX_PIXELS,
         description="pixel cap per page image: a larger page renders at the lower DPI that fits (default: "
         "Qwen2.5-VL's max_pixels, 16384*28*28, so no page is rasterised above what the model would see)",
     )
@@ -80,10 +90,13 @@ class IsolationConfig(Strict):
     it is rejected `timeout`, retried next run)."""
 
     seconds_per_document: float = Field(
-        600.0, ge=0, description="wall time per document in each MuPDF read and in generate; 0: unbounded"
+        600.0,
+        ge=0,
+        le=MAX_SECONDS,
+        description="wall time per document in each MuPDF read and in generate; 0: unbounded",
     )
     memory_mb_per_document: int = Field(
-        4096, ge=0, description="address space a document's worker may add (RLIMIT_AS); 0: unbounded"
+        4096, ge=0, le=MAX_MEMORY_MB, description="address space a document's worker may add (RLIMIT_AS); 0: unbounded"
     )
 
 
@@ -92,16 +105,18 @@ class LayoutConfig(Strict):
 
     backend: Literal["heuristic", "pymupdf-layout"] = "heuristic"
     find_tables: bool = Field(True, description="run PyMuPDF's table finder on pages with ruled grids")
-    image_only_max_chars: int = Field(20, ge=0, description="a page with fewer text characters counts as scanned")
+    image_only_max_chars: int = Field(
+        20, ge=0, le=MAX_COUNT, description="a page with fewer text characters counts as scanned"
+    )
     ocr: Literal["none", "vlm"] = Field("none", description="transcribe image-only pages with the generator's VLM")
 
 
 class SegmentConfig(Strict):
     """Section-aligned page spans given to the generator."""
 
-    min_pages: int = Field(8, ge=1)
-    max_pages: int = Field(15, ge=1)
-    per_document: int = Field(1, ge=1)
+    min_pages: int = Field(8, ge=1, le=MAX_PAGES)
+    max_pages: int = Field(15, ge=1, le=MAX_PAGES)
+    per_document: int = Field(1, ge=1, le=MAX_COUNT)
 
     @model_validator(mode="after")
     def _ordered(self) -> SegmentConfig:
@@ -131,11 +146,13 @@ class DecontaminateConfig(Strict):
     """Benchmark decontamination and within-pool near-duplicate removal."""
 
     benchmarks: list[BenchmarkSource] = Field(default_factory=list)
-    num_perm: int = Field(128, ge=16)
-    shingle_words: int = Field(5, ge=1)
+    num_perm: int = Field(128, ge=16, le=MAX_NUM_PERM)
+    shingle_words: int = Field(5, ge=1, le=1000)
     threshold: float = Field(0.7, gt=0, le=1)
-    window_pages: int = Field(10, ge=1, description="also compare every window of this many consecutive pages")
-    question_ngram: int = Field(13, ge=3)
+    window_pages: int = Field(
+        10, ge=1, le=MAX_PAGES, description="also compare every window of this many consecutive pages"
+    )
+    question_ngram: int = Field(13, ge=3, le=1000)
     within_pool: bool = True
     backend: Literal["numpy", "datasketch", "rensa"] = "numpy"
 
@@ -153,24 +170,30 @@ class EndpointConfig(Strict):
     )
     model: str = "Qwen/Qwen2.5-VL-72B-Instruct"
     api_key_env: str | None = Field("OPENAI_API_KEY", description="environment variable holding the API key")
-    timeout_s: float = Field(120.0, gt=0)
-    max_concurrency: int = Field(16, ge=1)
-    max_retries: int = Field(6, ge=0, description="transient errors: timeouts, resets, 429, 5xx")
+    timeout_s: float = Field(120.0, gt=0, le=MAX_SECONDS)
+    max_concurrency: int = Field(16, ge=1, le=MAX_COUNT)
+    max_retries: int = Field(6, ge=0, le=1000, description="transient errors: timeouts, resets, 429, 5xx")
     response_mode: Literal["json_schema", "json_object", "text"] = "json_schema"
-    max_tokens: int = Field(1024, ge=1)
-    temperature: float = Field(0.0, ge=0)
-    seed: int | None = 0
+    max_tokens: int = Field(1024, ge=1, le=MAX_TOKENS)
+    temperature: float = Field(0.0, ge=0, le=100)
+    seed: int | None = Field(0, ge=-MAX_SEED, le=MAX_SEED)
     extra_body: dict[str, object] = Field(default_factory=dict)
-    price_input_per_mtok: float | None = None
-    price_output_per_mtok: float | None = None
+    price_input_per_mtok: float | None = Field(None, ge=0, le=1e6)
+    price_output_per_mtok: float | None = Field(None, ge=0, le=1e6)
     max_reply_mb: float = Field(
         4.0, gt=0, le=1024, description="a reply body larger than this is refused unread and counted as a failure"
     )
     drain_after_failures: int = Field(
-        3, ge=1, description="several base URLs: consecutive failed attempts (connection, timeout, 5xx) that drain one"
+        3,
+        ge=1,
+        le=MAX_COUNT,
+        description="several base URLs: consecutive failed attempts (connection, timeout, 5xx) that drain one",
     )
     drain_cooldown_s: float = Field(
-        30.0, gt=0, description="a drained server gets no requests for this long, then one probe (doubling to 16x)"
+        30.0,
+        gt=0,
+        le=MAX_SECONDS,
+        description="a drained server gets no requests for this long, then one probe (doubling to 16x)",
     )
 
     @field_validator("base_url")
@@ -221,19 +244,22 @@ class GenerateConfig(Strict):
 
     generator: GeneratorConfig = Field(default_factory=GeneratorConfig)
     tasks: list[Task] = Field(default_factory=lambda: list(QA_TASKS))
-    questions_per_segment: int = Field(1, ge=1)
+    questions_per_segment: int = Field(1, ge=1, le=1000)
     input_mode: Literal["images", "text", "images+text"] = "images"
     prompt_version: str = "v1"
     exemplars: str | None = Field(None, description="JSONL of in-context exemplars")
-    num_exemplars: int = Field(2, ge=0)
-    max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28, description="image size sent to the generator")
-    max_invalid_retries: int = Field(2, ge=0, description="re-asks after invalid output, with the error appended")
-    temperature_schedule: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.7])
+    num_exemplars: int = Field(2, ge=0, le=1000)
+    max_pixels: int = Field(1280 * 28 * 28, ge=28 * 28, le=MAX_PIXELS, description="image size sent to the generator")
+    max_invalid_retries: int = Field(
+        2, ge=0, le=100, description="re-asks after invalid output, with the error appended"
+    )
+    temperature_schedule: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.7], max_length=100)
     ocr_needle_pages: tuple[int, int] = (1, 3)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
     processes: int = Field(
         1,
         ge=1,
+        le=1024,
         description="client processes for model calls: documents are split between them, each with its own event "
         "loop and an equal share of max_concurrency, one shared ledger; 2-4 help above ~100 requests/s",
     )
@@ -241,7 +267,7 @@ class GenerateConfig(Strict):
     @field_validator("ocr_needle_pages")
     @classmethod
     def _needle_bounds(cls, value: tuple[int, int]) -> tuple[int, int]:
-        if min(value) < 1 or value[0] > value[1]:
+        if min(value) < 1 or value[0] > value[1] or value[1] > MAX_PAGES:
             raise ValueError(f"give [low, high] page counts with 1 <= low <= high, got {list(value)}")
         return value
 
@@ -260,10 +286,10 @@ class AssembleConfig(Strict):
     """Full-document examples, lengths, distribution, mixture and budget."""
 
     tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    min_pixels: int = Field(3136, ge=1)
-    max_pixels: int = Field(12845056, ge=1)
-    min_tokens: int = Field(32768, ge=1)
-    max_tokens: int = Field(131072, ge=1)
+    min_pixels: int = Field(3136, ge=1, le=MAX_PIXELS)
+    max_pixels: int = Field(12845056, ge=1, le=MAX_PIXELS)
+    min_tokens: int = Field(32768, ge=1, le=MAX_TOKENS)
+    max_tokens: int = Field(131072, ge=1, le=MAX_TOKENS)
     distribution: Literal["pool-native", "long-biased", "target"] = "pool-native"
     target: dict[str, float] | None = Field(
         None,
@@ -271,14 +297,17 @@ class AssembleConfig(Strict):
         "last bin also holds hi; K = 1024",
     )
     long_bias: float = Field(
-        4.0, gt=0, description="long-biased: weight exp(long_bias * x), x = position of the length in the window, 0..1"
+        4.0,
+        gt=0,
+        le=1000,
+        description="long-biased: weight exp(long_bias * x), x = position of the length in the window, 0..1",
     )
     mixture: dict[Task, float] = Field(
         default_factory=lambda: dict[Task, float]({"extract-single": 0.4, "extract-multi": 0.4, "reasoning": 0.2}),
         description="share of each task (by mixture_unit); shares sum to 1",
     )
     mixture_unit: Literal["tokens", "examples"] = "tokens"
-    budget_tokens: int | None = Field(None, ge=1, description="total token budget; none keeps everything")
+    budget_tokens: int | None = Field(None, ge=1, le=10**15, description="total token budget; none keeps everything")
     on_shortfall: Literal["stop", "rescale"] = "rescale"
     short_data: ShortDataConfig = Field(default_factory=ShortDataConfig)
     page_labels: bool = True
@@ -324,7 +353,10 @@ class PlanConfig(Strict):
         0.1, ge=0, le=10, description="extra share of the budget planned for QA that generation or checks drop"
     )
     max_rounds: int = Field(
-        20, ge=0, description="at most this many top-up rounds (more documents drawn when drops exceed the margin)"
+        20,
+        ge=0,
+        le=1000,
+        description="at most this many top-up rounds (more documents drawn when drops exceed the margin)",
     )
 
 
@@ -332,8 +364,10 @@ class PublishConfig(Strict):
     """The Hub-ready dataset folder."""
 
     test_share: float = Field(0.0, ge=0, lt=1, description="share of documents held out as the test split")
-    max_shard_mb: int = Field(500, ge=1)
-    rows_per_group: int = Field(4, ge=1, description="rows per Parquet row group, at most (see max_row_group_mb)")
+    max_shard_mb: int = Field(500, ge=1, le=MAX_MEMORY_MB)
+    rows_per_group: int = Field(
+        4, ge=1, le=MAX_COUNT, description="rows per Parquet row group, at most (see max_row_group_mb)"
+    )
     max_row_group_mb: int = Field(
         100,
         ge=1,
@@ -355,13 +389,24 @@ class PublishConfig(Strict):
     repo: str | None = None
     pretty_name: str | None = None
 
+    @field_validator("licence_link")
+    @classmethod
+    def _safe_link(cls, value: str | None) -> str | None:
+        """The card links to it: an http(s) URL or a file in the dataset, never `javascript:` or `data:`."""
+        scheme = re.match(r"^\s*([A-Za-z][A-Za-z0-9+.-]*):", value or "")
+        if scheme and scheme[1].lower() not in ("http", "https"):
+            raise ValueError(f"give an http(s) URL or a file in the dataset, not a {scheme[1]}: link")
+        if value and re.search(r"[\x00-\x20<>\"`]", value):
+            raise ValueError("a link has no spaces, quotes, angle brackets or control characters")
+        return value
+
 
 class Recipe(Strict):
     """One dataset version."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]*$")
     version: str
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     description: str = ""
     pool: PoolConfig
     render: RenderConfig = Field(default_factory=RenderConfig)
@@ -390,53 +435,22 @@ class Recipe(Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
 
 
+def check_limit(limit: int | None) -> None:
+    """`build --limit N`: a positive document count (a negative one would cut documents off the end of the pool)."""
+    if limit is not None and not 1 <= limit <= MAX_COUNT * 1000:
+        raise RecipeError(f"--limit: {limit} is not a document count between 1 and {MAX_COUNT * 1000:,}")
+
+
 def load_recipe(path: str | Path) -> Recipe:
     """Read, validate and resolve a recipe file; errors name the file and each bad key's dotted path."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: recipe file not found")
-    data = _read_yaml(path)
+    data = read_recipe_yaml(path)
     if not isinstance(data, dict):
         raise RecipeError(f"{path}: a recipe is a YAML mapping, got {type(data).__name__}")
     recipe = parse_recipe(data, source=str(path))
     return resolve_paths(recipe, path.resolve().parent)
-
-
-def _read_yaml(path: Path) -> Any:
-    """The YAML of a recipe, bounded: size, nesting depth, no aliases (an anchor bomb expands to gigabytes)."""
-    size = path.stat().st_size
-    if size > MAX_RECIPE_BYTES:
-        raise RecipeError(f"{path}: {size:,} bytes, over the {MAX_RECIPE_BYTES:,}-byte limit for a recipe")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise RecipeError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
-    try:
-        _check_events(text)
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RecipeError(f"{path}: not valid YAML: {' '.join(str(exc).split())}") from None
-    except _Unbounded as exc:
-        raise RecipeError(f"{path}: {exc}") from None
-
-
-class _Unbounded(Exception):
-    pass
-
-
-def _check_events(text: str) -> None:
-    """Refuse aliases and deep nesting from the parser's event stream, before anything is built."""
-    depth = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
-        line = event.start_mark.line + 1 if event.start_mark is not None else 0
-        if isinstance(event, yaml.AliasEvent):
-            raise _Unbounded(f"line {line}: YAML aliases (*{event.anchor}) are not allowed")
-        if isinstance(event, yaml.CollectionStartEvent):
-            depth += 1
-            if depth > MAX_RECIPE_DEPTH:
-                raise _Unbounded(f"line {line}: nested deeper than {MAX_RECIPE_DEPTH} levels")
-        elif isinstance(event, yaml.CollectionEndEvent):
-            depth -= 1
 
 
 def _finite(value: object) -> bool:

@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from longdocvqa.core.safetext import clean_text
 
 BlockLabel = Literal[
     "title", "section", "paragraph", "table", "caption", "figure", "list", "header", "footer", "footnote", "formula"
@@ -120,6 +122,16 @@ class QA(Record):
     )
     evidence_sources: list[EvidenceSource] = Field(min_length=1, max_length=4)
 
+    @field_validator("question", "answer")
+    @classmethod
+    def _clean(cls, value: str | list[str]) -> str | list[str]:
+        return clean_model_text(value)
+
+
+def clean_model_text(value: str | list[str]) -> str | list[str]:
+    """Model (or PDF) text as stored: control characters and bidi overrides dropped (safetext.clean_text)."""
+    return clean_text(value) if isinstance(value, str) else [clean_text(item) for item in value]
+
 
 class QARecord(Record):
     """A validated QA with its full provenance (the `qa` config row)."""
@@ -141,6 +153,11 @@ class QARecord(Record):
     prompt_version: str
     call_id: str = ""
     verification: str = "not_run"
+
+    @field_validator("question", "answer", "evidence_description", "segment_sections")
+    @classmethod
+    def _clean(cls, value: str | list[str]) -> str | list[str]:
+        return clean_model_text(value)
 
 
 class Reject(Record):

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.core.errors import RecipeError
+from longdocvqa.core.errors import RecipeError, RejectedInput
 from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
 from longdocvqa.core.records import LayoutDoc, OutlineEntry
-from longdocvqa.documents import render
+from longdocvqa.documents import filekind, render
 from longdocvqa.documents.layout import parse_layout
 from longdocvqa.documents.layout_eval import HeadingScores, LabelScores, aligned_starts, score_headings, score_page
 from longdocvqa.documents.parse import parse_document
@@ -46,7 +46,12 @@ def parse_pages(spec: str | None, num_pages: int) -> list[int]:
 
 
 def layout_of(path: str | Path, backend: str = "heuristic") -> LayoutDoc:
-    """The whole document's layout (headers/footers and headings need every page)."""
+    """The whole document's layout (headers/footers and headings need every page); RejectedInput at once for a FIFO,
+    device or socket (reading one would block) and for a folder."""
+    if kind := filekind.special_kind(path):
+        raise RejectedInput("not_a_file", f"is {kind}, not a PDF file")
+    if Path(path).is_dir():
+        raise RejectedInput("not_a_file", "is a folder, not a PDF file")
     return parse_document(str(path), Path(path).name, LayoutConfig(backend=backend))  # type: ignore[arg-type]
 
 
@@ -79,13 +84,19 @@ def draw_page(path: str | Path, layout: LayoutDoc, index: int, dpi: int = 100) -
 
 
 def write_pngs(path: str | Path, layout: LayoutDoc, pages: list[int], folder: Path, dpi: int = 100) -> list[Path]:
-    """One annotated PNG per page, named `<pdf stem>-p<N>.png`; returns the paths written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """One annotated PNG per page, named `<pdf stem>-p<N>.png`; returns the paths written. RecipeError (exit 2)
+    when `folder` is a file or cannot be made or written."""
+    if folder.exists() and not folder.is_dir():
+        raise RecipeError(f"--png {folder}: is a file, not a folder")
     written = []
-    for index in pages:
-        target = folder / f"{Path(path).stem}-p{index}.png"
-        target.write_bytes(draw_page(path, layout, index, dpi))
-        written.append(target)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in pages:
+            target = folder / f"{Path(path).stem}-p{index}.png"
+            target.write_bytes(draw_page(path, layout, index, dpi))
+            written.append(target)
+    except OSError as exc:
+        raise RecipeError(f"--png {folder}: cannot write page images: {exc.strerror or exc}") from None
     return written
 
 

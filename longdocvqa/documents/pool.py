@@ -18,7 +18,8 @@ from longdocvqa.core.errors import RecipeError, RejectedInput
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import PoolConfig
 from longdocvqa.core.records import PdfDoc, Reject
-from longdocvqa.documents import render, sources
+from longdocvqa.core.safetext import clean
+from longdocvqa.documents import filekind, render, sources
 
 POOL_VERSION = 1
 
@@ -52,7 +53,11 @@ def _expand(entry: str, rejects: list[Reject], lists: tuple[Path, ...]) -> Itera
     path = Path(entry)
     if sources.is_url(entry):
         yield from sources.url_entries(entry, rejects)
+    elif kind := filekind.special_kind(path):
+        raise RecipeError(f"{entry}: pool path is {kind}, not a PDF, folder, glob or .txt list")
     elif path.is_dir():
+        if fs_type := filekind.virtual_fs(path):
+            raise RecipeError(f"{entry}: pool folder is on the virtual file system {fs_type!r}, which holds no PDFs")
         yield from _entries(_walk(path, rejects), rejects)
     elif path.is_file() and path.suffix.lower() == ".txt":
         yield from _expand_list(path, rejects, lists)
@@ -124,6 +129,10 @@ def _walk(root: Path, rejects: list[Reject]) -> Iterator[Path]:
             continue
         seen.add(ident)
         ancestors[ident] = folder
+        if fs_type := filekind.virtual_fs(folder):  # a link into /proc, /sys or /dev: never walked
+            dirs[:] = []
+            rejects.append(_skip(Path(folder), "virtual_folder", f"on the virtual file system {fs_type!r}"))
+            continue
         yield from _pdfs_in(Path(folder), files, rejects)
 
 
@@ -136,6 +145,8 @@ def _pdfs_in(folder: Path, names: list[str], rejects: list[Reject]) -> Iterator[
             rejects.append(_skip(path, "dangling_symlink", f"points to {os.readlink(path)}, which does not exist"))
         elif path.is_file():
             yield path.resolve()
+        elif kind := filekind.special_kind(path):
+            rejects.append(_skip(path, "not_a_file", f"is {kind}, not a regular file"))
 
 
 def _skip(path: Path, reason: str, detail: str) -> Reject:
@@ -172,11 +183,16 @@ def load_licences(path: str | None) -> dict[str, tuple[str | None, str | None]]:
         return {}
     if not os.path.isfile(path):
         raise RecipeError(f"{path}: licence file not found")
-    with open(path, encoding="utf-8", newline="") as handle:
-        rows = list(csv.DictReader(handle, delimiter="\t"))
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            rows = list(csv.DictReader(handle, delimiter="\t"))
+    except UnicodeDecodeError as exc:
+        raise RecipeError(f"{path}: licence TSV is not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+    except (OSError, csv.Error) as exc:
+        raise RecipeError(f"{path}: cannot read the licence TSV: {exc}") from None
     if rows and not {"file", "licence"} <= set(rows[0]):
         raise RecipeError(f"{path}: licence TSV needs 'file' and 'licence' columns")
-    return {r["file"]: (r.get("licence"), r.get("source") or r.get("debian_package")) for r in rows}
+    return {r["file"]: (clean(r.get("licence")), clean(r.get("source") or r.get("debian_package"))) for r in rows}
 
 
 def attach_licence(doc: PdfDoc, licences: dict[str, tuple[str | None, str | None]]) -> PdfDoc:

@@ -1,5 +1,5 @@
-"""The only module that imports PyMuPDF: probing PDFs, raw page text, tables, page images, and where a text sits on a
-page (`text_boxes`, for the card's example pictures).
+"""The only module that imports PyMuPDF (with onnxruntime's telemetry kept off): probing PDFs, raw page text,
+tables, page images, and where a text sits on a page (`text_boxes`, for the card's example pictures).
 
 Rendering is lazy: the document stages need sizes and text, not pixels. Page images are made
 when a later stage asks for them (generation, publishing) and are cached by the caller.
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import io
+import os
 import re
 from dataclasses import replace
 from pathlib import Path
@@ -38,6 +39,10 @@ _MODEL_LABELS = {
 
 
 def _pymupdf() -> Any:
+    # PyMuPDF imports onnxruntime (its layout model), whose telemetry writes a persistent device id and an event
+    # queue under ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ on import; this opt-out keeps it off (a user's
+    # own ORT_DISABLE_TELEMETRY wins). docs/safety.md.
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
     import pymupdf
 
     pymupdf.TOOLS.mupdf_display_errors(False)

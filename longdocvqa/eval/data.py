@@ -25,7 +25,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from longdocvqa.assembly.tokens import image_size_px, pixmap_size_px
+from longdocvqa.assembly.tokens import decoded_size_px, pixmap_size_px
 from longdocvqa.core.contract import qa_record_from_row
 from longdocvqa.core.errors import RecipeError, RejectedInput
 from longdocvqa.core.fingerprint import content_hash
@@ -135,6 +135,7 @@ def load_benchmark(folder: Path, dpi: int = 144) -> EvalSet:
                     pdf = _find_pdf(pdfs, question.doc_id)
                     documents[question.doc_id] = pdf_document(question.doc_id, pdf, dpi)
                     loaded[pdf] = question.doc_id
+                check_evidence_pages(question, documents[question.doc_id])
             except RejectedInput as exc:
                 rejects.append(Reject(stage=STAGE, item=f"{path.name}:{line}", reason=exc.reason, detail=exc.detail))
                 continue
@@ -180,6 +181,15 @@ def benchmark_question(record: Any) -> EvalQuestion:
     task = str(record.get("doc_type") or BENCHMARK_TASK)
     qid = content_hash({"doc_id": doc_id, "question": text}, 16)
     return EvalQuestion(qid, doc_id, text, answer, fmt, pages, task)
+
+
+def check_evidence_pages(question: EvalQuestion, document: EvalDocument) -> None:
+    """RejectedInput unless every evidence page is a page of the question's document (1-based)."""
+    outside = [page for page in question.evidence_pages if not 1 <= page <= document.num_pages]
+    if outside:
+        raise RejectedInput(
+            "bad_evidence_pages", f"evidence pages {outside} are not pages of {document.id} (1-{document.num_pages})"
+        )
 
 
 def _int_list(value: Any) -> list[int]:
@@ -238,9 +248,13 @@ def load_dataset_split(
     def row_images(row: int) -> list[dict[str, Any]]:
         return list(sft[row]["images"])
 
-    documents = {doc_id: _sft_document(row_images, row, doc_id, names.get(doc_id, ""), pdf_dir)
-                 for doc_id, row in rows_by_doc.items()}  # fmt: skip
-    questions, rejects = [], []
+    documents, rejects = {}, []
+    for doc_id, row in rows_by_doc.items():
+        try:
+            documents[doc_id] = _sft_document(row_images, row, doc_id, names.get(doc_id, ""), pdf_dir)
+        except RejectedInput as exc:  # a page image that does not decode: the document and its questions are left out
+            rejects.append(Reject(stage=STAGE, item=doc_id, reason=exc.reason, detail=exc.detail))
+    questions = []
     for row in qa_rows:
         try:
             questions.append(dataset_question(row, documents))
@@ -271,7 +285,10 @@ def _sft_document(
     row_images: Callable[[int], list[dict[str, Any]]], row: int, doc_id: str, file_name: str,
     pdf_dir: str | Path | None,
 ) -> EvalDocument:  # fmt: skip
-    sizes = [image_size_px(image) for image in row_images(row)]
+    try:  # every page decoded once, in full: a page cut short would otherwise fail mid-run, in a worker thread
+        sizes = [decoded_size_px(image) for image in row_images(row)]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RejectedInput("bad_image", f"a page image of document {doc_id[:12]} does not decode: {exc}") from None
 
     def image(page: int) -> bytes:
         data = row_images(row)[page - 1]
@@ -295,5 +312,7 @@ def dataset_question(row: dict[str, Any], documents: dict[str, EvalDocument]) ->
     answer = record["answer"]
     if not isinstance(answer, list) and is_not_answerable(answer):
         fmt = "None"
-    return EvalQuestion(record["id"], record["doc_sha256"], record["question"], answer, fmt,
-                        list(record["evidence_pages"]), record["task"])  # fmt: skip
+    question = EvalQuestion(record["id"], record["doc_sha256"], record["question"], answer, fmt,
+                            list(record["evidence_pages"]), record["task"])  # fmt: skip
+    check_evidence_pages(question, documents[question.doc_id])
+    return question

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from longdocvqa.assembly.tokens import HUB_MAX_PIXELS, HUB_MIN_PIXELS, TokenCounter
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import EndpointConfig
+from longdocvqa.core.recipe import MAX_SEED, MAX_TOKENS, EndpointConfig
+from longdocvqa.core.safetext import clean_text, printable
 from longdocvqa.eval.data import EvalQuestion, EvalSet, load_eval_set
 from longdocvqa.eval.prompt import TEMPLATE_ID, PromptBuilder, PromptPlan
 from longdocvqa.eval.report import write_outputs
@@ -65,7 +66,7 @@ class EvalConfig(BaseModel):
     out: Path
     endpoint: EndpointConfig
     judge: EndpointConfig | None = None
-    lengths: list[int] = Field(default_factory=lambda: list(DEFAULT_LENGTHS))
+    lengths: list[int] = Field(default_factory=lambda: list(DEFAULT_LENGTHS), max_length=64)
     input_mode: Literal["images", "text"] = "images"
     dpi: int = Field(144, ge=36, le=600, description="rendering of benchmark PDFs (datasets keep the build's pages)")
     pdf_dir: Path | None = Field(None, description="the dataset's PDFs, for text input")
@@ -73,13 +74,13 @@ class EvalConfig(BaseModel):
     min_pixels: int = HUB_MIN_PIXELS
     max_pixels: int = HUB_MAX_PIXELS
     limit: int | None = Field(None, ge=1, description="evaluate the first N questions only")
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
 
     @field_validator("lengths")
     @classmethod
     def _positive(cls, lengths: list[int]) -> list[int]:
-        if not lengths or any(length < 1 for length in lengths):
-            raise ValueError("lengths must be positive token counts, e.g. 32768,65536")
+        if not lengths or any(not 1 <= length <= MAX_TOKENS for length in lengths):
+            raise ValueError(f"lengths must be token counts from 1 to {MAX_TOKENS:,}, e.g. 32768,65536")
         return sorted(set(lengths))
 
 
@@ -180,7 +181,7 @@ async def _ask(prediction: Prediction, builder: PromptBuilder, client: LLMClient
     except CallFailed as exc:
         prediction.error, prediction.extracted, prediction.score = f"{exc.reason}: {exc.detail}", FAILED, 0.0
         return
-    prediction.raw_answer, prediction.call_id = completion.text, completion.key
+    prediction.raw_answer, prediction.call_id = clean_text(completion.text), completion.key
     prediction.extracted = await _extract(q, completion.text, judge)
     prediction.score = score_answer(q.answer, prediction.extracted, q.answer_format)
 
@@ -199,7 +200,43 @@ async def _extract(question: EvalQuestion, reply: str, judge: LLMClient | None) 
 
 
 def endpoint(base_url: str, model: str, api_key_env: str | None, **overrides: Any) -> EndpointConfig:
-    """An EndpointConfig for evaluation: free-text replies, greedy decoding, short answers (MMLongBench: 128)."""
+    """An EndpointConfig for evaluation: free-text replies, greedy decoding, short answers (MMLongBench: 128);
+    RecipeError (exit 2) naming the option when a setting is out of range."""
     values: dict[str, Any] = {"base_url": base_url, "model": model, "api_key_env": api_key_env,
                               "response_mode": "text", "temperature": 0.0, "max_tokens": 128, "seed": 0}  # fmt: skip
-    return EndpointConfig.model_validate({**values, **overrides})
+    try:
+        return EndpointConfig.model_validate({**values, **overrides})
+    except ValidationError as exc:
+        raise RecipeError(_option_errors(exc)) from None
+
+
+def eval_config(**values: Any) -> EvalConfig:
+    """EvalConfig from the command line's values; RecipeError (exit 2), one line naming each bad option."""
+    try:
+        return EvalConfig.model_validate(values)
+    except ValidationError as exc:
+        raise RecipeError(_option_errors(exc)) from None
+
+
+_OPTION_NAMES = {"input_mode": "--input", "base_url": "--base-url", "api_key_env": "--api-key-env"}
+
+
+def _option_errors(exc: ValidationError) -> str:
+    """`--max-concurrency: Input should be ...; --lengths: ...`: pydantic's errors as the options a user typed."""
+    parts = []
+    for err in exc.errors():
+        field = str(err["loc"][0]) if err["loc"] else "options"
+        parts.append(f"{_OPTION_NAMES.get(field, '--' + field.replace('_', '-'))}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_lengths(text: str) -> list[int]:
+    """`--lengths 32768,65536` as token counts; RecipeError (exit 2) for anything that is not a whole number."""
+    lengths = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        if not part.isdigit() or len(part) > 9:
+            raise RecipeError(f"--lengths: '{printable(part)}' is not a token count from 1 to {MAX_TOKENS:,}")
+        lengths.append(int(part))
+    return lengths

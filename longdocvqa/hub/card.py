@@ -9,6 +9,7 @@ pictures (card_examples.py).
 
 from __future__ import annotations
 
+import re
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from longdocvqa.core.contract import CARD_KEY
 from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.safetext import md_text
 from longdocvqa.hub.card_examples import PageImage, examples_section, write_example_pictures
 from longdocvqa.hub.card_header import LICENCE_FILE, card_header
 from longdocvqa.hub.card_tables import (
@@ -144,12 +146,12 @@ def _intro(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
     pages = stats.num_pages
     span = f"{min(pages)}-{max(pages)} pages" if pages else "no examples"
     return f"""
-# {name} {recipe.version}
+# {md_text(name)} {recipe.version}
 
 {_baseline_warning(recipe, build)}Long-document visual question answering for long-context continued pre-training of
 vision-language models (the MMProLong recipe). Each `sft` example is a whole PDF document given as page images
 ({span}) followed by a question whose answer needs one or more of its pages; the assistant turn is the answer.
-{recipe.description}
+{md_text(recipe.description)}
 
 Built with longdocvqa from recipe `{recipe.name}` version `{recipe.version}` (fingerprint `{recipe.fingerprint()}`):
 PDFs were hashed and filtered{_decontaminated_clause(recipe, build)}, rendered at {recipe.render.dpi} DPI, parsed
@@ -291,9 +293,7 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         "",
         "<details><summary>Recipe (resolved; local paths relative to the pool root, endpoints redacted)</summary>",
         "",
-        "```yaml",
-        public_recipe_yaml(recipe).rstrip(),
-        "```",
+        *_fenced(public_recipe_yaml(recipe).rstrip(), "yaml"),
         "",
         "</details>",
     ]
@@ -332,3 +332,9 @@ def _pdf_field(recipe: Recipe) -> str:
 def _generator(recipe: Recipe) -> str:
     gen = recipe.generate.generator
     return gen.endpoint.model if gen.kind == "openai" else "template (offline baseline from the layout)"
+
+
+def _fenced(text: str, language: str) -> list[str]:
+    """A code block whose fence is longer than any run of backticks in `text`, so the text cannot close it."""
+    fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", text)), default=0))
+    return [fence + language, text, fence]

@@ -12,6 +12,7 @@ from typing import Any
 
 from longdocvqa.core.contract import ordered_splits
 from longdocvqa.core.recipe import Recipe
+from longdocvqa.core.safetext import md_cell
 from longdocvqa.hub.stats import PublishStats
 
 
@@ -91,7 +92,7 @@ def document_table(stats: PublishStats) -> str:
     lines = ["| file | pages | licence | source | split |", "|---|---|---|---|---|"]
     for doc in stats.documents:
         lines.append(
-            f"| {cell(doc['file_name'])} | {doc['num_pages']} | {doc['licence'] or 'unknown'} | "
+            f"| {cell(doc['file_name'])} | {doc['num_pages']} | {cell(doc['licence'] or 'unknown')} | "
             f"{cell(doc['source'] or '')} | {doc['split']} |"
         )
     if total > len(stats.documents):
@@ -147,5 +148,6 @@ def table(data: Mapping[str, Any], head: tuple[str, str]) -> str:
 
 
 def cell(text: Any, limit: int = 120) -> str:
-    flat = " ".join(str(text).split()).replace("|", "\\|")
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+    """One table cell: one line, cut at `limit` characters, then escaped (safetext.md_cell: no HTML, no `|`)."""
+    flat = " ".join(str(text).split())
+    return md_cell(flat if len(flat) <= limit else flat[: limit - 1] + "…")

@@ -40,6 +40,7 @@ from longdocvqa.core.contract import (
 from longdocvqa.core.errors import LongDocVQAError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.safetext import clean
 from longdocvqa.documents import sources
 from longdocvqa.hub.card import BuildReport, write_card
 from longdocvqa.hub.features import features_for
@@ -231,7 +232,7 @@ def _write_documents(
         if doc.sha256 in docs:
             continue
         split = split_for(doc.sha256, recipe.publish.test_share)
-        docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, source_of(doc))
+        docs[doc.sha256] = DocInfo(split, doc.num_pages, clean(doc.licence), clean(source_of(doc)))
         pdf = _pdf_bytes(doc, rejects) if recipe.publish.include_pdf else None
         writer.add(split, document_row(doc, pdf), 64 * doc.num_pages + len(pdf or b""))
         stats.add_document(doc, split)

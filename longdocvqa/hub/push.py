@@ -17,14 +17,16 @@ logged or written.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from longdocvqa.core.contract import CARD_KEY
-from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError
+from longdocvqa.core.errors import ExternalServiceError, LongDocVQAError, RecipeError
 from longdocvqa.core.fingerprint import file_sha256
+from longdocvqa.core.safetext import printable, register_secret
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import unreachable
 
@@ -74,6 +76,8 @@ def push_dataset(
     """
     from huggingface_hub.errors import HfHubHTTPError
 
+    check_repo_id(repo)
+    register_secret(token or os.environ.get("HF_TOKEN"))  # a Hub error that echoes the token shows it masked
     folder = dataset_folder(out_dir)
     meta = _validated_meta(folder, failures)
     tag = tag or f"v{meta['version']}"
@@ -88,6 +92,19 @@ def push_dataset(
         if error is None:
             raise
         raise error from None
+
+
+def check_repo_id(repo: str) -> None:
+    """RecipeError (exit 2) unless `repo` is a Hub repo id (`NAME` or `ORG/NAME`: letters, digits, `-_.`; no `..`)."""
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(repo)
+    except HFValidationError:
+        raise RecipeError(
+            f"--repo '{printable(repo)}': not a Hub repo id; write ORG/NAME (letters, digits, -_.)"
+        ) from None
 
 
 def _validated_meta(folder: Path, failures: Callable[[Path], Mapping[str, int]]) -> dict[str, Any]:

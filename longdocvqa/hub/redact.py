@@ -3,8 +3,9 @@
 The run directory keeps the resolved recipe (recipe.lock.yaml, absolute paths: it is what resumes a build). The
 dataset card shows `public_recipe`: every local path made relative to the pool root (`<pool>/...`) or reduced to
 `<local>/<file name>`, a pool URL's bucket or host replaced (`s3://<redacted>/<file name>`; `hf://` URLs are
-public and stay), every endpoint URL and every `*_env` value (the names of environment variables) replaced by
-`<redacted>`. Nothing is read from the environment here, so nothing from it can be written.
+public and stay), every endpoint URL, every `*_env` value (the names of environment variables) and every
+`extra_body` value (free-form request fields, where a key may have been put) replaced by `<redacted>`. Nothing is
+read from the environment here, so nothing from it can be written.
 Does not own: the card text (card.py) or the rows (publish.py, which already keeps only file names).
 """
 
@@ -79,6 +80,8 @@ def _redact_endpoints(value: Any) -> Any:
 def _redact_value(key: str, value: Any) -> Any:
     if value is not None and (key in _URL_KEYS or key.endswith("_env")):
         return REDACTED
+    if key == "extra_body" and isinstance(value, dict):  # free-form request fields: a key or token may sit here
+        return {name: REDACTED for name in value}
     return _redact_endpoints(value)
 
 

@@ -2,9 +2,10 @@
 
 Every row of the three configs is streamed through `datasets.load_dataset` (via hub.load) and checked:
 QA rows against the JSON Schema of the Pydantic models, unique ids, every row's document present in `documents`,
-image count of `sft` rows equal to the document's pages, evidence pages inside the document and inside the recorded
-segment, token lengths inside the recipe window and consistent with the images and text, task shares and counts as
-the card records them, no document in two splits, and the card's YAML itself.
+image count of `sft` rows equal to the document's pages, every image fully decoded (a JPEG cut short is caught),
+evidence pages inside the document and inside the recorded segment, token lengths inside the recipe window and
+consistent with the images and text, task shares and counts as the card records them, no document in two splits,
+and the card's YAML itself.
 
 Owns the checks and the report (`ValidationReport`, `render_report`); printing and the exit code are the CLI's.
 """
@@ -44,23 +45,10 @@ if TYPE_CHECKING:
 
 # Failure kinds, in report order.
 KINDS: tuple[str, ...] = (
-    "load",
-    "card",
-    "card_counts",
-    "schema",
-    "duplicate_id",
-    "missing_document",
-    "split_leak",
-    "image_count",
-    "placeholders",
-    "messages",
-    "qa_link",
-    "segment",
-    "evidence_page",
-    "token_window",
-    "token_count",
+    "load", "card", "card_counts", "schema", "duplicate_id", "missing_document", "split_leak", "image_count",
+    "image", "placeholders", "messages", "qa_link", "segment", "evidence_page", "token_window", "token_count",
     "task_share",
-)
+)  # fmt: skip
 _SHARE_TOLERANCE = 1e-4
 _TOKENS_PER_TURN_MIN = 4  # <|im_start|> role \n ... <|im_end|>
 _TEMPLATE_OVERHEAD_MAX = 64  # default system prompt and generation markers of the Qwen2.5-VL chat template
@@ -387,12 +375,25 @@ def check_sft(
     elif row["num_pages"] != len(images):
         report.fail("image_count", f"{len(images)} images, num_pages {row['num_pages']}", **where)
     _check_messages(report, row, where)
+    sizes = _decoded_sizes(report, images, where)
     if row.get("qa_id") is not None and seen.qa.get(row["qa_id"], row["doc_id"]) != row["doc_id"]:
         report.fail("qa_link", f"qa row {row['qa_id']} is about another document", **where)
     elif row.get("qa_id") is not None and row["qa_id"] not in seen.qa:
         report.fail("qa_link", f"qa row {row['qa_id']} not found in the `qa` config", **where)
-    if meta is not None:
-        _check_tokens(report, row, meta, counter, where)
+    if meta is not None and sizes is not None:
+        _check_tokens(report, row, sizes, meta, counter, where)
+
+
+def _decoded_sizes(report: ValidationReport, images: list[Any], where: dict[str, str]) -> list[tuple[int, int]] | None:
+    """Pixel sizes of the row's images, each decoded in full; None (and one `image` failure) when one does not."""
+    sizes = []
+    for page, image in enumerate(images, start=1):
+        try:
+            sizes.append(tokens.decoded_size_px(image))
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            report.fail("image", f"page {page}: {exc}", **where)
+            return None
+    return sizes
 
 
 def _check_messages(report: ValidationReport, row: dict[str, Any], where: dict[str, str]) -> None:
@@ -408,6 +409,7 @@ def _check_messages(report: ValidationReport, row: dict[str, Any], where: dict[s
 def _check_tokens(
     report: ValidationReport,
     row: dict[str, Any],
+    sizes: list[tuple[int, int]],
     meta: CardMeta,
     counter: RowTokenCounter | None,
     where: dict[str, str],
@@ -417,7 +419,6 @@ def _check_tokens(
         report.fail(
             "token_window", f"num_tokens {recorded} outside the window {meta.min_tokens}-{meta.max_tokens}", **where
         )
-    sizes = [tokens.image_size_px(image) for image in row["images"] or []]  # header only: pixels are never decoded
     if counter is not None:
         exact = counter(sizes, row["messages"])
         if exact != recorded:

@@ -28,6 +28,7 @@ from pydantic import BaseModel
 
 from longdocvqa.core.errors import ExternalServiceError, RecipeError
 from longdocvqa.core.recipe import EndpointConfig
+from longdocvqa.core.safetext import mask_secrets, register_secret
 from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger
 from longdocvqa.llm.limiter import AdaptiveLimiter
@@ -119,6 +120,7 @@ class LLMClient:
             import openai
 
             api_key = os.environ.get(self.endpoint.api_key_env or "", "") or "not-needed"
+            register_secret(api_key)  # a server that echoes the key gets it masked in every message and row
             shards = -(-self.endpoint.max_concurrency // _CONNECTIONS_PER_SHARD)
             for route in self.router.routes:
                 self._retired += route.clients  # bound to a finished loop: keep them from closing on this one
@@ -264,12 +266,13 @@ class LLMClient:
             kind, retryable, status, retry_after = classify(exc)
             outcome = kind
             self.errors[kind] += 1
-            self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, str(exc)[:300])
+            detail = mask_secrets(str(exc))  # before cutting: a key cut in half would not be found
+            self.ledger.record_error(key, self.endpoint.model, attempt, kind, status, detail[:300])
             if status in _FATAL_STATUS:
-                raise ExternalServiceError(f"{route.url}: HTTP {status} for model {self.model!r}: {exc}") from None
+                raise ExternalServiceError(f"{route.url}: HTTP {status} for model {self.model!r}: {detail}") from None
             if not retryable:
-                raise CallFailed(kind, str(exc)[:300]) from None
-            return kind, str(exc)[:300], retry_after
+                raise CallFailed(kind, detail[:300]) from None
+            return kind, detail[:300], retry_after
         finally:
             self.router.release(route, epoch, outcome)
 
