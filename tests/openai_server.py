@@ -2,7 +2,12 @@
 
 It answers `POST /v1/chat/completions` with *content-correct* replies built from the page texts it finds
 in the prompt (after "[Current Case]"): a line of page k as the answer and k as the evidence page, so
-semantic checks pass. Page images are matched to texts registered with `register_image`. Failures are
+semantic checks pass. Page images are matched to texts registered with `register_image`. Its verifier, its
+agreement judge and its rubric judge compute their replies from the pages and answers they are shown (`solve`
+parses the three question kinds the generator writes and answers them from the shown page texts; it never
+consults what it generated), so a wrong QA is caught by the review and a right one agreed with. In `json_schema`
+mode every reply it means to be valid is checked against the schema sent (`schema_errors`; HTTP 400 on a
+mismatch). It is real HTTP with scripted behaviour, not a model: it cannot read pixels. Failures are
 scripted per request: invalid JSON, schema-violating JSON, semantically wrong QA, 429 with Retry-After,
 500, slow or hanging replies, bodies cut mid-stream, `finish_reason: length`, empty 200 bodies, and runaway
 bodies of `huge_mb` megabytes (with a Content-Length, or chunked without one), streamed without being held.
@@ -48,8 +53,10 @@ class ScriptedOpenAI:
         self.script: list[str] = []
         self.policy: Callable[[int, dict[str, Any]], str] | None = None
         self.image_texts: dict[str, str] = {}
-        self.answers: dict[str, Any] = {}
-        self.verify_wrong = False
+        self.answers: dict[str, Any] = {}  # question -> answer it generated; read only when verifier_echo is set
+        self.verify_wrong = False  # a verifier and judges that disagree with everything (a broken reviewer)
+        self.verifier_echo = False  # the old circular verifier: repeats its own generated answer (to show tests bite)
+        self.schema_errors: list[str] = []
         # Optional free-text replier (evaluation tests): body -> content, or None for the default behaviour.
         self.responder: Callable[[dict[str, Any]], str | None] | None = None
         self.requests = 0
@@ -119,14 +126,18 @@ class ScriptedOpenAI:
             return content, "length" if kind == "length" else "stop"
         prompt = _prompt_text(body["messages"])
         if "[Verification]" in prompt:
-            return self._verify_reply(prompt), "stop"
+            return self._verify_reply(prompt, body["messages"]), "stop"
         if "[Judge]" in prompt:
-            return json.dumps({"same": not self.verify_wrong, "reason": "scripted"}), "stop"
+            same = not self.verify_wrong and _judge_same(prompt)
+            return json.dumps({"same": same, "reason": "computed from the two answers"}), "stop"
+        if "[Rubric Judge]" in prompt:
+            return json.dumps(self._rubric_reply(prompt, body["messages"])), "stop"
         if "[OCR]" in prompt:
             texts = self.page_texts(body["messages"], anywhere=True)
             blocks = [{"label": "paragraph", "text": t} for t in texts.values() if t]
             return json.dumps({"blocks": blocks}), "stop"
         qa, evidence = self.make_qa(body)
+        qa = self.plant(body, qa)
         if kind == "schema_violation":
             qa = {"question": qa["question"], "answer": qa["answer"], "evidence_pages": "all"}
         elif kind == "bad_evidence":
@@ -142,12 +153,41 @@ class ScriptedOpenAI:
             return text[: len(text) // 3], "length"
         return text, "stop"
 
-    def _verify_reply(self, prompt: str) -> str:
-        match = re.search(r"^Question: (.*)$", prompt, re.MULTILINE)
-        answer = self.answers.get(match.group(1).strip() if match else "", "unknown")
+    def _verify_reply(self, prompt: str, messages: list[dict[str, Any]]) -> str:
+        question = _field(prompt, "Question")
+        if self.verifier_echo:
+            answer = self.answers.get(question, "unknown")
+        else:
+            solved = solve(question, self.shown_pages(messages))
+            answer = "not stated on these pages" if solved is None else solved
         if self.verify_wrong:
             answer = ["wrong"] if isinstance(answer, list) else "999" if answer.isdigit() else "a different answer"
         return json.dumps({"answer": answer})
+
+    def _rubric_reply(self, prompt: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Scores computed from the pages shown: the answer solved again, the question's scope, its format."""
+        question, task, fmt = _field(prompt, "Question"), _field(prompt, "Task"), _field(prompt, "Answer format")
+        answer = json.loads(_field(prompt, "Answer") or '""')
+        evidence = [int(n) for n in re.findall(r"\d+", _field(prompt, "Evidence pages"))]
+        solved = solve(question, self.shown_pages(messages))
+        computed = {
+            "grounded_correct": 5 if solved is not None and _same_answer(solved, answer) else 1,
+            "self_contained": 5 if re.search(r"\bPages? \d", question) else 2,
+            "needs_document": 1 if _answer_in_question(answer, question) else 5,
+            "fits_task_format": 5 if _fits(task, fmt, answer, evidence) else 1,
+        }
+        names = re.findall(r'"(\w+)": <1-5>', prompt)
+        scores = {name: 1 if self.verify_wrong else computed.get(name, 5) for name in names}
+        return {"scores": scores, "reason": "computed from the pages shown"}
+
+    def shown_pages(self, messages: list[dict[str, Any]]) -> dict[int, str]:
+        """Page -> text of a review prompt (verifier, judge): the labelled pages, the question after them cut off."""
+        texts = self.page_texts(messages, anywhere=True)
+        if texts:
+            last = max(texts)
+            for tail in ("\n\nQuestion: ", "\n\nTask: "):
+                texts[last] = texts[last].rpartition(tail)[0] or texts[last]
+        return texts
 
     def page_texts(self, messages: list[dict[str, Any]], anywhere: bool = False) -> dict[int, str]:
         """Page index -> text, from "Page N:" labels followed by text or by a registered image."""
@@ -192,6 +232,137 @@ class ScriptedOpenAI:
             qa = _single_qa(lines, pages, rng, _previous_questions(prompt))
         self.answers[qa["question"]] = qa["answer"]
         return qa, f"Page {qa['evidence_pages'][0]} (Text): quoted from the page."
+
+    def plant(self, body: dict[str, Any], qa: dict[str, Any]) -> dict[str, Any]:
+        """Hook for benchmarks that plant errors in generated QA (bench/quality.py); the test server plants none."""
+        return qa
+
+    def check_schema(self, body: dict[str, Any], content: str) -> str | None:
+        """In json_schema mode, why `content` does not fit the schema sent (recorded in schema_errors), else None."""
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is None:
+            return None
+        try:
+            problem = schema_problem(json.loads(content), schema, schema)
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON: {exc}"
+        if problem is not None:
+            with self._lock:
+                self.schema_errors.append(problem)
+        return problem
+
+
+# -- answering from the pages shown (verifier and judges) ---------------------------------------------------------
+
+_FOLLOWS = re.compile(r'^On Page (\d+), which line directly follows the line "(.*)"\?$')
+_FIRST_LINES = re.compile(r"^Based on Pages ([\d, and]+), list the first line of body text on each of these pages\.$")
+_COUNT = re.compile(r'^How many times does the word "(\w+)" occur on Pages ([\d, and]+) combined\?$')
+
+
+def solve(question: str, texts: dict[int, str]) -> str | list[str] | None:
+    """The answer to a question of the kinds this server writes, computed from `texts` (page -> text shown) alone;
+    None when the pages shown do not give it."""
+    if match := _FOLLOWS.match(question):
+        page, before = int(match[1]), match[2]
+        following = [b for a, b in _candidate_lines(texts.get(page, "")) if a == before]
+        return following[0] if following else None
+    if match := _FIRST_LINES.match(question):
+        pages = [int(n) for n in re.findall(r"\d+", match[1])]
+        firsts = [_candidate_lines(texts[p])[0][1] for p in pages if p in texts and _candidate_lines(texts[p])]
+        return firsts or None
+    if match := _COUNT.match(question):
+        word, pages = match[1], [int(n) for n in re.findall(r"\d+", match[2])]
+        shown = [texts[p] for p in pages if p in texts]
+        count = sum(len(re.findall(rf"\b{re.escape(word)}\b", t, re.IGNORECASE)) for t in shown)
+        return str(count) if shown else None
+    if match := re.match(r"^What is shown on Page (\d+)\?$", question):
+        return "a page" if int(match[1]) in texts else None
+    return None
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
+
+
+def _same_answer(a: Any, b: Any) -> bool:
+    """Same answer up to case, punctuation and list order."""
+    items = lambda v: sorted(_norm(x) for x in (v if isinstance(v, list) else [v]))  # noqa: E731
+    return items(a) == items(b)
+
+
+def _judge_same(prompt: str) -> bool:
+    """The agreement judge: answers A and B, as the prompt shows them, compared."""
+    try:
+        return _same_answer(json.loads(_field(prompt, "Answer A")), json.loads(_field(prompt, "Answer B")))
+    except json.JSONDecodeError:
+        return False
+
+
+def _answer_in_question(answer: Any, question: str) -> bool:
+    items = [_norm(a) for a in (answer if isinstance(answer, list) else [answer])]
+    return bool(items) and all(len(a) >= 3 and f" {a} " in f" {_norm(question)} " for a in items)
+
+
+def _fits(task: str, fmt: str, answer: Any, evidence: list[int]) -> bool:
+    if fmt == "List" and not isinstance(answer, list) or fmt != "List" and isinstance(answer, list):
+        return False
+    if fmt == "Integer" and not re.fullmatch(r"[+-]?\d+", str(answer).strip()):
+        return False
+    return len(set(evidence)) == 1 if task == "extract-single" else len(set(evidence)) >= 2 or task == "reasoning"
+
+
+def _field(prompt: str, name: str) -> str:
+    match = re.search(rf"^{re.escape(name)}: (.*)$", prompt, re.MULTILINE)
+    return match.group(1).strip() if match else ""
+
+
+_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
+
+
+def schema_problem(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "$") -> str | None:
+    """Why `value` does not fit the JSON Schema `schema` (the subset pydantic writes), else None."""
+    if "$ref" in schema:
+        return schema_problem(value, root["$defs"][schema["$ref"].rsplit("/", 1)[1]], root, where)
+    if "anyOf" in schema or "oneOf" in schema:
+        options = schema.get("anyOf") or schema["oneOf"]
+        fits = any(schema_problem(value, option, root, where) is None for option in options)
+        return None if fits else f"{where}: fits none of the {len(options)} options"
+    kind = schema.get("type")
+    if kind == "null":
+        return None if value is None else f"{where}: not null"
+    if kind in _TYPES and (not isinstance(value, _TYPES[kind]) or isinstance(value, bool) and kind != "boolean"):
+        return f"{where}: {type(value).__name__} is not {kind}"
+    if "enum" in schema and value not in schema["enum"]:
+        return f"{where}: {value!r} not in {schema['enum']}"
+    return _bounds_problem(value, schema, where) or _nested_problem(value, schema, root, where)
+
+
+def _bounds_problem(value: Any, schema: dict[str, Any], where: str) -> str | None:
+    size = len(value) if isinstance(value, list | str) else None
+    if size is not None and size < schema.get("minItems", schema.get("minLength", 0)):
+        return f"{where}: too short"
+    if size is not None and size > schema.get("maxItems", schema.get("maxLength", size)):
+        return f"{where}: too long"
+    if isinstance(value, int | float) and not schema.get("minimum", value) <= value <= schema.get("maximum", value):
+        return f"{where}: {value} out of bounds"
+    return None
+
+
+def _nested_problem(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str) -> str | None:
+    if isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            if problem := schema_problem(item, schema["items"], root, f"{where}[{i}]"):
+                return problem
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        missing = [k for k in schema.get("required", []) if k not in value]
+        extra = [k for k in value if k not in properties] if schema.get("additionalProperties") is False else []
+        if missing or extra:
+            return f"{where}: missing {missing}, unexpected {extra}"
+        for key, item in value.items():
+            if key in properties and (problem := schema_problem(item, properties[key], root, f"{where}.{key}")):
+                return problem
+    return None
 
 
 def _qa(question: str, answer: Any, fmt: str, pages: list[int], sources: list[str]) -> dict[str, Any]:
@@ -302,6 +473,10 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("slow", "hang"):
             time.sleep(self.app.slow_s if kind == "slow" else self.app.hang_s)
         content, finish = self.app.reply(body, kind)
+        meant_valid = kind not in ("schema_violation", "invalid_json", "length")
+        if meant_valid and (bad := self.app.check_schema(body, content)):
+            self._send(400, {"error": {"message": f"reply does not fit the schema sent: {bad}", "type": "schema"}})
+            return
         payload = _completion(body, content, finish)
         if kind == "truncated":
             self._send_truncated(payload)
