@@ -138,6 +138,7 @@ class ScriptedOpenAI:
             return json.dumps({"blocks": blocks}), "stop"
         qa, evidence = self.make_qa(body)
         qa = self.plant(body, qa)
+        self.answers[qa["question"]] = qa["answer"]  # what it generated, as sent (read only by verifier_echo)
         if kind == "schema_violation":
             qa = {"question": qa["question"], "answer": qa["answer"], "evidence_pages": "all"}
         elif kind == "bad_evidence":

@@ -243,7 +243,7 @@ class JudgeConfig(Strict):
         "or described in `descriptions`",
     )
     descriptions: dict[str, str] = Field(default_factory=dict, description="rubric name -> what a 5 means (added)")
-    threshold: float = Field(3.5, ge=1, le=5, description="QA whose weighted score (1-5) is under this are dropped")
+    threshold: float = Field(4.0, ge=1, le=5, description="QA whose weighted score (1-5) is under this are dropped")
     prompt_version: str = "v1"
 
     @field_validator("rubrics")
