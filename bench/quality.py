@@ -60,8 +60,12 @@ class PlantingServer(ScriptedOpenAI):
         rng = random.Random(f"{self.seed}/{item}")
         task = _task_of(body)
         kind = rng.choice(KINDS[task]) if rng.random() < self.share else "clean"
-        if kind != "clean":
-            qa = _corrupt(dict(qa), kind, self.page_texts(body["messages"]), rng)
+        if kind != "clean":  # a kind that does not fit this QA falls back to a fabricated answer (always plantable)
+            texts = self.page_texts(body["messages"])
+            planted = _corrupt(qa, kind, texts, rng)
+            kind, qa = (
+                (kind, planted) if planted is not None else ("fabricated", _corrupt(qa, "fabricated", texts, rng))
+            )
         with self._plant_lock:
             self.questions[(qa["question"], _answer_text(qa["answer"]))] = (item, kind)
             self.item_kind[item] = kind
@@ -84,33 +88,32 @@ def _other_line(text: str, not_these: list[str], rng: random.Random) -> str | No
     return rng.choice(lines) if lines else None
 
 
-def _corrupt(qa: dict[str, Any], kind: str, texts: dict[int, str], rng: random.Random) -> dict[str, Any]:
-    """One planted error of `kind`; a QA it cannot be planted in (no second line on the page...) stays as it was
-    but is still counted under `kind`, so the figures never flatter the review."""
+def _corrupt(qa: dict[str, Any], kind: str, texts: dict[int, str], rng: random.Random) -> dict[str, Any] | None:
+    """`qa` with one planted error of `kind`; None where that kind cannot be planted in it (no second line on the
+    page, no neighbouring page, a count that is not a number, an answer that already is an integer)."""
     page, answer = qa["evidence_pages"][0], qa["answer"]
+    items = answer if isinstance(answer, list) else [answer]
     if kind == "same_page_swap":  # a plausible answer: another line of the same page
-        items = answer if isinstance(answer, list) else [answer]
         other = _other_line(texts.get(page, ""), items, rng)
-        if other is not None:
-            qa["answer"] = [other, *items[1:]] if isinstance(answer, list) else other
-    elif kind == "fabricated":
+        return None if other is None else {**qa, "answer": [other, *items[1:]] if isinstance(answer, list) else other}
+    if kind == "fabricated":
         made_up = "the quarterly compliance ledger is reconciled by the steering committee"
-        qa["answer"] = [made_up, *answer[1:]] if isinstance(answer, list) else made_up
-    elif kind == "outside_segment":
-        qa["evidence_pages"] = [max(texts) + 3 + rng.randrange(20)]
-    elif kind == "wrong_page":  # question and evidence point at a neighbouring page without the quoted line
-        shown = sorted(texts)
-        neighbour = next((p for p in (page + 1, page - 1) if p in shown), page)
-        qa["question"] = qa["question"].replace(f"On Page {page},", f"On Page {neighbour},")
-        qa["evidence_pages"] = [neighbour]
-    elif kind == "wrong_format":  # a word given as an Integer; a List flattened into a String
+        return {**qa, "answer": [made_up, *items[1:]] if isinstance(answer, list) else made_up}
+    if kind == "outside_segment":
+        return {**qa, "evidence_pages": [max(texts) + 3 + rng.randrange(20)]}
+    if kind == "wrong_page":  # question and evidence point at a neighbouring page without the quoted line
+        neighbour = next((p for p in (page + 1, page - 1) if p in texts), None)
+        if neighbour is None or f"On Page {page}," not in qa["question"]:
+            return None
+        question = qa["question"].replace(f"On Page {page},", f"On Page {neighbour},")
+        return {**qa, "question": question, "evidence_pages": [neighbour]}
+    if kind == "wrong_format":  # a word given as an Integer; a List flattened into a String
         if isinstance(answer, list):
-            qa["answer"], qa["answer_format"] = "; ".join(answer), "String"
-        else:
-            qa["answer_format"] = "Integer"
-    elif kind == "wrong_count" and str(answer).isdigit():  # a wrong computed answer
-        qa["answer"] = str(int(answer) + rng.choice((1, 2, 3, -1)) if int(answer) > 1 else int(answer) + 2)
-    return qa
+            return {**qa, "answer": "; ".join(answer), "answer_format": "String"}
+        return None if answer.strip().lstrip("+-").isdigit() else {**qa, "answer_format": "Integer"}
+    if kind == "wrong_count" and str(answer).isdigit():  # a wrong computed answer
+        return {**qa, "answer": str(int(answer) + rng.choice((1, 2, 3)))}
+    return None
 
 
 def recipe_for(pdfs: str, server: ScriptedOpenAI, review: dict[str, Any], per_document: int, questions: int) -> Any:

@@ -212,3 +212,32 @@ def test_the_planted_error_benchmark_meets_its_targets_on_three_pdfs(pdf_dir, tm
     assert result["totals"]["verify"]["planted_published_share"] <= 0.02
     assert result["totals"]["judge"]["planted_published_share"] <= 0.02
     assert result["totals"]["verify"]["clean_kept_vs_checks"] >= 0.95
+
+
+def test_dry_run_forecasts_review_calls_on_evidence_pages_only(write_recipe, pdf_dir) -> None:
+    from longdocvqa.pipeline import plan_with_units
+    from longdocvqa.stages.plan import EST_PAGE_TEXT_TOKENS, EST_PROMPT_TEXT_TOKENS, EST_VERIFY_PAGES
+
+    endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": None}
+    recipe_file = write_recipe([str(pdf_dir)], generate={"generator": {"kind": "openai", "endpoint": endpoint},
+                               "input_mode": "text"}, assemble={"budget_tokens": None})  # fmt: skip
+    plain = load_recipe(recipe_file)
+    reviewed = plain.model_copy(deep=True)
+    reviewed.generate.verify.enabled, reviewed.generate.verify.multi_page = True, "drop"
+    reviewed.generate.judge.enabled = True
+    _, planner, units = plan_with_units(plain)
+    _, reviewed_planner, reviewed_units = plan_with_units(reviewed)
+    before, after = planner.forecast(units), reviewed_planner.forecast(reviewed_units)
+    for task, row in after.items():
+        generation = before[task]["calls"]
+        multi = EST_VERIFY_PAGES * generation if task in ("extract-multi", "reasoning") else 0  # one call per page
+        assert row["review_calls"] == {
+            "verify": generation,
+            "judge": generation,
+            **({"multi_page": multi} if multi else {}),
+        }
+        assert row["calls"] == generation * 3 + multi
+        review_pages = 2 * generation * EST_VERIFY_PAGES + multi  # verify and judge see the evidence, necessity 1
+        assert row["text_tokens"] - before[task]["text_tokens"] == (
+            EST_PROMPT_TEXT_TOKENS * (row["calls"] - generation) + EST_PAGE_TEXT_TOKENS * review_pages
+        )
