@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from openai_server import ScriptedOpenAI, _candidate_lines  # noqa: E402
+from openai_server import ScriptedOpenAI, candidate_lines  # noqa: E402
 
 from longdocvqa.core.recipe import parse_recipe  # noqa: E402
 
@@ -84,7 +84,7 @@ def _task_of(body: dict[str, Any]) -> str:
 
 
 def _other_line(text: str, not_these: list[str], rng: random.Random) -> str | None:
-    lines = [b for _, b in _candidate_lines(text) if b not in not_these]
+    lines = [b for _, b in candidate_lines(text) if b not in not_these]
     return rng.choice(lines) if lines else None
 
 

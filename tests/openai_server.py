@@ -33,6 +33,17 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from server_review import (
+    answer_in_question,
+    candidate_lines,
+    field,
+    fits,
+    judge_same,
+    same_answer,
+    schema_problem,
+    solve,
+)
+
 OK_KINDS = ("ok", "slow")
 FAIL_KINDS = ("invalid_json", "schema_violation", "bad_evidence", "no_anchor", "rate_limit", "server_error",
               "truncated", "length")  # fmt: skip
@@ -128,7 +139,7 @@ class ScriptedOpenAI:
         if "[Verification]" in prompt:
             return self._verify_reply(prompt, body["messages"]), "stop"
         if "[Judge]" in prompt:
-            same = not self.verify_wrong and _judge_same(prompt)
+            same = not self.verify_wrong and judge_same(prompt)
             return json.dumps({"same": same, "reason": "computed from the two answers"}), "stop"
         if "[Rubric Judge]" in prompt:
             return json.dumps(self._rubric_reply(prompt, body["messages"])), "stop"
@@ -155,7 +166,7 @@ class ScriptedOpenAI:
         return text, "stop"
 
     def _verify_reply(self, prompt: str, messages: list[dict[str, Any]]) -> str:
-        question = _field(prompt, "Question")
+        question = field(prompt, "Question")
         if self.verifier_echo:
             answer = self.answers.get(question, "unknown")
         else:
@@ -167,15 +178,15 @@ class ScriptedOpenAI:
 
     def _rubric_reply(self, prompt: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
         """Scores computed from the pages shown: the answer solved again, the question's scope, its format."""
-        question, task, fmt = _field(prompt, "Question"), _field(prompt, "Task"), _field(prompt, "Answer format")
-        answer = json.loads(_field(prompt, "Answer") or '""')
-        evidence = [int(n) for n in re.findall(r"\d+", _field(prompt, "Evidence pages"))]
+        question, task, fmt = field(prompt, "Question"), field(prompt, "Task"), field(prompt, "Answer format")
+        answer = json.loads(field(prompt, "Answer") or '""')
+        evidence = [int(n) for n in re.findall(r"\d+", field(prompt, "Evidence pages"))]
         solved = solve(question, self.shown_pages(messages))
         computed = {
-            "grounded_correct": 5 if solved is not None and _same_answer(solved, answer) else 1,
+            "grounded_correct": 5 if solved is not None and same_answer(solved, answer) else 1,
             "self_contained": 5 if re.search(r"\bPages? \d", question) else 2,
-            "needs_document": 1 if _answer_in_question(answer, question) else 5,
-            "fits_task_format": 5 if _fits(task, fmt, answer, evidence) else 1,
+            "needs_document": 1 if answer_in_question(answer, question) else 5,
+            "fits_task_format": 5 if fits(task, fmt, answer, evidence) else 1,
         }
         names = re.findall(r'"(\w+)": <1-5>', prompt)
         scores = {name: 1 if self.verify_wrong else computed.get(name, 5) for name in names}
@@ -217,7 +228,7 @@ class ScriptedOpenAI:
         prompt = _prompt_text(body["messages"])
         texts = self.page_texts(body["messages"])
         rng = random.Random(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest())
-        lines = {p: _candidate_lines(t) for p, t in texts.items()}
+        lines = {p: candidate_lines(t) for p, t in texts.items()}
         pages = [p for p, ls in sorted(lines.items()) if ls]
         if not pages:
             page = min(texts) if texts else 1
@@ -253,119 +264,6 @@ class ScriptedOpenAI:
         return problem
 
 
-# -- answering from the pages shown (verifier and judges) ---------------------------------------------------------
-
-_FOLLOWS = re.compile(r'^On Page (\d+), which line directly follows the line "(.*)"\?$')
-_FIRST_LINES = re.compile(r"^Based on Pages ([\d, and]+), list the first line of body text on each of these pages\.$")
-_COUNT = re.compile(r'^How many times does the word "(\w+)" occur on Pages ([\d, and]+) combined\?$')
-
-
-def solve(question: str, texts: dict[int, str]) -> str | list[str] | None:
-    """The answer to a question of the kinds this server writes, computed from `texts` (page -> text shown) alone;
-    None when the pages shown do not give it."""
-    if match := _FOLLOWS.match(question):
-        page, before = int(match[1]), match[2]
-        following = [b for a, b in _candidate_lines(texts.get(page, "")) if a == before]
-        return following[0] if following else None
-    if match := _FIRST_LINES.match(question):
-        pages = [int(n) for n in re.findall(r"\d+", match[1])]
-        firsts = [_candidate_lines(texts[p])[0][1] for p in pages if p in texts and _candidate_lines(texts[p])]
-        return firsts or None
-    if match := _COUNT.match(question):
-        word, pages = match[1], [int(n) for n in re.findall(r"\d+", match[2])]
-        shown = [texts[p] for p in pages if p in texts]
-        count = sum(len(re.findall(rf"\b{re.escape(word)}\b", t, re.IGNORECASE)) for t in shown)
-        return str(count) if shown else None
-    if match := re.match(r"^What is shown on Page (\d+)\?$", question):
-        return "a page" if int(match[1]) in texts else None
-    return None
-
-
-def _norm(text: str) -> str:
-    return " ".join(re.findall(r"[a-z0-9]+", text.lower()))
-
-
-def _same_answer(a: Any, b: Any) -> bool:
-    """Same answer up to case, punctuation and list order."""
-    items = lambda v: sorted(_norm(x) for x in (v if isinstance(v, list) else [v]))  # noqa: E731
-    return items(a) == items(b)
-
-
-def _judge_same(prompt: str) -> bool:
-    """The agreement judge: answers A and B, as the prompt shows them, compared."""
-    try:
-        return _same_answer(json.loads(_field(prompt, "Answer A")), json.loads(_field(prompt, "Answer B")))
-    except json.JSONDecodeError:
-        return False
-
-
-def _answer_in_question(answer: Any, question: str) -> bool:
-    items = [_norm(a) for a in (answer if isinstance(answer, list) else [answer])]
-    return bool(items) and all(len(a) >= 3 and f" {a} " in f" {_norm(question)} " for a in items)
-
-
-def _fits(task: str, fmt: str, answer: Any, evidence: list[int]) -> bool:
-    if fmt == "List" and not isinstance(answer, list) or fmt != "List" and isinstance(answer, list):
-        return False
-    if fmt == "Integer" and not re.fullmatch(r"[+-]?\d+", str(answer).strip()):
-        return False
-    return len(set(evidence)) == 1 if task == "extract-single" else len(set(evidence)) >= 2 or task == "reasoning"
-
-
-def _field(prompt: str, name: str) -> str:
-    match = re.search(rf"^{re.escape(name)}: (.*)$", prompt, re.MULTILINE)
-    return match.group(1).strip() if match else ""
-
-
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict}
-
-
-def schema_problem(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str = "$") -> str | None:
-    """Why `value` does not fit the JSON Schema `schema` (the subset pydantic writes), else None."""
-    if "$ref" in schema:
-        return schema_problem(value, root["$defs"][schema["$ref"].rsplit("/", 1)[1]], root, where)
-    if "anyOf" in schema or "oneOf" in schema:
-        options = schema.get("anyOf") or schema["oneOf"]
-        fits = any(schema_problem(value, option, root, where) is None for option in options)
-        return None if fits else f"{where}: fits none of the {len(options)} options"
-    kind = schema.get("type")
-    if kind == "null":
-        return None if value is None else f"{where}: not null"
-    if kind in _TYPES and (not isinstance(value, _TYPES[kind]) or isinstance(value, bool) and kind != "boolean"):
-        return f"{where}: {type(value).__name__} is not {kind}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where}: {value!r} not in {schema['enum']}"
-    return _bounds_problem(value, schema, where) or _nested_problem(value, schema, root, where)
-
-
-def _bounds_problem(value: Any, schema: dict[str, Any], where: str) -> str | None:
-    size = len(value) if isinstance(value, list | str) else None
-    if size is not None and size < schema.get("minItems", schema.get("minLength", 0)):
-        return f"{where}: too short"
-    if size is not None and size > schema.get("maxItems", schema.get("maxLength", size)):
-        return f"{where}: too long"
-    if isinstance(value, int | float) and not schema.get("minimum", value) <= value <= schema.get("maximum", value):
-        return f"{where}: {value} out of bounds"
-    return None
-
-
-def _nested_problem(value: Any, schema: dict[str, Any], root: dict[str, Any], where: str) -> str | None:
-    if isinstance(value, list) and "items" in schema:
-        for i, item in enumerate(value):
-            if problem := schema_problem(item, schema["items"], root, f"{where}[{i}]"):
-                return problem
-    if isinstance(value, dict):
-        properties = schema.get("properties", {})
-        missing = [k for k in schema.get("required", []) if k not in value]
-        extra = [k for k in value if k not in properties] if schema.get("additionalProperties") is False else []
-        if missing or extra:
-            return f"{where}: missing {missing}, unexpected {extra}"
-        for key, item in value.items():
-            if key in properties and (problem := schema_problem(item, properties[key], root, f"{where}.{key}")):
-                return problem
-    return None
-
-
 def _qa(question: str, answer: Any, fmt: str, pages: list[int], sources: list[str]) -> dict[str, Any]:
     return {"question": question, "answer": answer, "answer_format": fmt, "evidence_pages": pages,
             "evidence_sources": sources}  # fmt: skip
@@ -396,15 +294,6 @@ def _reasoning_qa(texts: dict[int, str], pages: list[int], rng: random.Random) -
     refs = " and ".join(str(p) for p in chosen)
     q = f'How many times does the word "{word}" occur on Pages {refs} combined?'
     return _qa(q, str(count), "Integer", chosen, ["Text"])
-
-
-def _candidate_lines(text: str) -> list[tuple[str, str]]:
-    """(previous line, line) pairs of distinctive lines with 3-12 words."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    good = [line for line in lines if 3 <= len(line.split()) <= 12 and sum(c.isalpha() for c in line) >= 10]
-    unique = [line for line in good if good.count(line) == 1 and '"' not in line]
-    pairs = list(zip(unique, unique[1:], strict=False))
-    return [(a, b) for a, b in pairs if b.lower() not in a.lower()]
 
 
 def _parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

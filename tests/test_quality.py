@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import generate_config, real_document
-from openai_server import ScriptedOpenAI, _candidate_lines
+from openai_server import ScriptedOpenAI, candidate_lines
 
 from longdocvqa.core.recipe import load_recipe
 from longdocvqa.core.records import QARecord, Reject
@@ -34,7 +34,7 @@ class SwappingServer(ScriptedOpenAI):
             return {**qa, "answer": str(int(qa["answer"]) + 1)}
         items = qa["answer"] if isinstance(qa["answer"], list) else [qa["answer"]]
         pages = [page, *sorted(texts)]  # the same page first
-        other = next(b for p in pages for _, b in _candidate_lines(texts[p]) if b not in items)
+        other = next(b for p in pages for _, b in candidate_lines(texts[p]) if b not in items)
         return {**qa, "answer": [other, *items[1:]] if isinstance(qa["answer"], list) else other}
 
 
@@ -45,7 +45,7 @@ class OnePageServer(ScriptedOpenAI):
         if qa["answer_format"] != "List":
             return qa
         texts, (first, second) = self.page_texts(body["messages"]), qa["evidence_pages"]
-        before, line = _candidate_lines(texts[first])[0]
+        before, line = candidate_lines(texts[first])[0]
         question = f'On Page {first}, which line directly follows the line "{before}"?'
         return {
             **qa,
@@ -241,3 +241,13 @@ def test_dry_run_forecasts_review_calls_on_evidence_pages_only(write_recipe, pdf
         assert row["text_tokens"] - before[task]["text_tokens"] == (
             EST_PROMPT_TEXT_TOKENS * (row["calls"] - generation) + EST_PAGE_TEXT_TOKENS * review_pages
         )
+
+
+def test_the_paper_recipe_verifies_by_default_on_its_own_endpoint() -> None:
+    from longdocvqa.generate import make_generator
+
+    recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / "mmprolong-128k.yaml")
+    generator = make_generator(recipe.generate)
+    assert recipe.generate.verify.enabled and recipe.generate.verify.endpoint is None
+    assert generator.verifier_model == recipe.generate.generator.endpoint.model  # the same endpoint verifies
+    assert generator.judge_model is None  # the judge is off unless the recipe turns it on
