@@ -145,6 +145,13 @@ def test_multi_page_qa_answerable_from_one_page_is_relabelled_or_dropped(serve, 
         assert record.verification.endswith(f"multi_page=single:{record.evidence_pages[0]}")
     necessity_calls = [b for b in server.bodies if "[Verification]" in json.dumps(b)]
     assert len(necessity_calls) == 2  # the verification, then the first evidence page (enough): not the second
+    counts = quality_summary(records, rejects, config)["extract-multi"]["multi_page"]  # the manifest's counts
+    assert counts == {
+        "checked": 1,
+        "needed": 0,
+        "relabelled": int(choice == "relabel"),
+        "dropped": int(choice == "drop"),
+    }
 
 
 def test_multi_page_qa_that_needs_its_pages_is_kept(serve) -> None:
@@ -153,6 +160,7 @@ def test_multi_page_qa_that_needs_its_pages_is_kept(serve) -> None:
     records, rejects = run(config, name="etoolbox.pdf")
     multi = [r for r in records if r.task == "extract-multi"]
     assert len(multi) == 1 and multi[0].verification.endswith("multi_page=needed") and rejects == []
+    assert quality_summary(records, rejects, config)["extract-multi"]["multi_page"]["needed"] == 1
     pages = len(set(multi[0].evidence_pages))
     calls = [b for b in server.bodies if "[Verification]" in json.dumps(b)]
     assert len(calls) == 1 + pages  # the verification, then one call per evidence page (none was enough)
@@ -172,8 +180,9 @@ def test_schema_mode_replies_are_checked_against_the_schema_sent(serve) -> None:
 
 def test_a_loopback_build_reports_agreement_judge_and_calls_by_role(serve, write_recipe, pdf_dir, tmp_path) -> None:
     server = serve()
-    endpoint = {"base_url": server.base_url, "model": "scripted-vlm", "api_key_env": None, "timeout_s": 10.0}
-    judge = {"enabled": True, "endpoint": {**endpoint, "model": "scripted-judge"}}
+    endpoint = {"base_url": server.base_url, "model": "scripted-vlm", "api_key_env": None, "timeout_s": 10.0,
+                "price_input_per_mtok": 1.0, "price_output_per_mtok": 2.0}  # fmt: skip
+    judge = {"enabled": True, "endpoint": {**endpoint, "model": "scripted-judge", "price_input_per_mtok": 3.0}}
     recipe = load_recipe(write_recipe(
         [str(pdf_dir / "R-data.pdf"), str(pdf_dir / "etoolbox.pdf")], decontaminate={"within_pool": False},
         generate={"generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "text",
@@ -185,7 +194,10 @@ def test_a_loopback_build_reports_agreement_judge_and_calls_by_role(serve, write
     for task in TASKS:
         assert generate["quality"][task]["verification"]["agreement_rate"] == 1.0
         assert generate["quality"][task]["judge"]["drop_rate"] == 0.0
-        assert set(generate["calls_by_role"][task]) == {"generation", "verification", "judge"}
+        roles = generate["calls_by_role"][task]
+        assert set(roles) == {"generation", "verification", "judge"} and all(r["cost_usd"] > 0 for r in roles.values())
+        judge_cost = roles["judge"]["prompt_tokens"] * 3.0 / 1e6 + roles["judge"]["completion_tokens"] * 2.0 / 1e6
+        assert roles["judge"]["cost_usd"] == pytest.approx(judge_cost, abs=1e-5)  # the judge endpoint's own prices
     card = (tmp_path / "out" / "dataset" / "README.md").read_text()
     assert "Verification by `scripted-vlm`" in card and "| 100.0% |" in card
     assert "Rubric judge `scripted-judge`, threshold 4" in card
