@@ -2,7 +2,12 @@
 
 It answers `POST /v1/chat/completions` with *content-correct* replies built from the page texts it finds
 in the prompt (after "[Current Case]"): a line of page k as the answer and k as the evidence page, so
-semantic checks pass. Page images are matched to texts registered with `register_image`. Failures are
+semantic checks pass. Page images are matched to texts registered with `register_image`. Its verifier, its
+agreement judge and its rubric judge compute their replies from the pages and answers they are shown (`solve`
+parses the three question kinds the generator writes and answers them from the shown page texts; it never
+consults what it generated), so a wrong QA is caught by the review and a right one agreed with. In `json_schema`
+mode every reply it means to be valid is checked against the schema sent (`schema_errors`; HTTP 400 on a
+mismatch). It is real HTTP with scripted behaviour, not a model: it cannot read pixels. Failures are
 scripted per request: invalid JSON, schema-violating JSON, semantically wrong QA, 429 with Retry-After,
 500, slow or hanging replies, bodies cut mid-stream, `finish_reason: length`, empty 200 bodies, and runaway
 bodies of `huge_mb` megabytes (with a Content-Length, or chunked without one), streamed without being held.
@@ -28,6 +33,17 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from server_review import (
+    answer_in_question,
+    candidate_lines,
+    field,
+    fits,
+    judge_same,
+    same_answer,
+    schema_problem,
+    solve,
+)
+
 OK_KINDS = ("ok", "slow")
 FAIL_KINDS = ("invalid_json", "schema_violation", "bad_evidence", "no_anchor", "rate_limit", "server_error",
               "truncated", "length")  # fmt: skip
@@ -48,8 +64,10 @@ class ScriptedOpenAI:
         self.script: list[str] = []
         self.policy: Callable[[int, dict[str, Any]], str] | None = None
         self.image_texts: dict[str, str] = {}
-        self.answers: dict[str, Any] = {}
-        self.verify_wrong = False
+        self.answers: dict[str, Any] = {}  # question -> answer it generated; read only when verifier_echo is set
+        self.verify_wrong = False  # a verifier and judges that disagree with everything (a broken reviewer)
+        self.verifier_echo = False  # the old circular verifier: repeats its own generated answer (to show tests bite)
+        self.schema_errors: list[str] = []
         # Optional free-text replier (evaluation tests): body -> content, or None for the default behaviour.
         self.responder: Callable[[dict[str, Any]], str | None] | None = None
         self.requests = 0
@@ -119,14 +137,19 @@ class ScriptedOpenAI:
             return content, "length" if kind == "length" else "stop"
         prompt = _prompt_text(body["messages"])
         if "[Verification]" in prompt:
-            return self._verify_reply(prompt), "stop"
+            return self._verify_reply(prompt, body["messages"]), "stop"
         if "[Judge]" in prompt:
-            return json.dumps({"same": not self.verify_wrong, "reason": "scripted"}), "stop"
+            same = not self.verify_wrong and judge_same(prompt)
+            return json.dumps({"same": same, "reason": "computed from the two answers"}), "stop"
+        if "[Rubric Judge]" in prompt:
+            return json.dumps(self._rubric_reply(prompt, body["messages"])), "stop"
         if "[OCR]" in prompt:
             texts = self.page_texts(body["messages"], anywhere=True)
             blocks = [{"label": "paragraph", "text": t} for t in texts.values() if t]
             return json.dumps({"blocks": blocks}), "stop"
         qa, evidence = self.make_qa(body)
+        qa = self.plant(body, qa)
+        self.answers[qa["question"]] = qa["answer"]  # what it generated, as sent (read only by verifier_echo)
         if kind == "schema_violation":
             qa = {"question": qa["question"], "answer": qa["answer"], "evidence_pages": "all"}
         elif kind == "bad_evidence":
@@ -142,12 +165,41 @@ class ScriptedOpenAI:
             return text[: len(text) // 3], "length"
         return text, "stop"
 
-    def _verify_reply(self, prompt: str) -> str:
-        match = re.search(r"^Question: (.*)$", prompt, re.MULTILINE)
-        answer = self.answers.get(match.group(1).strip() if match else "", "unknown")
+    def _verify_reply(self, prompt: str, messages: list[dict[str, Any]]) -> str:
+        question = field(prompt, "Question")
+        if self.verifier_echo:
+            answer = self.answers.get(question, "unknown")
+        else:
+            solved = solve(question, self.shown_pages(messages))
+            answer = "not stated on these pages" if solved is None else solved
         if self.verify_wrong:
             answer = ["wrong"] if isinstance(answer, list) else "999" if answer.isdigit() else "a different answer"
         return json.dumps({"answer": answer})
+
+    def _rubric_reply(self, prompt: str, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """Scores computed from the pages shown: the answer solved again, the question's scope, its format."""
+        question, task, fmt = field(prompt, "Question"), field(prompt, "Task"), field(prompt, "Answer format")
+        answer = json.loads(field(prompt, "Answer") or '""')
+        evidence = [int(n) for n in re.findall(r"\d+", field(prompt, "Evidence pages"))]
+        solved = solve(question, self.shown_pages(messages))
+        computed = {
+            "grounded_correct": 5 if solved is not None and same_answer(solved, answer) else 1,
+            "self_contained": 5 if re.search(r"\bPages? \d", question) else 2,
+            "needs_document": 1 if answer_in_question(answer, question) else 5,
+            "fits_task_format": 5 if fits(task, fmt, answer, evidence) else 1,
+        }
+        names = re.findall(r'"(\w+)": <1-5>', prompt)
+        scores = {name: 1 if self.verify_wrong else computed.get(name, 5) for name in names}
+        return {"scores": scores, "reason": "computed from the pages shown"}
+
+    def shown_pages(self, messages: list[dict[str, Any]]) -> dict[int, str]:
+        """Page -> text of a review prompt (verifier, judge): the labelled pages, the question after them cut off."""
+        texts = self.page_texts(messages, anywhere=True)
+        if texts:
+            last = max(texts)
+            for tail in ("\n\nQuestion: ", "\n\nTask: "):
+                texts[last] = texts[last].rpartition(tail)[0] or texts[last]
+        return texts
 
     def page_texts(self, messages: list[dict[str, Any]], anywhere: bool = False) -> dict[int, str]:
         """Page index -> text, from "Page N:" labels followed by text or by a registered image."""
@@ -176,7 +228,7 @@ class ScriptedOpenAI:
         prompt = _prompt_text(body["messages"])
         texts = self.page_texts(body["messages"])
         rng = random.Random(hashlib.sha256(json.dumps(body["messages"], sort_keys=True).encode()).hexdigest())
-        lines = {p: _candidate_lines(t) for p, t in texts.items()}
+        lines = {p: candidate_lines(t) for p, t in texts.items()}
         pages = [p for p, ls in sorted(lines.items()) if ls]
         if not pages:
             page = min(texts) if texts else 1
@@ -192,6 +244,24 @@ class ScriptedOpenAI:
             qa = _single_qa(lines, pages, rng, _previous_questions(prompt))
         self.answers[qa["question"]] = qa["answer"]
         return qa, f"Page {qa['evidence_pages'][0]} (Text): quoted from the page."
+
+    def plant(self, body: dict[str, Any], qa: dict[str, Any]) -> dict[str, Any]:
+        """Hook for benchmarks that plant errors in generated QA (bench/quality.py); the test server plants none."""
+        return qa
+
+    def check_schema(self, body: dict[str, Any], content: str) -> str | None:
+        """In json_schema mode, why `content` does not fit the schema sent (recorded in schema_errors), else None."""
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+        if schema is None:
+            return None
+        try:
+            problem = schema_problem(json.loads(content), schema, schema)
+        except json.JSONDecodeError as exc:
+            problem = f"not JSON: {exc}"
+        if problem is not None:
+            with self._lock:
+                self.schema_errors.append(problem)
+        return problem
 
 
 def _qa(question: str, answer: Any, fmt: str, pages: list[int], sources: list[str]) -> dict[str, Any]:
@@ -224,15 +294,6 @@ def _reasoning_qa(texts: dict[int, str], pages: list[int], rng: random.Random) -
     refs = " and ".join(str(p) for p in chosen)
     q = f'How many times does the word "{word}" occur on Pages {refs} combined?'
     return _qa(q, str(count), "Integer", chosen, ["Text"])
-
-
-def _candidate_lines(text: str) -> list[tuple[str, str]]:
-    """(previous line, line) pairs of distinctive lines with 3-12 words."""
-    lines = [" ".join(line.split()) for line in text.splitlines()]
-    good = [line for line in lines if 3 <= len(line.split()) <= 12 and sum(c.isalpha() for c in line) >= 10]
-    unique = [line for line in good if good.count(line) == 1 and '"' not in line]
-    pairs = list(zip(unique, unique[1:], strict=False))
-    return [(a, b) for a, b in pairs if b.lower() not in a.lower()]
 
 
 def _parts(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -306,6 +367,10 @@ class _Handler(BaseHTTPRequestHandler):
         if kind in ("slow", "hang"):
             time.sleep(self.app.slow_s if kind == "slow" else self.app.hang_s)
         content, finish = self.app.reply(body, kind)
+        meant_valid = kind not in ("schema_violation", "invalid_json", "length")
+        if meant_valid and (bad := self.app.check_schema(body, content)):
+            self._send(400, {"error": {"message": f"reply does not fit the schema sent: {bad}", "type": "schema"}})
+            return
         payload = _completion(body, content, finish)
         if kind == "truncated":
             self._send_truncated(payload)

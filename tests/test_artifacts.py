@@ -89,7 +89,8 @@ def test_published_folder_holds_no_private_path_endpoint_or_env(server, write_re
         data = path.read_bytes()
         for secret in private:
             assert secret.encode() not in data, (secret, path)
-    decoded = json.dumps([_rows(dataset, c) for c in ("sft", "qa", "documents")])
+    embedded = lambda o: o.decode("latin-1") if isinstance(o, bytes) else str(o)  # noqa: E731  (the documents' PDFs)
+    decoded = json.dumps([_rows(dataset, c) for c in ("sft", "qa", "documents")], default=embedded)
     assert not [secret for secret in private if secret in decoded]
     card = (dataset / "README.md").read_text()
     assert "- <pool>" in card and "licences: <local>/SOURCES.tsv" in card

@@ -34,7 +34,7 @@ SPLITS: tuple[str, ...] = ("train", "test")
 SHORT_SPLIT = "train"  # short-data rows have no document: they are training mix
 CARD_KEY = "longdocvqa"  # the card's YAML block that the trainer and `validate` read
 REQUIRED_HEADER_KEYS = ("configs", "dataset_info", "license", "task_categories", "size_categories", "tags")
-SCHEMA_VERSION = 2  # 2: documents.pdf; bump when a column changes; train/dataset_schema.json records it
+SCHEMA_VERSION = 3  # 2: documents.pdf; 3: qa judge columns; bump when a column changes (train/dataset_schema.json)
 _HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
 # Outcomes of the checks recorded in a qa row's `verification` ("evidence_text=...;answerability=..."):
 # found / not_applicable (reasoning asks for no literal quote); exact / judge (verifier agreed) / not_run (off).
@@ -79,6 +79,8 @@ COLUMNS: dict[str, dict[str, ColumnType]] = {
         "prompt_version": "string",
         "call_id": "string",
         "verification": "string",
+        "judge_score": "float64",  # the rubric judge's weighted 1-5 score; null when no judge ran
+        "judge_rubrics": [{"rubric": "string", "score": "int32"}],  # per-rubric 1-5 scores; null when no judge ran
         "num_tokens": "int64",
         "licence": "string",
         "source": "string",
@@ -190,6 +192,8 @@ def qa_row(record: BaseModel | Mapping[str, Any], num_tokens: int | None = None)
     listed = isinstance(answer, list)
     data["answer"] = json.dumps(answer, ensure_ascii=False) if listed else answer
     data["answer_list"] = list(answer) if listed else []
+    rubrics = data["judge_rubrics"]
+    data["judge_rubrics"] = None if rubrics is None else [{"rubric": k, "score": v} for k, v in rubrics.items()]
     return data
 
 
@@ -198,6 +202,8 @@ def qa_record_from_row(row: Mapping[str, Any]) -> dict[str, Any]:
     data = {k: v for k, v in row.items() if k != "answer_list"}
     if row.get("answer_format") == "List":
         data["answer"] = list(row.get("answer_list") or [])
+    if row.get("judge_rubrics") is not None:
+        data["judge_rubrics"] = {item["rubric"]: item["score"] for item in row["judge_rubrics"]}
     return data
 
 

@@ -236,7 +236,51 @@ class VerifyConfig(Strict):
     """Optional answerability check by a second model that sees only the evidence pages."""
 
     enabled: bool = False
-    endpoint: EndpointConfig | None = None
+    endpoint: EndpointConfig | None = Field(None, description="the verifier's endpoint; none: the generator's")
+    multi_page: Literal["off", "relabel", "drop"] = Field(
+        "off",
+        description="multi-page necessity (needs enabled): an extract-multi or reasoning QA the verifier answers from "
+        "ONE of its evidence pages alone is relabelled (extract-multi -> extract-single; evidence that page) or "
+        "dropped; at most one call per evidence page",
+    )
+
+    @model_validator(mode="after")
+    def _needs_verifier(self) -> VerifyConfig:
+        if self.multi_page != "off" and not self.enabled:
+            raise ValueError("multi_page needs the verifier: set enabled: true")
+        return self
+
+
+_RUBRIC_NAME = r"^[a-z][a-z0-9_]{0,39}$"
+DEFAULT_RUBRICS = {"grounded_correct": 0.35, "self_contained": 0.25, "needs_document": 0.2, "fits_task_format": 0.2}
+
+
+class JudgeConfig(Strict):
+    """Optional rubric judge: one call per QA scores named rubrics 1-5 from the evidence pages and the QA."""
+
+    enabled: bool = False
+    endpoint: EndpointConfig | None = Field(None, description="the judge's endpoint (another model family is best)")
+    rubrics: dict[str, float] = Field(
+        default_factory=lambda: dict(DEFAULT_RUBRICS),
+        description="rubric name -> weight (weights > 0, normalised to sum 1); names of prompts/judge_qa_<version>.md "
+        "or described in `descriptions`",
+    )
+    descriptions: dict[str, str] = Field(default_factory=dict, description="rubric name -> what a 5 means (added)")
+    threshold: float = Field(4.0, ge=1, le=5, description="QA whose weighted score (1-5) is under this are dropped")
+    prompt_version: str = "v1"
+
+    @field_validator("rubrics")
+    @classmethod
+    def _rubrics(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = [name for name in value if not re.match(_RUBRIC_NAME, name)]
+        if not value or bad or any(not weight > 0 for weight in value.values()):
+            raise ValueError(f"give rubric names matching {_RUBRIC_NAME} with weights > 0 (bad: {bad or value})")
+        return value
+
+    def weights(self) -> dict[str, float]:
+        """Rubric weights normalised to sum 1."""
+        total = sum(self.rubrics.values())
+        return {name: weight / total for name, weight in self.rubrics.items()}
 
 
 class GenerateConfig(Strict):
@@ -256,6 +300,7 @@ class GenerateConfig(Strict):
     temperature_schedule: list[float] = Field(default_factory=lambda: [0.0, 0.3, 0.7], max_length=100)
     ocr_needle_pages: tuple[int, int] = (1, 3)
     verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    judge: JudgeConfig = Field(default_factory=JudgeConfig)
     processes: int = Field(
         1,
         ge=1,

@@ -153,6 +153,8 @@ class QARecord(Record):
     prompt_version: str
     call_id: str = ""
     verification: str = "not_run"
+    judge_score: float | None = None  # the rubric judge's weighted 1-5 score; None when no judge ran
+    judge_rubrics: dict[str, int] | None = None  # rubric -> 1-5 score; None when no judge ran
 
     @field_validator("question", "answer", "evidence_description", "segment_sections")
     @classmethod

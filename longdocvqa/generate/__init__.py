@@ -4,7 +4,8 @@ plus OCR targets.
 Modules: `base` (the `Generator` interface, record helpers), `document` (`make_generator`; one document's QA:
 generator, OCR targets, duplicates dropped), `template` (the offline baseline from the layout), `openai` (any
 OpenAI-compatible endpoint), `prompts` (versioned prompt files, exemplars, the generation messages), `checks`
-(semantic checks after the schema), `verify` (answerability by a second call), `ocr` (OCR-full/needle targets and
+(semantic checks after the schema), `verify` (answerability by a second call), `judge` (the rubric judge),
+`quality` (the agreement and judge summary of a build), `ocr` (OCR-full/needle targets and
 the VLM OCR backend).
 Does not own: HTTP, retries or the ledger (llm/), rendering (documents/render.py), storage (core/store.py).
 """
@@ -18,7 +19,7 @@ from longdocvqa.generate.base import (
     qa_record_json_schema,
 )
 from longdocvqa.generate.checks import check_generated, normalise
-from longdocvqa.generate.document import generate_document, make_generator, open_clients
+from longdocvqa.generate.document import generate_document, make_generator, open_clients, open_judge
 from longdocvqa.generate.ocr import ocr_document, transcribe_page
 from longdocvqa.generate.openai import OpenAIGenerator
 from longdocvqa.generate.prompts import load_exemplars, load_prompt, prompt_messages, task_strings
@@ -42,6 +43,7 @@ __all__ = [
     "normalise",
     "ocr_document",
     "open_clients",
+    "open_judge",
     "prompt_messages",
     "qa_json_schema",
     "qa_record_json_schema",

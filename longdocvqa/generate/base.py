@@ -16,7 +16,7 @@ from longdocvqa.core.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Seg
 from longdocvqa.generate.checks import normalise
 
 if TYPE_CHECKING:
-    from longdocvqa.llm import LLMClient
+    from longdocvqa.llm import Ledger, LLMClient
 
 PageImage = Callable[[int], bytes]
 
@@ -49,6 +49,15 @@ class Generator(Protocol):
         """The model that verifies answerability; None when nothing is verified."""
         ...
 
+    @property
+    def judge_model(self) -> str | None:
+        """The model of the rubric judge; None when no judge runs."""
+        ...
+
+    def open_judge(self, ledger: Ledger | None, **client_options: Any) -> LLMClient | None:
+        """The rubric judge's own client on the generator's `ledger`; None when off or on the generator's endpoint."""
+        ...
+
     def check_prompts(self) -> None:
         """Load the prompt files and exemplars it will use, so a wrong name stops the build first (RecipeError)."""
         ...
@@ -69,8 +78,10 @@ class Generator(Protocol):
         client: LLMClient | None,
         page_image: PageImage | None,
         verifier: LLMClient | None,
+        judge: LLMClient | None = None,
     ) -> tuple[list[QARecord], list[Reject]]:
-        """QA records and drops for the QA `tasks` of every segment of one document."""
+        """QA records and drops for the QA `tasks` of every segment of one document (`judge`: the rubric judge's
+        own client, when it has its own endpoint)."""
         ...
 
 
@@ -94,8 +105,10 @@ def make_record(
     evidence_description: str = "",
     call_id: str = "",
     verification: str = "",
+    judge: tuple[float, dict[str, int]] | None = None,
 ) -> QARecord:
-    """A QARecord whose id is the content hash of everything else in it."""
+    """A QARecord whose id is the content hash of everything else in it (the judge's scores only when it ran, so
+    records without a judge keep the ids they had before judging existed)."""
     fields: dict[str, Any] = {
         "task": task,
         "doc_sha256": segment.doc_sha256,
@@ -110,6 +123,8 @@ def make_record(
         "call_id": call_id,
         "verification": verification or "not_run",
     }
+    if judge is not None:
+        fields["judge_score"], fields["judge_rubrics"] = judge[0], dict(judge[1])
     return QARecord(id=content_hash(fields, length=32), **fields)
 
 

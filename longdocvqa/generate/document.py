@@ -1,6 +1,7 @@
 """One document's QA: the generator the recipe names, then the OCR targets, then duplicate questions dropped.
 
-Owns: `make_generator` (the `Generator` for `generate.generator.kind`), `generate_document` and `open_clients`.
+Owns: `make_generator` (the `Generator` for `generate.generator.kind`), `generate_document`, `open_clients` and
+`open_judge`.
 Does not own: the generators themselves (template.py, openai.py), OCR targets (ocr.py).
 """
 
@@ -34,6 +35,7 @@ async def generate_document(
     page_image: PageImage | None,
     *,
     verifier: LLMClient | None = None,
+    judge: LLMClient | None = None,
 ) -> tuple[list[QARecord], list[Reject]]:
     """QA records and drops for one document: every (segment, task) of the recipe, then the OCR tasks.
 
@@ -42,7 +44,9 @@ async def generate_document(
     """
     qa_tasks = [t for t in config.tasks if t in QA_TASKS]
     generator = make_generator(config)
-    records, rejects = await generator.generate(doc, layout, segments, qa_tasks, seed, client, page_image, verifier)
+    records, rejects = await generator.generate(
+        doc, layout, segments, qa_tasks, seed, client, page_image, verifier, judge
+    )
     ocr_records, ocr_rejects = ocr_document(layout, [t for t in config.tasks if t in OCR_TASKS], config, seed)
     kept, duplicates = drop_duplicates(records)
     return kept + ocr_records, rejects + duplicates + ocr_rejects
@@ -53,3 +57,11 @@ def open_clients(
 ) -> tuple[LLMClient | None, LLMClient | None]:
     """(generator, verifier) clients for a recipe sharing one ledger; (None, None) for the template generator."""
     return make_generator(config).open_clients(ledger_path, **client_options)
+
+
+def open_judge(config: GenerateConfig, client: LLMClient | None, **client_options: Any) -> LLMClient | None:
+    """The rubric judge's own client, on the generator client's ledger; None when the judge is off or uses the
+    generator's endpoint (then `client` judges)."""
+    if client is None:
+        return None
+    return make_generator(config).open_judge(client.ledger, **client_options)

@@ -22,7 +22,7 @@ from longdocvqa.generate.base import PageImage, item_id, make_record, verificati
 from longdocvqa.generate.checks import check_generated, title_core
 
 if TYPE_CHECKING:
-    from longdocvqa.llm import LLMClient
+    from longdocvqa.llm import Ledger, LLMClient
 
 TEMPLATE_GENERATOR = "template-baseline"
 TEMPLATE_PROMPT_VERSION = "template-v2"  # v2: reasoning asks page distances, not counts
@@ -241,11 +241,18 @@ class TemplateGenerator:
     def verifier_model(self) -> str | None:
         return None
 
+    @property
+    def judge_model(self) -> str | None:
+        return None
+
     def check_prompts(self) -> None:
         """Nothing to load: the templates are code."""
 
     def open_clients(self, ledger_path: str | None, **client_options: Any) -> tuple[None, None]:
         return None, None
+
+    def open_judge(self, ledger: Ledger | None, **client_options: Any) -> None:
+        return None
 
     async def generate(
         self,
@@ -257,6 +264,7 @@ class TemplateGenerator:
         client: LLMClient | None,
         page_image: PageImage | None,
         verifier: LLMClient | None,
+        judge: LLMClient | None = None,
     ) -> tuple[list[QARecord], list[Reject]]:
         """Template QA from the layout alone; the clients and page images are not used."""
         return template_document(layout, segments, tasks, self.config, seed)

@@ -1,7 +1,8 @@
 """Answerability verification: a second call answers the question from the evidence pages alone.
 
 Owns: `verify_qa` (the verifier's answer, matched exactly for numbers and short strings, else by a judge call),
-`answers_match`, and the reply models of the verifier and the judge.
+`one_page_enough` (multi-page necessity: can one evidence page alone give the answer?), `answers_match`, and the
+reply models of the verifier and the agreement judge.
 Does not own: the generation call (openai.py) or its prompts (prompts.py).
 """
 
@@ -67,7 +68,18 @@ async def verify_qa(
     Outcomes: `exact` or `judge` (agreed), `unverified` (disagreed), `verify_failed` (no usable reply).
     """
     version = config.prompt_version
-    prompt = load_prompt("verify", version)
+    messages = _verify_messages(qa, pages, config)
+    reply = await verifier.ask(messages, VerifyReply, template_id=f"verify@{version}", task=f"verify/{task}")
+    if reply.value is None:
+        return "verify_failed", f"{reply.reason}: {reply.detail}"
+    match = answers_match(qa.answer, reply.value.answer, qa.answer_format)
+    if match is not None:
+        return ("exact" if match else "unverified"), f"verifier answered {reply.value.answer!r}"
+    return await _judge(qa, reply.value.answer, verifier, version, task)
+
+
+def _verify_messages(qa: QA, pages: list[dict[str, Any]], config: GenerateConfig) -> list[Message]:
+    prompt = load_prompt("verify", config.prompt_version)
     modality = MODALITY[config.input_mode][0]
     question = fill(
         prompt["question"],
@@ -76,14 +88,7 @@ async def verify_qa(
         format_hint=_FORMAT_HINT[qa.answer_format],
     )
     user = message_content([text_part(fill(prompt["user"], modality=modality)), *pages, text_part(question)])
-    messages: list[Message] = [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": user}]
-    reply = await verifier.ask(messages, VerifyReply, template_id=f"verify@{version}", task=f"verify/{task}")
-    if reply.value is None:
-        return "verify_failed", f"{reply.reason}: {reply.detail}"
-    match = answers_match(qa.answer, reply.value.answer, qa.answer_format)
-    if match is not None:
-        return ("exact" if match else "unverified"), f"verifier answered {reply.value.answer!r}"
-    return await _judge(qa, reply.value.answer, verifier, version, task)
+    return [{"role": "system", "content": prompt["system"]}, {"role": "user", "content": user}]
 
 
 async def _judge(qa: QA, candidate: str | list[str], verifier: LLMClient, version: str, task: str) -> tuple[str, str]:
@@ -100,3 +105,29 @@ async def _judge(qa: QA, candidate: str | list[str], verifier: LLMClient, versio
         return "verify_failed", f"judge: {verdict.reason}: {verdict.detail}"
     detail = f"verifier answered {candidate!r}; judge: {verdict.value.reason}"
     return ("judge" if verdict.value.same else "unverified"), detail
+
+
+async def one_page_enough(
+    qa: QA, pages: dict[int, list[dict[str, Any]]], verifier: LLMClient, config: GenerateConfig, task: str
+) -> int | None:
+    """Multi-page necessity: the first evidence page from which alone the verifier gives the QA's answer, else None.
+
+    One verify call per evidence page (stopping at the first that suffices), matched by normalised equality only:
+    no judge call, so the cost stays at most one call per page.
+    """
+    for page, parts in sorted(pages.items()):
+        reply = await verifier.ask(
+            _verify_messages(qa, parts, config), VerifyReply, template_id=f"verify@{config.prompt_version}",
+            task=f"necessity/{task}",
+        )  # fmt: skip
+        if reply.value is not None and _same(qa.answer, reply.value.answer, qa.answer_format):
+            return page
+    return None
+
+
+def _same(expected: str | list[str], got: str | list[str], fmt: AnswerFormat) -> bool:
+    match = answers_match(expected, got, fmt)
+    if match is not None:
+        return match
+    as_set = lambda v: {normalise(a) for a in (v if isinstance(v, list) else [v])}  # noqa: E731
+    return as_set(expected) == as_set(got)

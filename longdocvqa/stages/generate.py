@@ -28,7 +28,8 @@ from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.core.store import RunDir, StageOutput
 from longdocvqa.core.store import dump as store_dump
-from longdocvqa.generate import generate_document, make_generator, open_clients, transcribe_page
+from longdocvqa.generate import generate_document, make_generator, open_clients, open_judge, transcribe_page
+from longdocvqa.generate.quality import quality_summary, usage_split
 from longdocvqa.llm import Ledger, LLMClient, merge_usage
 from longdocvqa.llm.ledger import merge_shards, shard_path
 from longdocvqa.runner.executor import ClientPool, Job
@@ -66,7 +67,8 @@ _HOW_NOT_WHAT = {
 def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
     cfg = recipe.generate.model_dump(mode="json")
     cfg.pop("processes")  # how calls are spread over processes, not what they return
-    for endpoint in (cfg["generator"]["endpoint"], (cfg["verify"].get("endpoint") or {})):
+    reviewers = (cfg["verify"].get("endpoint") or {}, cfg["judge"].get("endpoint") or {})
+    for endpoint in (cfg["generator"]["endpoint"], *reviewers):
         for key in _HOW_NOT_WHAT:
             endpoint.pop(key, None)
     what = {"generate": cfg, "seed": recipe.seed, "render": recipe.render}
@@ -96,17 +98,22 @@ def run_generate(
             merge_shards(ctx.run.ledger_path)  # a crashed multi-process run's writer shards: replayed from here
             usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending, tasks)) if todo else {}
         result: dict[str, list[QARecord]] = {}
+        rejects: list[Reject] = []
         for doc in docs:
             if doc.sha256 in segments:
                 data = pending.get(doc.sha256) or out.read(key[doc.sha256])["ok"]
                 result[doc.sha256] = [QARecord.model_validate(r) for r in data["records"]]
-                for reject in data["rejects"]:
-                    record_reject(ctx, stats, name_document(Reject.model_validate(reject), doc.path))
+                rejects += [Reject.model_validate(reject) for reject in data["rejects"]]
+                for reject in rejects[len(rejects) - len(data["rejects"]) :]:
+                    record_reject(ctx, stats, name_document(reject, doc.path))
         records = [r for rs in result.values() for r in rs]
         stats.kept = len(records)
         stats.extra.update(qa=len(records), by_task=dict(sorted(Counter(r.task for r in records).items())))
+        if quality := quality_summary(records, rejects, ctx.recipe.generate):
+            stats.extra["quality"] = quality  # verification agreement, multi-page necessity, judge: per task
         if usage:
             stats.extra["usage"] = usage
+            stats.extra["calls_by_role"] = usage_split(usage)  # generation / verification / judge, per task
         if pending:
             stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
     if make_generator(ctx.recipe.generate).makes_model_calls:  # the template generator makes none
@@ -160,6 +167,7 @@ async def _generate_all(
 ) -> dict[str, Any]:
     cfg = ctx.recipe.generate
     client, verifier = open_clients(cfg, ledger_path or str(ctx.run.ledger_path))
+    judge = open_judge(cfg, client)
     images = PageImages(ctx.run.cache_dir, ctx.recipe)
     servers = max(1, len(cfg.generator.endpoint.resolved_base_urls()))  # max_concurrency is per server
     limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency * servers))
@@ -171,7 +179,7 @@ async def _generate_all(
                 async with limit:
                     result = await _within_time_limit(ctx, doc, _generate_document(
                         ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images,
-                        None if tasks is None else tasks.get(doc.sha256),
+                        None if tasks is None else tasks.get(doc.sha256), judge,
                     ))  # fmt: skip
                 if result is not None and _complete(result):
                     out.write(key[doc.sha256], result)
@@ -182,9 +190,10 @@ async def _generate_all(
             await asyncio.gather(*(one(doc) for doc in docs))
         if client is None:
             return {}
-        return {"generator": client.usage(), **({"verifier": verifier.usage()} if verifier else {})}
+        extra = {name: c.usage() for name, c in (("verifier", verifier), ("judge", judge)) if c is not None}
+        return {"generator": client.usage(), **extra}
     finally:
-        for c in (client, verifier):
+        for c in (client, verifier, judge):
             if c is not None:
                 await c.aclose()
         if ledger_path is not None and client is not None:
@@ -244,7 +253,8 @@ def _generate_in_processes(
 def _concurrency_share(recipe: Recipe, processes: int) -> Recipe:
     """The recipe as one of `processes` workers sees it: 1/processes of each endpoint's max_concurrency."""
     data = recipe.model_dump(mode="json")
-    for endpoint in (data["generate"]["generator"]["endpoint"], data["generate"]["verify"].get("endpoint")):
+    gen = data["generate"]
+    for endpoint in (gen["generator"]["endpoint"], gen["verify"].get("endpoint"), gen["judge"].get("endpoint")):
         if endpoint:
             endpoint["max_concurrency"] = -(-endpoint["max_concurrency"] // processes)
     return Recipe.model_validate(data)
@@ -289,6 +299,7 @@ _RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large", "time
 async def _generate_document(
     ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str,
     client: LLMClient | None, verifier: LLMClient | None, images: PageImages, tasks: Sequence[str] | None = None,
+    judge: LLMClient | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     cfg = ctx.recipe.generate
     if tasks is not None:  # the plan's tasks for this document only
@@ -309,7 +320,7 @@ async def _generate_document(
     page_image = (lambda i: images.get(doc, i)) if needs_images else None
     try:
         records, rejects = await generate_document(
-            doc, layout, segs, cfg, ctx.recipe.seed, client, page_image, verifier=verifier
+            doc, layout, segs, cfg, ctx.recipe.seed, client, page_image, verifier=verifier, judge=judge
         )
     except (ExternalServiceError, RecipeError):
         raise  # the endpoint is down beyond the retry budget, or the recipe is wrong: stop; finished work is kept

@@ -299,7 +299,21 @@ class Planner:
         gen = self.recipe.generate
         if not make_generator(gen).makes_model_calls or task not in QA_TASKS:
             return 0
-        return self.per_unit * (2 if gen.verify.enabled else 1)
+        return self.per_unit + sum(calls for calls, _ in self.review_calls(task).values())
+
+    def review_calls(self, task: str) -> dict[str, tuple[int, int]]:
+        """Review calls of one unit by role, {role: (calls, pages each sees)}: the verifier and the judge see only
+        the evidence pages, multi-page necessity one evidence page per call."""
+        gen, out = self.recipe.generate, {}
+        if not make_generator(gen).makes_model_calls or task not in QA_TASKS:
+            return {}
+        if gen.verify.enabled:
+            out["verify"] = (self.per_unit, EST_VERIFY_PAGES)
+        if gen.verify.multi_page != "off" and task in ("extract-multi", "reasoning"):
+            out["multi_page"] = (self.per_unit * EST_VERIFY_PAGES, 1)
+        if gen.judge.enabled:
+            out["judge"] = (self.per_unit, EST_VERIFY_PAGES)
+        return out
 
     def forecast(self, plan: BuildPlan) -> dict[str, dict[str, Any]]:
         """Per task: units, documents, estimated examples and tokens, model calls, prompt (image + text) and
@@ -326,13 +340,16 @@ class Planner:
         gen, seg = self.recipe.generate, self.recipe.segment
         pages = min(doc.num_pages, round((seg.min_pages + seg.max_pages) / 2))
         image, text = self._page_prompt_tokens(doc)
-        generation = self.per_unit
-        verify = calls - generation
+        review = self.review_calls(task)
+        pages_seen = pages * self.per_unit + sum(n * seen for n, seen in review.values())
         row["calls"] += calls
-        row["image_tokens"] += round(image * (pages * generation + EST_VERIFY_PAGES * verify))
-        text_pages = pages * generation + EST_VERIFY_PAGES * verify if gen.input_mode != "images" else 0
+        row["image_tokens"] += round(image * pages_seen)
+        text_pages = pages_seen if gen.input_mode != "images" else 0
         row["text_tokens"] += EST_PROMPT_TEXT_TOKENS * calls + round(text * text_pages)
         row["output_tokens"] += EST_OUTPUT_TOKENS * calls
+        for role, (n, _) in review.items():  # calls of each review role, included in `calls`
+            row.setdefault("review_calls", {}).setdefault(role, 0)
+            row["review_calls"][role] += n
 
     def _page_prompt_tokens(self, doc: DocSize) -> tuple[float, float]:
         """(image tokens, text tokens) of one page as the generator sees it, averaged over the document."""

@@ -17,6 +17,7 @@ from longdocvqa.assembly.tokens import TokenCounter
 from longdocvqa.core.records import PdfDoc, QARecord, Segment
 from longdocvqa.core.store import atomic_write_text
 from longdocvqa.decontamination import dedup
+from longdocvqa.generate.quality import usage_split
 from longdocvqa.llm import merge_usage
 from longdocvqa.runner.loop import BuildContext, record_rejects, timed
 from longdocvqa.stages import plan as planning
@@ -69,6 +70,7 @@ def run_planned(
     if usage:
         generate = ctx.stage_stats("generate")
         generate.extra["usage"] = merge_usage(usage, generate.extra.get("usage", {}))
+        generate.extra["calls_by_role"] = usage_split(generate.extra["usage"])  # every round's calls, by role
     _finish_plan(ctx, planner, build_plan)
     return segments, qas, layout_fp
 

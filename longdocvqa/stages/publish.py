@@ -25,6 +25,7 @@ from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import Reject
 from longdocvqa.core.store import atomic_write_text
 from longdocvqa.generate import make_generator
+from longdocvqa.generate.quality import quality_markdown
 from longdocvqa.hub.card import BuildReport
 from longdocvqa.hub.load import short_row_images
 from longdocvqa.hub.publish import write_dataset
@@ -62,7 +63,7 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
             drops_by_reason=drops_by_reason(ctx.rejects), decontamination=decontamination,
             generator=_generator_name(ctx.recipe),
             length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
-            **_what_ran(ctx.recipe),
+            notes=_quality_notes(ctx), **_what_ran(ctx.recipe),
         )  # fmt: skip
         with ctx.progress.stage("publish", len(picks)) as advance:
             summary = write_dataset(
@@ -157,6 +158,14 @@ def _what_ran(recipe: Recipe) -> dict[str, Any]:
         "benchmarks": [b.name for b in recipe.decontaminate.benchmarks],
         "within_pool": recipe.decontaminate.within_pool,
     }
+
+
+def _quality_notes(ctx: BuildContext) -> str:
+    """The card's paragraph on verification agreement, multi-page necessity and the judge (generate/quality.py)."""
+    generator = make_generator(ctx.recipe.generate)
+    quality = ctx.stats.get("generate", StageStats()).extra.get("quality", {})
+    threshold = ctx.recipe.generate.judge.threshold
+    return quality_markdown(quality, generator.verifier_model, generator.judge_model, threshold)
 
 
 def _generator_name(recipe: Recipe) -> str:
