@@ -82,9 +82,7 @@ class BuildContext:
         """The executor for per-document jobs under the recipe's isolation limits."""
         if self.executor is not None:
             return self.executor
-        cfg = self.recipe.isolation
-        limits = isolate.Limits(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
-        return IsolatedProcesses(self.workers, limits)
+        return IsolatedProcesses(self.workers, isolate.Limits.of(self.recipe.isolation))
 
 
 class PageImages:
@@ -128,8 +126,8 @@ class PageImages:
         try:
             return self._render(doc, [page])
         except Exception as exc:
-            reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-            raise RejectedInput(reason, f"{doc.path} page {page}: {one_line(exc)}") from None
+            reason, detail = isolate.exception_failure(exc, "render_failed")
+            raise RejectedInput(reason, f"{doc.path} page {page}: {detail}") from None
 
     def _write(self, doc: PdfDoc, rendered: dict[int, bytes]) -> None:
         for page, data in rendered.items():
@@ -190,8 +188,8 @@ def _guarded_worker(fn: Callable[..., None], root: str, stage: str, key: str, it
     except RejectedInput as exc:
         reject = Reject(stage=stage, item=item, reason=exc.reason, detail=exc.detail)
     except Exception as exc:
-        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-        reject = Reject(stage=stage, item=item, reason=reason, detail=f"{item}: {one_line(exc)}")
+        reason, detail = isolate.exception_failure(exc, "render_failed")
+        reject = Reject(stage=stage, item=item, reason=reason, detail=f"{item}: {detail}")
     else:
         return
     StageOutput(Path(root), "guarded", stage).write_reject(key, reject)
@@ -268,11 +266,6 @@ def check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
     stop(ctx, f"generate: {failed} of {asked} questions failed ({failed / asked:.0%}), over max_reject_rate "
               f"{limit:.0%}; most common: {reason} ({count}): {example[:200]}; finished documents are kept, "
               f"see {ctx.run.rejects_path}")  # fmt: skip
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:300]
 
 
 # ---------------------------------------------------------------- the per-document loop

@@ -27,7 +27,7 @@ from longdocvqa.documents import render
 from longdocvqa.hub.benchmarks import build_benchmark_index
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, one_line, record_rejects, run_guarded, timed
+from longdocvqa.runner.loop import BuildContext, record_rejects, run_guarded, timed
 
 
 def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDoc], dedup.BenchmarkIndex | None]:
@@ -48,23 +48,35 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
             index, texts, cfg, cache, page_images=lambda sha: _not_cached(by_sha[sha])
         )
         stats.seen, stats.kept = len(docs), len(kept)
-        record_rejects(ctx, stats, [*rejects, *unreadable.values()])
+        paths = {d.sha256: d.path for d in docs}
+        record_rejects(ctx, stats, [*(_name_file(r, paths) for r in rejects), *unreadable.values()])
         stats.extra["report"] = report
         advance(1)
     return [d for d in docs if d.sha256 in kept], index
 
 
+def _name_file(reject: Reject, paths: dict[str, str]) -> Reject:
+    """A document reject (item: the sha256 the checks key by) as a line naming the file, the sha256 in its detail."""
+    sha = reject.item
+    if sha not in paths:
+        return reject
+    return reject.model_copy(update={"item": paths[sha], "detail": f"{reject.detail} (sha256 {sha})"})
+
+
 def _read_documents(ctx: BuildContext, docs: list[PdfDoc], cache: Path) -> dict[str, Reject]:
     """Each pool document's page signatures (and, without enough text, its page-image hashes) into the signature
     cache, each document in its own worker under the recipe's isolation limits, so MuPDF never reads a pool PDF in
-    the build process. Returns a one-line reject (item: the sha256, detail naming the file) for each document that
-    could not be read (`render_failed`, `too_big`, `timeout`, `worker_crashed`); it is tried again on the next run."""
+    the build process. Returns a one-line reject (item: the file, detail naming it and its sha256) for each document
+    that could not be read (`render_failed`, `too_big`, `timeout`, `worker_crashed`); it is tried again on the next
+    run."""
     cfg = ctx.recipe.decontaminate
     signatures = _signature_cache(cfg, cache)
     jobs = [Job(d.sha256, d.path, (d.path, d.sha256, cfg, str(cache))) for d in docs
             if not _cached(signatures, d.sha256, cfg.window_pages)]  # fmt: skip
     failed = run_guarded(ctx, "decontaminate", "decontaminate reading", _read_worker, jobs)
-    return {sha: reject.model_copy(update={"item": sha}) for sha, reject in failed.items()}
+    return {
+        sha: reject.model_copy(update={"detail": f"{reject.detail} (sha256 {sha})"}) for sha, reject in failed.items()
+    }
 
 
 def _signature_cache(cfg: DecontaminateConfig, cache: Path) -> dedup.SignatureCache:
@@ -91,8 +103,8 @@ def _page_texts(path: str) -> list[str]:
     try:
         return render.page_texts(path)
     except Exception as exc:
-        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-        raise RejectedInput(reason, f"{path}: {one_line(exc)}") from None
+        reason, detail = isolate.exception_failure(exc, "render_failed")
+        raise RejectedInput(reason, f"{path}: {detail}") from None
 
 
 def _not_cached(path: str) -> list[Any]:

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.core.errors import ExternalServiceError, RecipeError, one_line
 from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
@@ -38,7 +38,6 @@ from longdocvqa.runner.loop import (
     PageImages,
     Progress,
     check_generate_budget,
-    one_line,
     record_reject,
     render_into_cache,
     still_to_do,

@@ -19,7 +19,7 @@ from longdocvqa.core.store import RunDir, StageOutput
 from longdocvqa.documents.parse import parse_document
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, collect, one_line, run_jobs, timed
+from longdocvqa.runner.loop import BuildContext, collect, run_jobs, timed
 
 VERSION = 3  # 3: text.clean
 
@@ -47,8 +47,8 @@ def _layout_worker(path: str, sha: str, cfg: dict[str, Any], root: str, fingerpr
     except RejectedInput as exc:
         out.write_reject(sha, Reject(stage="layout", item=path, reason=exc.reason, detail=exc.detail))
     except Exception as exc:  # a broken page must never stop the build
-        reason = "too_big" if isolate.is_memory_error(exc) else "layout_failed"
-        out.write_reject(sha, Reject(stage="layout", item=path, reason=reason, detail=one_line(exc)))
+        reason, detail = isolate.exception_failure(exc, "layout_failed")
+        out.write_reject(sha, Reject(stage="layout", item=path, reason=reason, detail=detail))
 
 
 def load_layout(run: RunDir, fingerprint: str, sha: str) -> LayoutDoc | None:

@@ -19,7 +19,7 @@ from longdocvqa.core.store import StageOutput
 from longdocvqa.documents import pool
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, StageStats, collect, one_line, record_reject, run_jobs, stop, timed
+from longdocvqa.runner.loop import BuildContext, StageStats, collect, record_reject, run_jobs, stop, timed
 
 VERSION = 3  # 3: text.clean
 
@@ -58,8 +58,8 @@ def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprin
     except RejectedInput as exc:
         out.write_reject(key, pool.pool_reject(path, exc))
     except Exception as exc:  # a broken file must never stop the build
-        reason = "too_big" if isolate.is_memory_error(exc) else "unreadable"
-        out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=one_line(exc)))
+        reason, detail = isolate.exception_failure(exc, "unreadable")
+        out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=detail))
 
 
 def _collect_pool(ctx: BuildContext, jobs: list[Job], out: StageOutput, stats: StageStats) -> list[PdfDoc]:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from longdocvqa import __version__
 from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
-from longdocvqa.core.errors import RejectedInput
+from longdocvqa.core.errors import RejectedInput, one_line
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import Reject
@@ -32,7 +32,6 @@ from longdocvqa.runner.loop import (
     BuildContext,
     PageImages,
     StageStats,
-    one_line,
     record_reject,
     record_rejects,
     render_into_cache,
