@@ -15,27 +15,38 @@ import functools
 import pickle
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import DecontaminateConfig
-from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.records import PdfDoc, QARecord, Reject, name_document
 from longdocvqa.core.store import atomic_write_bytes
 from longdocvqa.decontamination import dedup
 from longdocvqa.documents import render
 from longdocvqa.hub.benchmarks import build_benchmark_index
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, record_rejects, run_guarded, timed
+from longdocvqa.runner.loop import BuildContext, StageResult, StageStats, record_rejects, run_guarded, timed
 
 
-def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDoc], dedup.BenchmarkIndex | None]:
+@dataclass(frozen=True)
+class Decontaminated:
+    """The stage's outputs: the documents kept, the benchmark index (for the question check after generation; None
+    when the recipe names no benchmark and no within-pool check), and the decontamination report (for the card)."""
+
+    docs: list[PdfDoc]
+    index: dedup.BenchmarkIndex | None
+    report: dict[str, Any]
+
+
+def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> StageResult[Decontaminated]:
     """Drop exact copies and near-duplicates of benchmark documents, and near-duplicates inside the pool."""
     cfg = ctx.recipe.decontaminate
     if not cfg.benchmarks and not cfg.within_pool:
-        return docs, None
-    cache = ctx.run.cache_dir / "decontaminate"
+        return StageResult(Decontaminated(docs, None, {}), StageStats())
+    cache = ctx.run.decontaminate_cache
     with timed(ctx, "decontaminate") as stats, ctx.progress.stage("decontaminate", 1) as advance:
         read = functools.partial(_read_isolated, ctx, cache)
         index = build_benchmark_index(cfg, cache, functools.partial(read, _texts_worker),
@@ -52,7 +63,7 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
         record_rejects(ctx, stats, [*(_name_file(r, paths) for r in rejects), *unreadable.values()])
         stats.extra["report"] = report
         advance(1)
-    return [d for d in docs if d.sha256 in kept], index
+    return StageResult(Decontaminated([d for d in docs if d.sha256 in kept], index, report), stats)
 
 
 def _name_file(reject: Reject, paths: dict[str, str]) -> Reject:
@@ -152,17 +163,30 @@ def _thumbnails_worker(path: str, result: str) -> None:
     atomic_write_bytes(Path(result), pickle.dumps(_thumbnails(path)))
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The question check's outputs: the QAs kept by document, and the final decontamination report."""
+
+    qas: dict[str, list[QARecord]]
+    report: dict[str, Any]
+
+
 def run_question_overlap(
-    ctx: BuildContext, qas: dict[str, list[QARecord]], index: dedup.BenchmarkIndex | None
-) -> dict[str, list[QARecord]]:
-    """Drop generated questions that share a 13-gram with a benchmark question or answer."""
+    ctx: BuildContext, qas: dict[str, list[QARecord]], docs: list[PdfDoc], decontaminated: StageResult[Decontaminated]
+) -> StageResult[Checked]:
+    """Drop generated questions that share a 13-gram with a benchmark question or answer (decontaminate's second
+    part: its stats are merged into the stage's); the report counts the document drops of `decontaminated` too."""
+    index, report = decontaminated.outputs.index, decontaminated.outputs.report
     if index is None or not ctx.recipe.decontaminate.benchmarks:
-        return qas
+        return StageResult(Checked(qas, report), StageStats())
     stats = ctx.stage_stats("decontaminate")
     pairs = [(qa.id, qa.question) for records in qas.values() for qa in records]
-    rejects = dedup.question_overlaps(index, pairs)
-    dropped = {r.item for r in rejects}
-    record_rejects(ctx, stats, rejects)
-    bench_rejects = [r for r in ctx.rejects if r.stage == "decontaminate"]
-    stats.extra["report"] = dedup.decontamination_report(index, bench_rejects)
-    return {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
+    overlaps = dedup.question_overlaps(index, pairs)
+    dropped = {r.item for r in overlaps}
+    paths = {d.sha256: d.path for d in docs}
+    doc_of = {qa.id: paths[sha] for sha, records in qas.items() for qa in records if sha in paths}
+    record_rejects(ctx, stats, [name_document(r, doc_of[r.item]) if r.item in doc_of else r for r in overlaps])
+    report = dedup.decontamination_report(index, [*decontaminated.rejects, *overlaps])
+    stats.extra["report"] = report
+    kept = {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
+    return StageResult(Checked(kept, report), stats)
