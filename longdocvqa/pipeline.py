@@ -33,7 +33,7 @@ from longdocvqa.core.records import OCR_TASKS, PdfDoc, Segment
 from longdocvqa.core.store import RunDir, atomic_write_text
 from longdocvqa.documents import pool
 from longdocvqa.generate import load_prompt, make_generator
-from longdocvqa.runner.executor import Executor
+from longdocvqa.runner.executor import ClientPool, Executor, HostsClients
 from longdocvqa.runner.loop import BuildContext, Progress, StageResult
 from longdocvqa.stages.assemble import assemble_key, run_assemble
 from longdocvqa.stages.decontaminate import Checked, Decontaminated, run_decontaminate, run_question_overlap
@@ -84,13 +84,16 @@ def build(
     limit: int | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    clients: ClientPool | None = None,
 ) -> dict[str, Any]:
     """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest. `executor` runs the
-    per-document jobs (default: this machine's processes; executors/ray.py: a Ray cluster); it never changes what
+    per-document jobs (default: this machine's processes; runner/ray.py: a Ray cluster), `clients` generation's
+    client workers (default: this machine, or the executor's when it hosts them: Ray actors); neither changes what
     is written."""
     run = RunDir(out_dir)
     ctx = BuildContext(recipe=recipe, run=run, workers=workers or os.cpu_count() or 1, progress=progress or Progress())
     ctx.executor = executor
+    ctx.clients = clients if clients is not None or not isinstance(executor, HostsClients) else executor.client_pool()
     started, started_at, started_epoch = time.perf_counter(), datetime.now(UTC), time.time()
     atomic_write_text(run.recipe_lock_path, recipe.to_yaml())
     pooled = run_pool(ctx).outputs

@@ -3,12 +3,16 @@ stats and progress; resume and the error budgets live here.
 
 Each stage's per-document output lives under a fingerprint of (stage, version, config, inputs) in the run
 directory, so a rerun skips finished work and a changed setting recomputes only what depends on it. Work is keyed
-by document sha256, never by worker count; each job writes its own output atomically, so a killed build loses only
-unfinished documents. Also owns what every stage shares: `BuildContext`, `StageStats`, the `Progress` hook the CLI
-implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
-Work whose output is a cache (page images, decontamination signatures) runs through `run_guarded`: one isolated
-worker per document as well, so the build process never reads a PDF with MuPDF after the pool stage.
-Does not own: what a stage computes (stages/), how jobs run (executors/), the order of the stages (pipeline.py).
+by document sha256, never by worker count; each job (a picklable, typed spec carrying its `StageOutput`) writes its
+own output atomically, so a killed build loses only unfinished documents. Also owns what every stage shares:
+`BuildContext` (with the build's account: stats by stage and reject lines, and `fork`/`absorb` for the plan's
+rounds), `StageStats`, `StageResult` (what every stage function returns), the `Progress` hook the CLI implements,
+the page-image cache (`PageImages`, at the paths RunDir gives), and the one way a reject is recorded (the account,
+the stage's lines and drop counts, progress). Work whose output is a cache (page images, decontamination
+signatures) runs through `run_guarded`: one isolated worker per document as well, so the build process never reads
+a PDF with MuPDF after the pool stage. Exceptions and exits map to reject reasons in isolate.py, once.
+Does not own: what a stage computes (stages/), how jobs run (local.py, ray.py), the order of the stages
+(pipeline.py), paths in the run directory (core/store.py RunDir).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from longdocvqa.core.records import PdfDoc, Reject
 from longdocvqa.core.store import RunDir, StageOutput, atomic_write_bytes
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
-from longdocvqa.runner.executor import Executor, Failure, Job
+from longdocvqa.runner.executor import ClientPool, Executor, Failure, Job
 from longdocvqa.runner.local import IsolatedProcesses
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -101,6 +105,7 @@ class BuildContext:
     stats: dict[str, StageStats] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     executor: Executor | None = None  # per-document jobs; None: one isolated local process per document
+    clients: ClientPool | None = None  # generation's client workers; None: on this machine
     earlier: Sequence[Reject] = ()  # on a fork: the rejects recorded before it (written with its own when it stops)
 
     def stage_stats(self, name: str) -> StageStats:

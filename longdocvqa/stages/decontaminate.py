@@ -5,8 +5,11 @@ Runs over the whole pool at once (dedup.py: MinHash LSH over page shingles, perc
 pages, cached per document); the benchmark index comes from hub/benchmarks.py. Every PDF (pool and benchmark) is
 read in its own worker under the recipe's isolation limits, its signatures and page hashes cached; a pool document
 MuPDF cannot read, or whose reading crashes, overruns or runs out of memory, is one reject naming the file, never a
-traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report.
-Does not own: the signatures and the matching (dedup.py), loading benchmarks (hub).
+traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report. Every reject line
+names the file (the sha256 the checks key by stays in its detail). `run_decontaminate` returns the kept documents,
+the benchmark index and the report (`Decontaminated`); `run_question_overlap`, run by pipeline.py after each round
+of generation, takes that result and returns the kept QAs and the final report (`Checked`).
+Does not own: the signatures and the matching (decontamination/dedup.py), loading benchmarks (hub).
 """
 
 from __future__ import annotations

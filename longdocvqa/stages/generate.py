@@ -3,7 +3,7 @@
 Per-document results are stored under the document and its task subset (a task added later pays only its calls);
 a document whose calls failed at the endpoint is not stored as done, so the next run retries exactly those calls
 (finished ones are replayed from the ledger, never paid twice). Documents run concurrently on one event loop, or
-over `generate.processes` worker processes (executors/local.py ProcessPool; Ray actors under `--executor ray`),
+over `generate.processes` worker processes (runner/local.py ProcessPool; Ray actors under `--executor ray`),
 each with its share of the endpoint's concurrency and its own call-ledger shard, merged when the stage ends.
 Scanned pages are transcribed first when layout.ocr is `vlm`.
 The page images a document's calls need are rendered beforehand, each document in its own isolated worker
@@ -100,11 +100,9 @@ def run_generate(
         pending: dict[str, dict[str, Any]] = {}
         todo = _render_pages(ctx, todo, segments, layouts, out, key, pending)
         processes = min(ctx.recipe.generate.processes, len(todo))
-        remote = ctx.document_executor().client_pool()  # Ray: client actors, even for one share
+        remote = ctx.clients  # Ray: client actors, even for one share
         if processes > 1 or (remote is not None and todo):
-            usage = _generate_in_processes(
-                ctx, todo, segments, layouts, out.fingerprint, pending, processes, tasks, remote
-            )
+            usage = _generate_in_processes(ctx, todo, segments, layouts, out, pending, processes, tasks, remote)
         else:
             merge_shards(ctx.run.ledger_path)  # a crashed multi-process run's writer shards: replayed from here
             usage = asyncio.run(_generate_all(ctx, todo, segments, layouts, out, pending, tasks)) if todo else {}
@@ -220,9 +218,23 @@ async def _within_time_limit(
         return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason="timeout", detail=detail)]}
 
 
+@dataclass(frozen=True)
+class GenerateShard:
+    """One client worker's share of generation: its documents and their segments and planned tasks, under `recipe`
+    (with the worker's share of the endpoint's concurrency), stored into `out` of `run`."""
+
+    recipe: Recipe
+    run: RunDir
+    docs: list[PdfDoc]
+    segments: dict[str, list[Segment]]
+    layouts: Layouts
+    out: StageOutput
+    tasks: dict[str, list[str]] | None
+
+
 def _generate_in_processes(
     ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layouts: Layouts,
-    generate_fp: str, pending: dict[str, dict[str, Any]], processes: int,
+    out: StageOutput, pending: dict[str, dict[str, Any]], processes: int,
     tasks: Mapping[str, Sequence[str]] | None = None, remote: ClientPool | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """_generate_all over `processes` worker processes (or `remote` workers: Ray actors), each with 1/processes of
@@ -233,10 +245,10 @@ def _generate_in_processes(
     recipe = _concurrency_share(ctx.recipe, processes)
     shards = [docs[i::processes] for i in range(processes)]
     jobs = [
-        Job(f"shard-{index}", f"{len(shard)} documents", (
-            recipe, str(ctx.run.root), shard, {d.sha256: segments[d.sha256] for d in shard}, layouts, generate_fp,
+        Job(f"shard-{index}", f"{len(shard)} documents", (GenerateShard(
+            recipe, ctx.run, shard, {d.sha256: segments[d.sha256] for d in shard}, layouts, out,
             None if tasks is None else {d.sha256: list(tasks.get(d.sha256, [])) for d in shard},
-        ))
+        ),))
         for index, shard in enumerate(shards)
     ]  # fmt: skip
     usage: dict[str, Any] = {}
@@ -271,24 +283,19 @@ class _QueueProgress(Progress):
         return nullcontext(worker_advance)
 
 
-def _generate_shard(
-    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layouts: Layouts,
-    generate_fp: str, tasks: dict[str, list[str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+def _generate_shard(shard: GenerateShard) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """One worker process's documents: (usage, incomplete documents); finished documents are stored as they finish."""
-    return asyncio.run(_generate_shard_async(recipe, run_root, docs, segments, layouts, generate_fp, tasks))
+    return asyncio.run(_generate_shard_async(shard))
 
 
-async def _generate_shard_async(
-    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layouts: Layouts,
-    generate_fp: str, tasks: dict[str, list[str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+async def _generate_shard_async(shard: GenerateShard) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """_generate_shard on the caller's event loop (a Ray client actor's)."""
-    ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
+    ctx = BuildContext(recipe=shard.recipe, run=shard.run, workers=1, progress=_QueueProgress())
     pending: dict[str, dict[str, Any]] = {}
-    out = ctx.run.stage("generate", generate_fp)
     ledger = str(shard_path(ctx.run.ledger_path))  # this process's own file: no two writers share one (llm/ledger)
-    usage = await _generate_all(ctx, docs, segments, layouts, out, pending, tasks, ledger)
+    usage = await _generate_all(
+        ctx, shard.docs, shard.segments, shard.layouts, shard.out, pending, shard.tasks, ledger
+    )
     return usage, pending
 
 
