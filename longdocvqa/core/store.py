@@ -175,6 +175,15 @@ class RunDir:
         return self.cache_dir / "decontaminate"
 
     @property
+    def benchmark_reads_dir(self) -> Path:
+        """Where a benchmark PDF's worker leaves what it read, for the build process to load (then deleted)."""
+        return self.decontaminate_cache / "benchmark-reads"
+
+    @property
+    def dataset_card_path(self) -> Path:
+        return self.dataset_dir / "README.md"
+
+    @property
     def shard_index_dir(self) -> Path:
         return self.cache_dir / "shards"
 

@@ -51,7 +51,7 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> StageResult[Deco
         return StageResult(Decontaminated(docs, None, {}), StageStats())
     cache = ctx.run.decontaminate_cache
     with timed(ctx, "decontaminate") as stats, ctx.progress.stage("decontaminate", 1) as advance:
-        read = functools.partial(_read_isolated, ctx, cache)
+        read = functools.partial(_read_isolated, ctx)
         index = build_benchmark_index(cfg, cache, functools.partial(read, _texts_worker),
                                       page_images=functools.partial(read, _thumbnails_worker))  # fmt: skip
         unreadable = _read_documents(ctx, [d for d in docs if d.sha256 not in index.files], cache)
@@ -85,7 +85,7 @@ def _read_documents(ctx: BuildContext, docs: list[PdfDoc], cache: Path) -> dict[
     run."""
     cfg = ctx.recipe.decontaminate
     signatures = _signature_cache(cfg, cache)
-    jobs = [Job(d.sha256, d.path, (d.path, d.sha256, cfg, str(cache))) for d in docs
+    jobs = [Job(d.sha256, d.path, (ReadJob(d.path, d.sha256, cfg.window_pages, signatures),)) for d in docs
             if not _cached(signatures, d.sha256, cfg.window_pages)]  # fmt: skip
     failed = run_guarded(ctx, "decontaminate", "decontaminate reading", _read_worker, jobs)
     return {
@@ -99,18 +99,27 @@ def _signature_cache(cfg: DecontaminateConfig, cache: Path) -> dedup.SignatureCa
 
 def _cached(signatures: dedup.SignatureCache, sha: str, window_pages: int) -> bool:
     """Whether everything the checks read of document `sha` is in the signature cache."""
-    if not (signatures.root / sha[:2] / f"{sha}.npy").is_file():
+    if not signatures.has_signatures(sha):
         return False
     has_text = bool(signatures.signatures(sha, ()).spans(window_pages))
-    return has_text or (signatures.image_root / sha[:2] / f"{sha}.npy").is_file()
+    return has_text or signatures.has_image_hashes(sha)
 
 
-def _read_worker(path: str, sha: str, cfg: DecontaminateConfig, cache: str) -> None:
+@dataclass(frozen=True)
+class ReadJob:
+    """One pool document's reading: its page signatures (and, without enough text, page-image hashes) into `cache`."""
+
+    path: str
+    sha256: str
+    window_pages: int
+    cache: dedup.SignatureCache
+
+
+def _read_worker(job: ReadJob) -> None:
     """In a worker: page texts -> signatures, and for a document with too little text, thumbnails -> hashes."""
-    signatures = _signature_cache(cfg, Path(cache))
-    read = signatures.signatures(sha, lambda: _page_texts(path))
-    if not read.spans(cfg.window_pages):
-        signatures.image_hashes(sha, lambda: _thumbnails(path))
+    read = job.cache.signatures(job.sha256, lambda: _page_texts(job.path))
+    if not read.spans(job.window_pages):
+        job.cache.image_hashes(job.sha256, lambda: _thumbnails(job.path))
 
 
 def _page_texts(path: str) -> list[str]:
@@ -140,12 +149,12 @@ def _thumbnails(path: str | Path) -> list[bytes]:
 # ---------------------------------------------------------------- benchmark PDFs, read in a worker too
 
 
-def _read_isolated(ctx: BuildContext, cache: Path, worker: Callable[[str, str], None], path: Path) -> list[Any]:
+def _read_isolated(ctx: BuildContext, worker: Callable[[str, str], None], path: Path) -> list[Any]:
     """`worker(path, result_file)` in its own worker under the isolation limits, its result read back; a benchmark PDF
     whose reading fails, overruns, runs out of memory or crashes raises RejectedInput (the index lists it as
     unreadable in its source's summary, still matched by sha256, and the build goes on)."""
     key = uuid.uuid4().hex
-    result = cache / "benchmark-reads" / f"{key}.pickle"
+    result = ctx.run.benchmark_reads_dir / f"{key}.pickle"
     result.parent.mkdir(parents=True, exist_ok=True)
     try:
         job = Job(key, str(path), (str(path), str(result)))

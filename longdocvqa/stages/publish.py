@@ -55,7 +55,7 @@ def run_publish(
     marker = ctx.run.publish_marker(fp)
     with timed(ctx, "publish") as stats:
         stats.seen = len(picks)
-        if marker.is_file() and (ctx.run.dataset_dir / "README.md").is_file():
+        if marker.is_file() and ctx.run.dataset_card_path.is_file():
             stats.reused = stats.kept = len(picks)
             _save_assembly(ctx, inputs_hash, fp, assembled.stats, stats, list(assembly.rejects))
             return StageResult(stats.kept, stats)
@@ -96,7 +96,7 @@ def restore_published(ctx: BuildContext, inputs_hash: str) -> bool:
     if not done.is_file():
         return False
     saved = json.loads(done.read_text(encoding="utf-8"))
-    if not ctx.run.publish_marker(saved["publish_fp"]).is_file() or not (ctx.run.dataset_dir / "README.md").is_file():
+    if not ctx.run.publish_marker(saved["publish_fp"]).is_file() or not ctx.run.dataset_card_path.is_file():
         return False
     if saved.get("publish_key") != publish_key(ctx.recipe):
         return False  # published under other settings (version, licence, shard size, card text...): publish again
