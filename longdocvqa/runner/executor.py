@@ -6,7 +6,7 @@ into the run directory itself, so which worker ran a job, and how many workers t
 written. `local.py` runs jobs on this machine's processes; `ray.py` runs the same jobs as Ray tasks. Generation's
 client workers have a seam of their own (`ClientPool`, passed to the build beside the executor): on this machine
 (None) or as Ray actors (`HostsClients`: an executor that also offers one).
-Does not own: which jobs are still to do, collecting results, rejects or progress (loop.py).
+Does not own: which jobs are still to do, collecting results, rejects or progress (runner/loop.py).
 """
 
 from __future__ import annotations
