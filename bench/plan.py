@@ -26,8 +26,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from longdocvqa.assembly.planning import DocSize, Planner  # noqa: E402
 from longdocvqa.core.recipe import load_recipe  # noqa: E402
-from longdocvqa.stages.plan import DocSize, Planner  # noqa: E402
 
 SIZES = (((612.0, 792.0), 0.45), ((595.28, 841.89), 0.45), ((432.0, 648.0), 0.05), ((362.83, 272.13), 0.05))
 

@@ -3,7 +3,7 @@
 Usage: python bench/scale.py [--pool DIR] [--max-pages N] [--workers 1,2] [--repeat R] [--calls C]
 - Input: the PDFs under --pool (default ../shared/pdfs when present, else tests/data/pdfs), in sha256 order,
   up to --max-pages pages in all (0: every PDF).
-- Each configuration runs the layout stage's own job function (stages/layout.py `_layout_worker`, each document
+- Each configuration runs the layout stage's own job function (stages/layout.py `layout_worker`, each document
   in its own process under the per-document limits) over every document into a fresh run directory, through
   `IsolatedProcesses(workers)` (local) and `RayExecutor` on a local Ray started with `workers` CPUs (Ray's start-up
   is timed apart; it is paid once per build). Wall-clock pages/s; best of --repeat runs, local and Ray alternating,
@@ -37,7 +37,7 @@ from longdocvqa.runner.executor import Executor, Job
 from longdocvqa.runner.isolate import Limits
 from longdocvqa.runner.local import IsolatedProcesses
 from longdocvqa.runner.ray import RayClientPool, RayExecutor
-from longdocvqa.stages.layout import _layout_worker
+from longdocvqa.stages.layout import LayoutJob, layout_worker
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pdfs"
@@ -60,12 +60,12 @@ def pick_pdfs(pool: Path, max_pages: int) -> list[tuple[str, str, int]]:
 def run_layout(executor: Executor, pdfs: list[tuple[str, str, int]]) -> float:
     """Seconds to lay out every document through `executor` into a fresh run directory; every job must succeed."""
     root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    cfg, fingerprint = LayoutConfig().model_dump(), "bench"
-    jobs = [Job(sha, path, (path, sha, cfg, str(root), fingerprint)) for path, sha, _ in pdfs]
-    start = time.perf_counter()
-    failures = [(job.item, f) for job, f in executor.map(_layout_worker, jobs) if f is not None]
-    seconds = time.perf_counter() - start
+    cfg, fingerprint = LayoutConfig(), "bench"
     out = StageOutput(root, "layout", fingerprint)
+    jobs = [Job(sha, path, (LayoutJob(path, sha, cfg, out),)) for path, sha, _ in pdfs]
+    start = time.perf_counter()
+    failures = [(job.item, f) for job, f in executor.map(layout_worker, jobs) if f is not None]
+    seconds = time.perf_counter() - start
     assert not failures and all("ok" in out.read(sha) for _, sha, _ in pdfs), failures
     shutil.rmtree(root)
     return seconds

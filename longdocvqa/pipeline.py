@@ -1,10 +1,13 @@
 """Wires the stages: pool -> decontaminate -> plan -> layout -> segment -> generate -> assemble -> publish.
 
-The plan (stages/plan.py) picks, from page sizes alone, the (document, task) units the dataset needs; layout,
-segment and generate run only for those, with top-up rounds when drops leave a stream of the mixture short
-(stages/plan_rounds.py). Each stage lives in stages/; the per-document loop, resume and error budgets in runner.py;
-how jobs run in executors/. This module holds the build's lock, its order of stages, the dry-run entry, the
-manifest and the run history.
+Each stage function returns a `StageResult` (runner/loop.py): its outputs, stats and reject lines; this module
+passes each stage's outputs to the next, so no stage reads another's stats or rejects. The plan (stages/plan.py)
+picks, from page sizes alone, the (document, task) units the dataset needs; layout, segment, generate and the
+question check run only for those, one round at a time (`_rounds`), with a top-up round when drops leave a stream of
+the mixture short. Each round runs on a fork of the build's account; the last round's is kept. Each stage lives in
+stages/, its rules in the domain folders; the per-document loop, resume and error budgets in runner/loop.py; how
+jobs run in runner/local.py and runner/ray.py. This module holds the build's lock and recipe check (once, here),
+its order of stages, the dry-run entry, the manifest and the run history.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from longdocvqa import __version__
+from longdocvqa.assembly import planning
 from longdocvqa.assembly.stats import AssemblyPlan, estimate_assembly
 from longdocvqa.core import history
 from longdocvqa.core.errors import StageError
@@ -28,14 +33,16 @@ from longdocvqa.core.records import OCR_TASKS, PdfDoc, Segment
 from longdocvqa.core.store import RunDir, atomic_write_text
 from longdocvqa.documents import pool
 from longdocvqa.generate import load_prompt, make_generator
-from longdocvqa.runner.executor import Executor
-from longdocvqa.runner.loop import BuildContext, Progress
-from longdocvqa.stages import plan as planning
-from longdocvqa.stages.assemble import run_assemble
-from longdocvqa.stages.decontaminate import run_decontaminate
-from longdocvqa.stages.plan_rounds import run_planned
+from longdocvqa.runner.executor import ClientPool, Executor, HostsClients
+from longdocvqa.runner.loop import BuildContext, Progress, StageResult
+from longdocvqa.stages.assemble import assemble_key, run_assemble
+from longdocvqa.stages.decontaminate import Checked, Decontaminated, run_decontaminate, run_question_overlap
+from longdocvqa.stages.generate import Generated, run_generate
+from longdocvqa.stages.layout import LaidOut, run_layout
+from longdocvqa.stages.plan import extend_plan, finish_plan, planner_for, run_plan, top_up
 from longdocvqa.stages.pool import run_pool
-from longdocvqa.stages.publish import drops_by_reason, run_publish
+from longdocvqa.stages.publish import restore_published, run_publish
+from longdocvqa.stages.segment import Segmented, run_segment
 
 STAGE_ORDER = ("pool", "decontaminate", "plan", "layout", "segment", "generate", "assemble", "publish")
 
@@ -77,28 +84,66 @@ def build(
     limit: int | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    clients: ClientPool | None = None,
 ) -> dict[str, Any]:
     """Run every stage of `recipe` into `out_dir`, reusing finished work; return the manifest. `executor` runs the
-    per-document jobs (default: this machine's processes; executors/ray.py: a Ray cluster); it never changes what
+    per-document jobs (default: this machine's processes; runner/ray.py: a Ray cluster), `clients` generation's
+    client workers (default: this machine, or the executor's when it hosts them: Ray actors); neither changes what
     is written."""
     run = RunDir(out_dir)
     ctx = BuildContext(recipe=recipe, run=run, workers=workers or os.cpu_count() or 1, progress=progress or Progress())
     ctx.executor = executor
+    ctx.clients = clients if clients is not None or not isinstance(executor, HostsClients) else executor.client_pool()
     started, started_at, started_epoch = time.perf_counter(), datetime.now(UTC), time.time()
-    atomic_write_text(run.root / "recipe.lock.yaml", recipe.to_yaml())
-    docs = run_pool(ctx)
-    if limit is not None:
-        docs = docs[:limit]
-    docs, index = run_decontaminate(ctx, docs)
-    segments, qas, layout_fp = run_planned(ctx, docs, index)
-    assembled = run_assemble(ctx, docs, qas, layout_fp)
-    if assembled is not None:
-        run_publish(ctx, *assembled)
-    manifest = _manifest(ctx, docs, segments, time.perf_counter() - started)
+    atomic_write_text(run.recipe_lock_path, recipe.to_yaml())
+    pooled = run_pool(ctx).outputs
+    decontaminated = run_decontaminate(ctx, pooled[:limit] if limit is not None else pooled)
+    docs = decontaminated.outputs.docs
+    final = _rounds(ctx, docs, decontaminated)
+    layouts, qas = final.layout.outputs.layouts, final.checked.outputs.qas
+    key = assemble_key(ctx, docs, qas, layouts)
+    if not restore_published(ctx, key):  # the same inputs were already assembled and published: nothing to do
+        assembled = run_assemble(ctx, docs, qas, layouts)
+        run_publish(ctx, assembled, key, final.checked.outputs.report, ctx.drops_by_reason())
+    manifest = _manifest(ctx, docs, final.segment.outputs.segments, time.perf_counter() - started)
     run.write_rejects(ctx.rejects)
     _record_history(ctx, manifest, started_at, started_epoch)
     run.write_manifest(manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round of the plan: the planned documents through layout, segment, generate and the question check."""
+
+    layout: StageResult[LaidOut]
+    segment: StageResult[Segmented]
+    generate: StageResult[Generated]
+    checked: StageResult[Checked]
+
+
+def _rounds(ctx: BuildContext, docs: list[PdfDoc], decontaminated: StageResult[Decontaminated]) -> Round:
+    """Plan, then run the planned units; while drops leave a stream of the mixture short, draw more units and run a
+    round over the larger plan (finished work reused). Each round records into its own fork of the build's
+    account; the last round's is kept, with the model usage of every round."""
+    plan = run_plan(ctx, docs).outputs
+    usage: dict[str, Any] = {}  # model calls of the earlier rounds
+    while True:
+        round_ctx, planned = ctx.fork(), plan.documents(docs)
+        laid_out = run_layout(round_ctx, planned)
+        segmented = run_segment(round_ctx, planned, laid_out.outputs)
+        generated = run_generate(round_ctx, planned, segmented.outputs, laid_out.outputs.layouts,
+                                 tasks=plan.units.tasks_by_doc(), earlier_usage=usage)  # fmt: skip
+        checked = run_question_overlap(round_ctx, generated.outputs.qas, planned, decontaminated)
+        more = top_up(ctx, plan, planned, checked.outputs.qas, laid_out.outputs.layouts,
+                      generated.outputs.incomplete_documents)  # fmt: skip
+        if not more:
+            break
+        extend_plan(ctx, plan, more)
+        usage = generated.outputs.usage
+    ctx.absorb(round_ctx)
+    finish_plan(ctx, plan, generated.outputs.usage)
+    return Round(laid_out, segmented, generated, checked)
 
 
 def _record_history(ctx: BuildContext, manifest: dict[str, Any], started_at: datetime, started_epoch: float) -> None:
@@ -121,9 +166,9 @@ def plan_with_units(
     (before decontamination): the model calls, prompt tokens and cost per task (`build --dry-run`); writes nothing."""
     with tempfile.TemporaryDirectory(prefix="longdocvqa-plan-") as tmp:
         ctx = BuildContext(recipe=recipe, run=RunDir(tmp), workers=workers, progress=Progress())
-        docs = run_pool(ctx)[:limit]
+        docs = run_pool(ctx).outputs[:limit]
     per_doc = recipe.segment.per_document * recipe.generate.questions_per_segment
-    planner = planning.Planner([planning.DocSize.from_doc(d) for d in docs], recipe)
+    planner = planner_for(docs, recipe)
     expected = estimate_assembly(docs, recipe.assemble, render_dpi=recipe.render.dpi, qas_per_document=per_doc)
     return expected, planner, planner.initial()
 
@@ -142,5 +187,5 @@ def _manifest(
         "segments": sum(len(s) for s in segments.values()),
         "examples": ctx.stats["assemble"].kept if "assemble" in ctx.stats else 0,
         "stages": {name: stats.as_dict() for name, stats in ctx.stats.items()},
-        "drops": drops_by_reason(ctx.rejects),
+        "drops": ctx.drops_by_reason(),
     }

@@ -73,7 +73,9 @@ def test_a_document_unreadable_at_decontamination_is_one_reject(write_recipe, pd
     (failed,) = [r for r in _rejects(out) if r["stage"] == "decontaminate"]
     assert failed["reason"] == "render_failed" and str(doomed) in failed["detail"]
     assert manifest["stages"]["decontaminate"]["kept"] == 1 and manifest["examples"] > 0
-    assert not list((out / "cache" / "decontaminate").rglob(f"{failed['item']}.npy"))  # no empty entry kept
+    assert failed["item"] == str(doomed)  # the line names the file; its sha256 stays in the detail
+    sha = failed["detail"].rsplit("(sha256 ", 1)[1].rstrip(")")
+    assert len(sha) == 64 and not list((out / "cache" / "decontaminate").rglob(f"{sha}.npy"))  # no empty entry
 
 
 def test_generation_over_the_per_document_limit_is_rejected_and_retried(server, write_recipe, pdf_dir, tmp_path):

@@ -13,12 +13,12 @@ import pymupdf
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
+from longdocvqa.assembly.planning import DocSize, Planner, dry_streams
 from longdocvqa.assembly.sampling import Candidate
 from longdocvqa.core.fingerprint import file_sha256
 from longdocvqa.core.recipe import Recipe, load_recipe, parse_recipe
 from longdocvqa.documents import render
 from longdocvqa.pipeline import build, plan_with_units
-from longdocvqa.stages.plan import DocSize, Planner, dry_streams
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "pdfs"

@@ -227,8 +227,8 @@ def test_the_planted_error_benchmark_meets_its_targets_on_three_pdfs(pdf_dir, tm
 
 
 def test_dry_run_forecasts_review_calls_on_evidence_pages_only(write_recipe, pdf_dir) -> None:
+    from longdocvqa.assembly.planning import EST_PAGE_TEXT_TOKENS, EST_PROMPT_TEXT_TOKENS, EST_VERIFY_PAGES
     from longdocvqa.pipeline import plan_with_units
-    from longdocvqa.stages.plan import EST_PAGE_TEXT_TOKENS, EST_PROMPT_TEXT_TOKENS, EST_VERIFY_PAGES
 
     endpoint = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key_env": None}
     recipe_file = write_recipe([str(pdf_dir)], generate={"generator": {"kind": "openai", "endpoint": endpoint},

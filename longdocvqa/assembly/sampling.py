@@ -2,8 +2,9 @@
 
 All deterministic from the seed and independent of input order: every candidate gets u in (0, 1) from
 sha256(seed, example id) (`unit_draw`). The distributions (pool-native, long-biased, target), the deficit round
-robin over streams and the shortfall policy are described in assemble.py's docstring; stages/plan.py replays the
-same streams on estimated candidates. Does not own: building or measuring examples (assemble.py).
+robin over streams and the shortfall policy are described in assemble.py's docstring; planning.py replays the
+same streams (`streams`) on estimated candidates. Also the reject line of each QA the sampling left out
+(`unpicked_rejects`). Does not own: building or measuring examples (assemble.py).
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from longdocvqa.core.errors import StageError
 from longdocvqa.core.recipe import AssembleConfig
-from longdocvqa.core.records import QARecord
+from longdocvqa.core.records import QARecord, Reject
 
 SHORT_TASK = "short"
 _HASH_SPACE = float(1 << 64)
@@ -72,7 +73,7 @@ def _bin_of(num_tokens: int, bins: Sequence[tuple[int, int, float]]) -> int | No
     return None
 
 
-def _streams(candidates: Sequence[Candidate], config: AssembleConfig) -> list[_Stream]:
+def streams(candidates: Sequence[Candidate], config: AssembleConfig) -> list[_Stream]:
     """One stream per task (or per task and target bin), each sorted by its sampling key."""
     bins = config.target_bins() if config.distribution == "target" else [(0, 0, 1.0)]
     groups: dict[tuple[str, int], list[Candidate]] = defaultdict(list)
@@ -138,9 +139,7 @@ def sample(
     share = config.short_data.share if short_pool else 0.0
     budget = config.budget_tokens
     long_budget = None if budget is None else budget * (1 - share)
-    picks, shortfall = fill_streams(
-        _streams(candidates, config), long_budget, config.mixture_unit, config.on_shortfall
-    )
+    picks, shortfall = fill_streams(streams(candidates, config), long_budget, config.mixture_unit, config.on_shortfall)
     if share == 0:
         return _shuffled(picks), shortfall
     long_tokens = sum(c.num_tokens for c in picks)
@@ -151,7 +150,7 @@ def sample(
         if config.on_shortfall == "stop":
             raise StageError(f"assemble: {message}; add short data, lower the share or the budget, or rescale")
         smaller = short_have * (1 - share) / share
-        picks, _ = fill_streams(_streams(candidates, config), smaller, config.mixture_unit, "rescale")
+        picks, _ = fill_streams(streams(candidates, config), smaller, config.mixture_unit, "rescale")
         short_target = sum(c.num_tokens for c in picks) * share / (1 - share)
         shortfall = f"rescaled: {message}"
     short_stream = _Stream(SHORT_TASK, 1.0, sorted(short_pool, key=lambda c: (c.u, c.id)))
@@ -162,3 +161,22 @@ def sample(
 def _shuffled(picks: list[Candidate]) -> list[Candidate]:
     """Output order: by a second seeded hash, so tasks and short data interleave; independent of input order."""
     return sorted(picks, key=lambda c: (hashlib.sha256(f"order:{c.u!r}:{c.id}".encode()).digest(), c.id))
+
+
+def unpicked_rejects(
+    records: Iterable[QARecord], picked: Iterable[str], rejected: Iterable[str], mixture: Mapping[str, float],
+    paths: Mapping[str, str],
+) -> list[Reject]:  # fmt: skip
+    """A line per generated QA that passed every check but was not sampled: `budget` (its task has a share: the
+    budget was full) or `mixture` (its task has no share in the mixture)."""
+    skip = set(picked) | set(rejected)
+    lines = []
+    for qa in records:
+        if qa.id in skip:
+            continue
+        share = mixture.get(qa.task, 0.0)
+        reason = "budget" if share > 0 else "mixture"
+        detail = "sampled out: the budget was full" if share > 0 else f"task {qa.task} has no share in the mixture"
+        item = f"{paths.get(qa.doc_sha256, qa.doc_sha256)} qa {qa.id}"
+        lines.append(Reject(stage="assemble", item=item, reason=reason, detail=detail, extra={"task": qa.task}))
+    return lines

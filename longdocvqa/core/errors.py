@@ -32,3 +32,9 @@ class RejectedInput(LongDocVQAError):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line of at most 300 characters, its type first: the detail of a reject line."""
+    text = f"{type(exc).__name__}: {exc}"
+    return " ".join(text.split())[:300]

@@ -210,3 +210,10 @@ class RawPage(Record):
         default_factory=list, description="every vector path's box but page backgrounds (figure candidates)"
     )
     rules: list[tuple[float, float, float, float]] = Field(default_factory=list, description="thin horizontal lines")
+
+
+def name_document(reject: Reject, path: str) -> Reject:
+    """The reject with its document's file path in front of its item (QA ids and segment ids name only hashes)."""
+    if reject.item.startswith(path):
+        return reject
+    return reject.model_copy(update={"item": f"{path} {reject.item}"})

@@ -4,11 +4,18 @@ Layout (docs/design.md §3):
 
     OUT/manifest.json          counts, drops by reason, token totals, timings, versions, recipe fingerprint
     OUT/recipe.lock.yaml       the resolved recipe
+    OUT/plan.json              the plan stage's units
     OUT/rejects.jsonl          every dropped item (rewritten from the stage outputs at the end of a build)
     OUT/llm_calls.sqlite       the model-call ledger
     OUT/stages/<stage>/<fingerprint>/<sha[:2]>/<key>.json   one output per document, or its rejection
+    OUT/stages/assemble/<inputs hash>.json    an assembly's stats and rejects, saved once it is published
+    OUT/stages/publish/<picks hash>.done      the publish marker: the dataset holds these picks
     OUT/cache/pages/<sha[:2]>/<sha>/<dpi>-<format>-q<quality>-px<max_pixels>/<page>.<ext>
+    OUT/cache/decontaminate/   signatures and page hashes; OUT/cache/shards/: the index of archive members
+    OUT/plots/                 the length histograms
     OUT/dataset/               the Hub-ready folder
+
+`RunDir` owns every one of these paths: no other module builds a path inside the run directory.
 
 Every file is written to a temporary name in the same folder and renamed into place, so a run
 killed at any moment (kill -9) leaves finished outputs whole and unfinished ones absent.
@@ -150,6 +157,47 @@ class RunDir:
     @property
     def cache_dir(self) -> Path:
         return self.root / "cache"
+
+    @property
+    def recipe_lock_path(self) -> Path:
+        return self.root / "recipe.lock.yaml"
+
+    @property
+    def plan_path(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def plots_dir(self) -> Path:
+        return self.root / "plots"
+
+    @property
+    def decontaminate_cache(self) -> Path:
+        return self.cache_dir / "decontaminate"
+
+    @property
+    def benchmark_reads_dir(self) -> Path:
+        """Where a benchmark PDF's worker leaves what it read, for the build process to load (then deleted)."""
+        return self.decontaminate_cache / "benchmark-reads"
+
+    @property
+    def dataset_card_path(self) -> Path:
+        return self.dataset_dir / "README.md"
+
+    @property
+    def shard_index_dir(self) -> Path:
+        return self.cache_dir / "shards"
+
+    def page_image_path(self, sha256: str, page: int, variant: str, ext: str) -> Path:
+        """Where page `page` (1-based) of document `sha256` is cached, rendered under `variant` (dpi, format...)."""
+        return self.cache_dir / "pages" / sha256[:2] / sha256 / variant / f"{page}.{ext}"
+
+    def assemble_marker(self, inputs_hash: str) -> Path:
+        """The saved stats and rejects of the assembly of these inputs, written once its dataset is published."""
+        return self.root / "stages" / "assemble" / f"{inputs_hash}.json"
+
+    def publish_marker(self, picks_hash: str) -> Path:
+        """Present once OUT/dataset/ holds the examples these picks name."""
+        return self.root / "stages" / "publish" / f"{picks_hash}.done"
 
     def read_manifest(self) -> dict[str, Any]:
         if not self.manifest_path.is_file():

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from longdocvqa.core.errors import one_line
 from longdocvqa.core.fingerprint import canonical_json
 from longdocvqa.core.recipe import DecontaminateConfig
 from longdocvqa.core.store import atomic_write_bytes
@@ -224,17 +225,12 @@ def build_index(
         except Exception as exc:  # a broken benchmark file: keep its sha256, report it, go on
             if doc.sha256:
                 builder.files.setdefault(doc.sha256, (doc.source, doc.item))
-            by_name[doc.source].unreadable.append(f"{doc.item}: {type(exc).__name__}: {_one_line(exc)}")
+            by_name[doc.source].unreadable.append(f"{doc.item}: {one_line(exc)}")
         by_name[doc.source].documents += 1
     for question in questions:
         builder.add_question(question)
         by_name[question.source].questions += 1
     return builder.finish(fingerprint, sources)
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:300] if text else ""
 
 
 _ARRAYS = ("signatures", "image_hashes", "image_owners", "image_positions", "ngrams", "ngram_owners")

@@ -335,6 +335,12 @@ class SignatureCache:
             _save_array(path, stored)
         return result
 
+    def has_signatures(self, sha256: str) -> bool:
+        return (self.root / sha256[:2] / f"{sha256}.npy").is_file()
+
+    def has_image_hashes(self, sha256: str) -> bool:
+        return (self.image_root / sha256[:2] / f"{sha256}.npy").is_file()
+
     def forget(self, sha256: str) -> None:
         """Drop a document's cached signatures and image hashes (say its texts could not be read this time)."""
         (self.root / sha256[:2] / f"{sha256}.npy").unlink(missing_ok=True)

@@ -13,15 +13,13 @@ import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from longdocvqa.core.charts import Chart, charts_available, line_chart
 from longdocvqa.core.store import atomic_write_json, atomic_write_text
+from longdocvqa.eval.config import EvalConfig, Prediction
+from longdocvqa.eval.data import EvalSet
 from longdocvqa.eval.score import accuracy_and_f1, evidence_position
-
-if TYPE_CHECKING:
-    from longdocvqa.eval.data import EvalSet
-    from longdocvqa.eval.run import EvalConfig, Prediction
 
 PLOT_NAME = "accuracy_vs_length.png"
 

@@ -1,10 +1,11 @@
 """Running an evaluation: plan every (question, length), ask the model, extract, score, write the outputs.
 
-Owns: the evaluation's settings (`EvalConfig`), the model and judge clients (llm's LLMClient on one call ledger
+Owns: the model and judge clients (llm's LLMClient on one call ledger
 `OUT/llm_calls.sqlite`, so a rerun replays every finished call and a killed run resumes where it stopped), and the
 order of work. A call that fails for good (transient errors past the retry budget) scores 0 for this run, is recorded
 with its reason, and is tried again by the next run; a wrong key, model or URL stops the run (ExternalServiceError).
-Does not own: loading (data.py), prompts (prompt.py), rules (score.py), files and plots (report.py).
+Does not own: the settings and prediction records (config.py), loading (data.py), prompts (prompt.py), rules
+(score.py), files and plots (report.py).
 """
 
 from __future__ import annotations
@@ -13,27 +14,26 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import ValidationError
 
-from longdocvqa.assembly.tokens import HUB_MAX_PIXELS, HUB_MIN_PIXELS, TokenCounter
+from longdocvqa.assembly.tokens import TokenCounter
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import MAX_SEED, MAX_TOKENS, EndpointConfig
+from longdocvqa.core.recipe import MAX_TOKENS, EndpointConfig
 from longdocvqa.core.safetext import clean_text, printable
+from longdocvqa.eval.config import EvalConfig, Prediction
 from longdocvqa.eval.data import EvalQuestion, EvalSet, load_eval_set
-from longdocvqa.eval.prompt import TEMPLATE_ID, PromptBuilder, PromptPlan
+from longdocvqa.eval.prompt import TEMPLATE_ID, PromptBuilder
 from longdocvqa.eval.report import write_outputs
 from longdocvqa.eval.score import (
     FAILED,
-    evidence_position,
     extract_answer,
     parse_judge_reply,
     score_answer,
 )
 from longdocvqa.llm import CallFailed, Ledger, LLMClient
 
-DEFAULT_LENGTHS = (32768, 65536, 131072)
 JUDGE_TEMPLATE_ID = "eval-extract@v1"
 # Our wording of MMLongBench-Doc's answer-extraction prompt, with the same output contract.
 JUDGE_PROMPT = """You read a model's free-form answer to a question about a document and extract its final answer.
@@ -53,60 +53,6 @@ Answer format: Integer
 Question: {question}
 Response: {response}
 """
-
-
-class EvalConfig(BaseModel):
-    """Everything an evaluation depends on; the same config and ledger give the same predictions and scores."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    dataset: str = Field(description="built dataset folder, run directory or Hub repo; or a benchmark folder")
-    split: str = "test"
-    revision: str | None = None
-    out: Path
-    endpoint: EndpointConfig
-    judge: EndpointConfig | None = None
-    lengths: list[int] = Field(default_factory=lambda: list(DEFAULT_LENGTHS), max_length=64)
-    input_mode: Literal["images", "text"] = "images"
-    dpi: int = Field(144, ge=36, le=600, description="rendering of benchmark PDFs (datasets keep the build's pages)")
-    pdf_dir: Path | None = Field(None, description="the dataset's PDFs, for text input")
-    tokenizer: str = "Qwen/Qwen2.5-VL-7B-Instruct"
-    min_pixels: int = HUB_MIN_PIXELS
-    max_pixels: int = HUB_MAX_PIXELS
-    limit: int | None = Field(None, ge=1, description="evaluate the first N questions only")
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-
-    @field_validator("lengths")
-    @classmethod
-    def _positive(cls, lengths: list[int]) -> list[int]:
-        if not lengths or any(not 1 <= length <= MAX_TOKENS for length in lengths):
-            raise ValueError(f"lengths must be token counts from 1 to {MAX_TOKENS:,}, e.g. 32768,65536")
-        return sorted(set(lengths))
-
-
-@dataclass
-class Prediction:
-    """One (question, length): the plan, the model's reply, the extracted answer and the score."""
-
-    question: EvalQuestion
-    plan: PromptPlan
-    raw_answer: str = ""
-    extracted: str | list[str] = ""
-    score: float | None = None
-    error: str = ""
-    call_id: str = ""
-
-    def row(self) -> dict[str, Any]:
-        """The predictions.jsonl line."""
-        q, plan = self.question, self.plan
-        return {
-            "question_id": q.id, "doc_id": q.doc_id, "task": q.task, "answer_format": q.answer_format,
-            "evidence_position": evidence_position(q.answer, q.evidence_pages), "evidence_pages": q.evidence_pages,
-            "length": plan.target_tokens, "prompt_tokens": plan.prompt_tokens, "num_pages": plan.num_pages,
-            "documents": len(plan.blocks), "depth": plan.depth, "padding_exhausted": plan.padding_exhausted,
-            "question": q.question, "answer": q.answer, "raw_answer": self.raw_answer, "extracted": self.extracted,
-            "score": self.score, "skipped": plan.skipped, "error": self.error, "call_id": self.call_id,
-        }  # fmt: skip
 
 
 @dataclass

@@ -3,8 +3,9 @@
 Owns: `Job` (one document's work: a picklable call keyed by the document's hash), `Failure` (why a job gave no
 output: `timeout`, `too_big`, `worker_crashed`) and the `Executor` protocol. A stage function writes its result
 into the run directory itself, so which worker ran a job, and how many workers there were, never changes what is
-written. `local.py` runs jobs on this machine's processes; `ray.py` runs the same jobs as Ray tasks, and
-generation's client processes as Ray actors (`ClientPool`).
+written. `local.py` runs jobs on this machine's processes; `ray.py` runs the same jobs as Ray tasks. Generation's
+client workers have a seam of their own (`ClientPool`, passed to the build beside the executor): on this machine
+(None) or as Ray actors (`HostsClients`: an executor that also offers one).
 Does not own: which jobs are still to do, collecting results, rejects or progress (runner/loop.py).
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,10 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
-    def client_pool(self) -> ClientPool | None:
-        """Where generation's client workers run: None on this machine (local processes), else a ClientPool."""
-        ...
+
+@runtime_checkable
+class HostsClients(Protocol):
+    """An executor that also hosts generation's client workers elsewhere than this machine (RayExecutor): the
+    default of `pipeline.build`'s own `clients` seam when the caller names none."""
+
+    def client_pool(self) -> ClientPool: ...

@@ -11,6 +11,8 @@ Two jobs, both about processes the build starts:
   (the parent kills the child when it passes) and an address-space limit (RLIMIT_AS, set in the child above the
   address space it started with). A job that overruns, or whose process dies, is reported through `on_failure`
   with the reason `timeout`, `too_big` or `worker_crashed`, and the remaining jobs go on.
+- `exception_failure(exc, otherwise)`: the one mapping of a job's exception to a reject reason and detail, and
+  `Limits.of(recipe.isolation)`: the one place the limits are built from the recipe.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from longdocvqa.core.errors import one_line
+from longdocvqa.core.recipe import IsolationConfig
 from longdocvqa.core.store import pid_alive
 
 WATCHDOG_INTERVAL_S = 0.5
@@ -39,6 +43,11 @@ class Limits:
 
     seconds: float = 0.0
     memory_mb: int = 0
+
+    @classmethod
+    def of(cls, cfg: IsolationConfig) -> Limits:
+        """The recipe's `isolation` settings as limits: the one place they are built."""
+        return cls(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
 
 
 def die_with_parent(parent_pid: int) -> None:
@@ -208,6 +217,13 @@ def _address_space_bytes() -> int:
     except OSError:
         pass
     return 0
+
+
+def exception_failure(exc: BaseException, otherwise: str) -> tuple[str, str]:
+    """The one mapping of a job's exception to (reject reason, one-line detail): a failed allocation is `too_big`,
+    anything else `otherwise` (`render_failed`, `layout_failed`, `unreadable`); callers that keep a RejectedInput's
+    own reason catch it first. A job's exit is mapped by `iter_isolated` (`timeout`, `too_big`, `worker_crashed`)."""
+    return ("too_big" if is_memory_error(exc) else otherwise), one_line(exc)
 
 
 def is_memory_error(exc: BaseException) -> bool:

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
-from longdocvqa.runner.executor import ClientPool, Failure, Job, Outcomes
+from longdocvqa.runner.executor import Failure, Job, Outcomes
 
 R = TypeVar("R")
 _POLL_S = 0.2
@@ -46,10 +46,6 @@ class IsolatedProcesses:
     def close(self) -> None:
         """Nothing outlives `map`."""
 
-    def client_pool(self) -> ClientPool | None:
-        """Generation's clients run on this machine (ProcessPool or in the build process)."""
-        return None
-
 
 class InProcess:
     """Jobs in this process, in order."""
@@ -61,10 +57,6 @@ class InProcess:
 
     def close(self) -> None:
         """Nothing to end."""
-
-    def client_pool(self) -> ClientPool | None:
-        """Generation's clients run on this machine (ProcessPool or in the build process)."""
-        return None
 
 
 _WORKER_DONE: Any = None  # in a ProcessPool worker: the parent's queue of finished-document counts

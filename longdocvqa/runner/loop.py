@@ -3,13 +3,16 @@ stats and progress; resume and the error budgets live here.
 
 Each stage's per-document output lives under a fingerprint of (stage, version, config, inputs) in the run
 directory, so a rerun skips finished work and a changed setting recomputes only what depends on it. Work is keyed
-by document sha256, never by worker count; each job writes its own output atomically, so a killed build loses only
-unfinished documents. Also owns what every stage shares: `BuildContext`, `StageStats`, the `Progress` hook the CLI
-implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
-Work whose output is a cache (page images, decontamination signatures) runs through `run_guarded`: one isolated
-worker per document as well, so the build process never reads a PDF with MuPDF after the pool stage.
-Does not own: what a stage computes (stages/), how jobs run (runner/executor.py, local.py, ray.py), the order of
-the stages (pipeline.py).
+by document sha256, never by worker count; each job (a picklable, typed spec carrying its `StageOutput`) writes its
+own output atomically, so a killed build loses only unfinished documents. Also owns what every stage shares:
+`BuildContext` (with the build's account: stats by stage and reject lines, and `fork`/`absorb` for the plan's
+rounds), `StageStats`, `StageResult` (what every stage function returns), the `Progress` hook the CLI implements,
+the page-image cache (`PageImages`, at the paths RunDir gives), and the one way a reject is recorded (the account,
+the stage's lines and drop counts, progress). Work whose output is a cache (page images, decontamination
+signatures) runs through `run_guarded`: one isolated worker per document as well, so the build process never reads
+a PDF with MuPDF after the pool stage. Exceptions and exits map to reject reasons in isolate.py, once.
+Does not own: what a stage computes (stages/), how jobs run (local.py, ray.py), the order of the stages
+(pipeline.py), paths in the run directory (core/store.py RunDir).
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import Recipe
@@ -29,10 +32,11 @@ from longdocvqa.core.records import PdfDoc, Reject
 from longdocvqa.core.store import RunDir, StageOutput, atomic_write_bytes
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
-from longdocvqa.runner.executor import Executor, Failure, Job
+from longdocvqa.runner.executor import ClientPool, Executor, Failure, Job
 from longdocvqa.runner.local import IsolatedProcesses
 
 _EXT = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+T = TypeVar("T")
 
 
 class Progress:
@@ -47,12 +51,23 @@ class Progress:
 
 @dataclass
 class StageStats:
+    """One stage's counts, time and reject lines (`rejects`: the lines this stage recorded, in order)."""
+
     seen: int = 0
     kept: int = 0
     reused: int = 0
     dropped: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    rejects: list[Reject] = field(default_factory=list, repr=False)
+
+    def merge(self, other: StageStats) -> None:
+        """Add `other` (the same stage's later part, e.g. the question-overlap check of decontaminate)."""
+        self.seen, self.kept, self.reused = self.seen + other.seen, self.kept + other.kept, self.reused + other.reused
+        self.dropped.update(other.dropped)
+        self.seconds += other.seconds
+        self.extra.update(other.extra)
+        self.rejects.extend(other.rejects)
 
     def as_dict(self) -> dict[str, Any]:
         counts = {"seen": self.seen, "kept": self.kept, "reused": self.reused}
@@ -64,9 +79,24 @@ class StageStats:
         }
 
 
+@dataclass(frozen=True)
+class StageResult(Generic[T]):
+    """What one stage hands on: its `outputs` (the next stages' inputs, passed on by pipeline.py), its stats and the
+    reject lines it recorded. No stage reads another's stats or rejects: what a later stage needs is in `outputs`."""
+
+    outputs: T
+    stats: StageStats
+
+    @property
+    def rejects(self) -> list[Reject]:
+        return self.stats.rejects
+
+
 @dataclass
 class BuildContext:
-    """Everything a stage needs: the recipe, the run directory, options, stats and rejects so far."""
+    """Everything a stage needs: the recipe, the run directory, options, and the build's account (`stats` by stage
+    and every reject line, in order), written only through `record_reject` and `timed`. A round of the plan runs on
+    a `fork` (an empty account over the same run), and the pipeline `absorb`s the round it keeps."""
 
     recipe: Recipe
     run: RunDir
@@ -75,30 +105,51 @@ class BuildContext:
     stats: dict[str, StageStats] = field(default_factory=dict)
     rejects: list[Reject] = field(default_factory=list)
     executor: Executor | None = None  # per-document jobs; None: one isolated local process per document
+    clients: ClientPool | None = None  # generation's client workers; None: on this machine
+    earlier: Sequence[Reject] = ()  # on a fork: the rejects recorded before it (written with its own when it stops)
 
     def stage_stats(self, name: str) -> StageStats:
         return self.stats.setdefault(name, StageStats())
+
+    def fork(self) -> BuildContext:
+        """The same build with an empty account: a round whose stats and rejects are kept only if it is the last."""
+        return replace(self, stats={}, rejects=[], earlier=[*self.earlier, *self.rejects])
+
+    def absorb(self, other: BuildContext) -> None:
+        """Add a fork's account to this one (a stage already here, such as decontaminate, is merged)."""
+        for name, stats in other.stats.items():
+            if name in self.stats:
+                self.stats[name].merge(stats)
+            else:
+                self.stats[name] = stats
+        self.rejects.extend(other.rejects)
+
+    def all_rejects(self) -> list[Reject]:
+        """Every reject line of the build so far (a fork's included), for rejects.jsonl."""
+        return [*self.earlier, *self.rejects]
+
+    def drops_by_reason(self) -> dict[str, int]:
+        """Reject counts by `stage/reason`, sorted (the manifest's and the card's drops)."""
+        return dict(sorted(Counter(f"{r.stage}/{r.reason}" for r in self.all_rejects()).items()))
 
     def document_executor(self) -> Executor:
         """The executor for per-document jobs under the recipe's isolation limits."""
         if self.executor is not None:
             return self.executor
-        cfg = self.recipe.isolation
-        limits = isolate.Limits(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
-        return IsolatedProcesses(self.workers, limits)
+        return IsolatedProcesses(self.workers, isolate.Limits.of(self.recipe.isolation))
 
 
 class PageImages:
-    """Page images cached by (document sha256, page, dpi, format, quality, pixel cap). The build process only reads
-    them: `render_into_cache` renders each document's missing pages in an isolated worker first."""
+    """Page images cached by (document sha256, page, dpi, format, quality, pixel cap), where the run directory says
+    (`RunDir.page_image_path`). The build process only reads them: `render_into_cache` renders each document's
+    missing pages in an isolated worker first. Picklable: render jobs carry it."""
 
-    def __init__(self, cache_dir: Path, recipe: Recipe) -> None:
-        self.cfg = recipe.render
-        self.root = cache_dir / "pages"
+    def __init__(self, run: RunDir, recipe: Recipe) -> None:
+        self.cfg, self.run = recipe.render, run
 
     def path(self, sha256: str, page: int) -> Path:
         variant = f"{self.cfg.dpi}-{self.cfg.format}-q{self.cfg.quality}-px{self.cfg.max_pixels}"
-        return self.root / sha256[:2] / sha256 / variant / f"{page}.{_EXT[self.cfg.format]}"
+        return self.run.page_image_path(sha256, page, variant, _EXT[self.cfg.format])
 
     def get(self, doc: PdfDoc, page: int) -> bytes:
         """Bytes of 1-based `page` of `doc`, from the cache (FileNotFoundError when it was not rendered)."""
@@ -129,8 +180,8 @@ class PageImages:
         try:
             return self._render(doc, [page])
         except Exception as exc:
-            reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-            raise RejectedInput(reason, f"{doc.path} page {page}: {one_line(exc)}") from None
+            reason, detail = isolate.exception_failure(exc, "render_failed")
+            raise RejectedInput(reason, f"{doc.path} page {page}: {detail}") from None
 
     def _write(self, doc: PdfDoc, rendered: dict[int, bytes]) -> None:
         for page, data in rendered.items():
@@ -146,14 +197,15 @@ def render_into_cache(
     """Render each document's missing `wanted` pages into the page cache, each document in its own worker under the
     recipe's isolation limits; returns a one-line reject (render_failed, too_big, timeout, worker_crashed) naming the
     file for each document that could not be rendered, by sha256."""
-    images = PageImages(ctx.run.cache_dir, ctx.recipe)
-    jobs = [Job(doc.sha256, doc.path, (doc, todo, str(ctx.run.cache_dir), ctx.recipe))
-            for doc, pages in wanted if (todo := images.missing(doc, pages))]  # fmt: skip
+    images = PageImages(ctx.run, ctx.recipe)
+    jobs = [
+        Job(doc.sha256, doc.path, (images, doc, todo)) for doc, pages in wanted if (todo := images.missing(doc, pages))
+    ]
     return run_guarded(ctx, stage, f"{stage} pages", _render_worker, jobs)
 
 
-def _render_worker(doc: PdfDoc, pages: list[int], cache_dir: str, recipe: Recipe) -> None:
-    PageImages(Path(cache_dir), recipe).render(doc, pages)
+def _render_worker(images: PageImages, doc: PdfDoc, pages: list[int]) -> None:
+    images.render(doc, pages)
 
 
 def run_guarded(
@@ -168,7 +220,7 @@ def run_guarded(
     mailbox = ctx.run.stage("guarded", stage)  # where a worker leaves its RejectedInput
     for job in jobs:
         mailbox.path(job.key).unlink(missing_ok=True)
-    guarded = [Job(job.key, job.item, (fn, str(ctx.run.root), stage, job.key, job.item, *job.args)) for job in jobs]
+    guarded = [Job(job.key, job.item, (GuardedJob(fn, job.args, mailbox, stage, job.key, job.item),)) for job in jobs]
     rejects: dict[str, Reject] = {}
     runs = ctx.document_executor().map(_guarded_worker, guarded)
     bar = ctx.progress.stage(label, len(jobs)) if label else nullcontext(lambda n=1: None)
@@ -184,18 +236,30 @@ def run_guarded(
     return rejects
 
 
-def _guarded_worker(fn: Callable[..., None], root: str, stage: str, key: str, item: str, *args: Any) -> None:
+@dataclass(frozen=True)
+class GuardedJob:
+    """One guarded call: `fn(*args)` for `item`; a reject it raises is left in `mailbox` under `key`."""
+
+    fn: Callable[..., None]
+    args: tuple[Any, ...]
+    mailbox: StageOutput
+    stage: str
+    key: str
+    item: str
+
+
+def _guarded_worker(job: GuardedJob) -> None:
     """In the worker: `fn(*args)`; an error (all guarded jobs read PDFs with MuPDF) is one reject, not a traceback."""
     try:
-        fn(*args)
+        job.fn(*job.args)
     except RejectedInput as exc:
-        reject = Reject(stage=stage, item=item, reason=exc.reason, detail=exc.detail)
+        reject = Reject(stage=job.stage, item=job.item, reason=exc.reason, detail=exc.detail)
     except Exception as exc:
-        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-        reject = Reject(stage=stage, item=item, reason=reason, detail=f"{item}: {one_line(exc)}")
+        reason, detail = isolate.exception_failure(exc, "render_failed")
+        reject = Reject(stage=job.stage, item=job.item, reason=reason, detail=f"{job.item}: {detail}")
     else:
         return
-    StageOutput(Path(root), "guarded", stage).write_reject(key, reject)
+    job.mailbox.write_reject(job.key, reject)
 
 
 def timed(ctx: BuildContext, name: str) -> _Timer:
@@ -219,8 +283,9 @@ class _Timer:
 
 
 def record_reject(ctx: BuildContext, stats: StageStats, reject: Reject) -> None:
-    """The one way a reject is recorded: the build's rejects, the stage's drop count, the progress display."""
+    """The one way a reject is recorded: the build's rejects, the stage's lines and drops, the progress display."""
     ctx.rejects.append(reject)
+    stats.rejects.append(reject)
     stats.dropped[reject.reason] += 1
     ctx.progress.reject(reject)
 
@@ -232,7 +297,7 @@ def record_rejects(ctx: BuildContext, stats: StageStats, rejects: Iterable[Rejec
 
 def stop(ctx: BuildContext, message: str) -> None:
     """Stop the build (exit 1) with `message`, keeping every finished stage output and the rejects so far."""
-    ctx.run.write_rejects(ctx.rejects)
+    ctx.run.write_rejects(ctx.all_rejects())
     raise StageError(message)
 
 
@@ -240,7 +305,7 @@ def check_budget(ctx: BuildContext, stage: str, bad: int, seen: int) -> None:
     """Stop when more than pool.max_reject_rate of a stage's inputs were rejected."""
     limit = ctx.recipe.pool.max_reject_rate
     if seen and bad / seen > limit:
-        ctx.run.write_rejects(ctx.rejects)  # the message points there: write what was found so far
+        ctx.run.write_rejects(ctx.all_rejects())  # the message points there: write what was found so far
         raise StageError(
             f"{stage}: {bad} of {seen} inputs rejected ({bad / seen:.0%}), over max_reject_rate {limit:.0%}; "
             f"see {ctx.run.rejects_path}"
@@ -264,16 +329,11 @@ def check_generate_budget(ctx: BuildContext, stats: StageStats) -> None:
     if not asked or failed / asked <= limit:
         return
     reason, count = failures.most_common(1)[0]
-    example = next((r.detail for r in reversed(ctx.rejects) if r.stage == "generate" and r.reason == reason), "")
+    example = next((r.detail for r in reversed(stats.rejects) if r.reason == reason), "")
     example = " ".join(example.split())  # one line, whatever the server said
     stop(ctx, f"generate: {failed} of {asked} questions failed ({failed / asked:.0%}), over max_reject_rate "
               f"{limit:.0%}; most common: {reason} ({count}): {example[:200]}; finished documents are kept, "
               f"see {ctx.run.rejects_path}")  # fmt: skip
-
-
-def one_line(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    return " ".join(text.split())[:300]
 
 
 # ---------------------------------------------------------------- the per-document loop

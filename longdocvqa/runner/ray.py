@@ -24,7 +24,7 @@ import os
 from collections.abc import Awaitable, Callable, Generator, Iterator, Sequence
 from typing import Any, TypeVar
 
-from longdocvqa.core.errors import RecipeError, StageError
+from longdocvqa.core.errors import RecipeError, StageError, one_line
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
@@ -53,9 +53,12 @@ def ray_executor(
 ) -> Iterator[RayExecutor]:
     """A RayExecutor under `recipe`'s per-document limits: on the cluster at `address` (or RAY_ADDRESS), else on a
     local Ray started with `workers` CPUs (default: all cores); a Ray this call started is shut down after."""
-    cfg = recipe.isolation
-    limits = isolate.Limits(seconds=cfg.seconds_per_document, memory_mb=cfg.memory_mb_per_document)
-    executor = RayExecutor(limits, address=address, cpus=workers or os.cpu_count() or 1, cpus_per_task=cpus_per_task)
+    executor = RayExecutor(
+        isolate.Limits.of(recipe.isolation),
+        address=address,
+        cpus=workers or os.cpu_count() or 1,
+        cpus_per_task=cpus_per_task,
+    )
     try:
         yield executor
     finally:
@@ -117,12 +120,8 @@ def _task_outcome(ray: Any, ref: Any) -> Failure | None:
     try:
         failure = ray.get(ref)
     except ray.exceptions.RayError as exc:  # the task's worker or node was lost beyond its retries
-        return Failure("worker_crashed", f"the Ray worker running it was lost ({_one_line(exc)})")
+        return Failure("worker_crashed", f"the Ray worker running it was lost ({one_line(exc)})")
     return None if failure is None else Failure(*failure)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
 
 
 class RayClientPool:
@@ -166,7 +165,7 @@ def _actor_result(ray: Any, ref: Any) -> Any:
         raise (exc.cause if isinstance(exc.cause, Exception) else exc) from None
     except ray.exceptions.RayError as exc:  # the actor died beyond its restarts
         raise StageError(
-            f"generate: a Ray client actor was lost ({_one_line(exc)}); finished documents and calls are kept, "
+            f"generate: a Ray client actor was lost ({one_line(exc)}); finished documents and calls are kept, "
             "run the same command again to resume"
         ) from None
 

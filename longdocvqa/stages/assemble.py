@@ -1,43 +1,41 @@
 """Assemble stage: full-document examples with exact lengths, window, distribution, mixture and budget.
 
-Cheap (no images): runs in the build's process over every generated QA at once; its inputs' hash names a marker
-under stages/assemble/, and when the same inputs were already assembled and published the stats and rejects are
-restored instead (stages/publish.py). Does not own: the examples, lengths and sampling (assemble.py, sampling.py),
-token counting (tokens.py), loading the tokenizer or short data (hub/load.py).
+Cheap (no images): runs in the build's process over every generated QA at once. `assemble_key` hashes its inputs;
+pipeline.py asks publish whether an assembly of the same inputs was already published (then nothing runs).
+Does not own: the examples, lengths and sampling (assembly/assemble.py, assembly/sampling.py), token counting
+(assembly/tokens.py), loading the tokenizer or short data (hub/load.py), the published marker (stages/publish.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from longdocvqa.assembly.assemble import Assembly, assemble
+from longdocvqa.assembly.sampling import unpicked_rejects
 from longdocvqa.assembly.tokens import TokenCounter
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import AssembleConfig
-from longdocvqa.core.records import PdfDoc, QARecord
+from longdocvqa.core.records import PdfDoc, QARecord, name_document
 from longdocvqa.hub.load import fetch_tokenizer_json, load_short_rows
-from longdocvqa.runner.loop import BuildContext, record_rejects, timed
-from longdocvqa.stages.layout import layout_or_fail
-from longdocvqa.stages.plan import name_document, unpicked_rejects
-from longdocvqa.stages.publish import reuse_published
+from longdocvqa.runner.loop import BuildContext, StageResult, record_rejects, timed
+from longdocvqa.stages.layout import Layouts
+
+
+def assemble_key(ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layouts: Layouts) -> str:
+    """The hash of everything the assembly depends on (it names the assembly's saved marker in the run directory)."""
+    qa_ids = sorted(r.id for rs in qas.values() for r in rs)
+    inputs = {"assemble": ctx.recipe.assemble, "seed": ctx.recipe.seed, "dpi": ctx.recipe.render.dpi,
+              "layout": layouts.fingerprint, "render_max_pixels": ctx.recipe.render.max_pixels,
+              "docs": sorted(d.sha256 for d in docs), "qa": qa_ids}  # fmt: skip
+    return content_hash(inputs, length=16)
 
 
 def run_assemble(
-    ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layout_fp: str
-) -> tuple[Assembly, Path] | None:
-    """Full-document examples with exact lengths, window, distribution, mixture and budget (cheap: no images).
-
-    Returns None when the same inputs were already assembled and published (nothing to do)."""
+    ctx: BuildContext, docs: list[PdfDoc], qas: dict[str, list[QARecord]], layouts: Layouts
+) -> StageResult[Assembly]:
+    """Full-document examples with exact lengths, window, distribution, mixture and budget (cheap: no images)."""
     cfg = ctx.recipe.assemble
-    qa_ids = sorted(r.id for rs in qas.values() for r in rs)
-    inputs = {"assemble": cfg, "seed": ctx.recipe.seed, "dpi": ctx.recipe.render.dpi, "layout": layout_fp,
-              "render_max_pixels": ctx.recipe.render.max_pixels,
-              "docs": sorted(d.sha256 for d in docs), "qa": qa_ids}  # fmt: skip
-    done = ctx.run.root / "stages" / "assemble" / f"{content_hash(inputs, length=16)}.json"
-    if reuse_published(ctx, done):
-        return None
     with timed(ctx, "assemble") as stats, ctx.progress.stage("assemble", 1) as advance:
         counter = TokenCounter.load(
             cfg.tokenizer, cfg.min_pixels, cfg.max_pixels, fetch=fetch_tokenizer_json,
@@ -47,7 +45,7 @@ def run_assemble(
         short_rows = _load_short_rows(cfg) if cfg.short_data.share > 0 else None
         records = [r for doc in docs for r in qas.get(doc.sha256, [])]
         result = assemble(
-            {d.sha256: d for d in docs}, records, lambda sha: layout_or_fail(ctx, layout_fp, sha), cfg,
+            {d.sha256: d for d in docs}, records, layouts.final, cfg,
             render_dpi=ctx.recipe.render.dpi, seed=ctx.recipe.seed, counter=counter, short_rows=short_rows,
         )  # fmt: skip
         stats.seen, stats.kept = len(records), result.stats.examples
@@ -55,7 +53,7 @@ def run_assemble(
         record_rejects(ctx, stats, result.rejects)
         stats.extra["summary"] = result.stats.model_dump(mode="json", exclude={"length_histogram", "pages_histogram"})
         advance(1)
-    return result, done
+    return StageResult(result, stats)
 
 
 def _account_assembly(result: Assembly, records: list[QARecord], docs: list[PdfDoc], cfg: AssembleConfig) -> None:

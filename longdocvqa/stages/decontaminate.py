@@ -5,7 +5,10 @@ Runs over the whole pool at once (dedup.py: MinHash LSH over page shingles, perc
 pages, cached per document); the benchmark index comes from hub/benchmarks.py. Every PDF (pool and benchmark) is
 read in its own worker under the recipe's isolation limits, its signatures and page hashes cached; a pool document
 MuPDF cannot read, or whose reading crashes, overruns or runs out of memory, is one reject naming the file, never a
-traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report.
+traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report. Every reject line
+names the file (the sha256 the checks key by stays in its detail). `run_decontaminate` returns the kept documents,
+the benchmark index and the report (`Decontaminated`); `run_question_overlap`, run by pipeline.py after each round
+of generation, takes that result and returns the kept QAs and the final report (`Checked`).
 Does not own: the signatures and the matching (decontamination/dedup.py), loading benchmarks (hub).
 """
 
@@ -15,29 +18,40 @@ import functools
 import pickle
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import DecontaminateConfig
-from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.records import PdfDoc, QARecord, Reject, name_document
 from longdocvqa.core.store import atomic_write_bytes
 from longdocvqa.decontamination import dedup
 from longdocvqa.documents import render
 from longdocvqa.hub.benchmarks import build_benchmark_index
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, one_line, record_rejects, run_guarded, timed
+from longdocvqa.runner.loop import BuildContext, StageResult, StageStats, record_rejects, run_guarded, timed
 
 
-def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDoc], dedup.BenchmarkIndex | None]:
+@dataclass(frozen=True)
+class Decontaminated:
+    """The stage's outputs: the documents kept, the benchmark index (for the question check after generation; None
+    when the recipe names no benchmark and no within-pool check), and the decontamination report (for the card)."""
+
+    docs: list[PdfDoc]
+    index: dedup.BenchmarkIndex | None
+    report: dict[str, Any]
+
+
+def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> StageResult[Decontaminated]:
     """Drop exact copies and near-duplicates of benchmark documents, and near-duplicates inside the pool."""
     cfg = ctx.recipe.decontaminate
     if not cfg.benchmarks and not cfg.within_pool:
-        return docs, None
-    cache = ctx.run.cache_dir / "decontaminate"
+        return StageResult(Decontaminated(docs, None, {}), StageStats())
+    cache = ctx.run.decontaminate_cache
     with timed(ctx, "decontaminate") as stats, ctx.progress.stage("decontaminate", 1) as advance:
-        read = functools.partial(_read_isolated, ctx, cache)
+        read = functools.partial(_read_isolated, ctx)
         index = build_benchmark_index(cfg, cache, functools.partial(read, _texts_worker),
                                       page_images=functools.partial(read, _thumbnails_worker))  # fmt: skip
         unreadable = _read_documents(ctx, [d for d in docs if d.sha256 not in index.files], cache)
@@ -48,23 +62,35 @@ def run_decontaminate(ctx: BuildContext, docs: list[PdfDoc]) -> tuple[list[PdfDo
             index, texts, cfg, cache, page_images=lambda sha: _not_cached(by_sha[sha])
         )
         stats.seen, stats.kept = len(docs), len(kept)
-        record_rejects(ctx, stats, [*rejects, *unreadable.values()])
+        paths = {d.sha256: d.path for d in docs}
+        record_rejects(ctx, stats, [*(_name_file(r, paths) for r in rejects), *unreadable.values()])
         stats.extra["report"] = report
         advance(1)
-    return [d for d in docs if d.sha256 in kept], index
+    return StageResult(Decontaminated([d for d in docs if d.sha256 in kept], index, report), stats)
+
+
+def _name_file(reject: Reject, paths: dict[str, str]) -> Reject:
+    """A document reject (item: the sha256 the checks key by) as a line naming the file, the sha256 in its detail."""
+    sha = reject.item
+    if sha not in paths:
+        return reject
+    return reject.model_copy(update={"item": paths[sha], "detail": f"{reject.detail} (sha256 {sha})"})
 
 
 def _read_documents(ctx: BuildContext, docs: list[PdfDoc], cache: Path) -> dict[str, Reject]:
     """Each pool document's page signatures (and, without enough text, its page-image hashes) into the signature
     cache, each document in its own worker under the recipe's isolation limits, so MuPDF never reads a pool PDF in
-    the build process. Returns a one-line reject (item: the sha256, detail naming the file) for each document that
-    could not be read (`render_failed`, `too_big`, `timeout`, `worker_crashed`); it is tried again on the next run."""
+    the build process. Returns a one-line reject (item: the file, detail naming it and its sha256) for each document
+    that could not be read (`render_failed`, `too_big`, `timeout`, `worker_crashed`); it is tried again on the next
+    run."""
     cfg = ctx.recipe.decontaminate
     signatures = _signature_cache(cfg, cache)
-    jobs = [Job(d.sha256, d.path, (d.path, d.sha256, cfg, str(cache))) for d in docs
+    jobs = [Job(d.sha256, d.path, (ReadJob(d.path, d.sha256, cfg.window_pages, signatures),)) for d in docs
             if not _cached(signatures, d.sha256, cfg.window_pages)]  # fmt: skip
     failed = run_guarded(ctx, "decontaminate", "decontaminate reading", _read_worker, jobs)
-    return {sha: reject.model_copy(update={"item": sha}) for sha, reject in failed.items()}
+    return {
+        sha: reject.model_copy(update={"detail": f"{reject.detail} (sha256 {sha})"}) for sha, reject in failed.items()
+    }
 
 
 def _signature_cache(cfg: DecontaminateConfig, cache: Path) -> dedup.SignatureCache:
@@ -73,26 +99,35 @@ def _signature_cache(cfg: DecontaminateConfig, cache: Path) -> dedup.SignatureCa
 
 def _cached(signatures: dedup.SignatureCache, sha: str, window_pages: int) -> bool:
     """Whether everything the checks read of document `sha` is in the signature cache."""
-    if not (signatures.root / sha[:2] / f"{sha}.npy").is_file():
+    if not signatures.has_signatures(sha):
         return False
     has_text = bool(signatures.signatures(sha, ()).spans(window_pages))
-    return has_text or (signatures.image_root / sha[:2] / f"{sha}.npy").is_file()
+    return has_text or signatures.has_image_hashes(sha)
 
 
-def _read_worker(path: str, sha: str, cfg: DecontaminateConfig, cache: str) -> None:
+@dataclass(frozen=True)
+class ReadJob:
+    """One pool document's reading: its page signatures (and, without enough text, page-image hashes) into `cache`."""
+
+    path: str
+    sha256: str
+    window_pages: int
+    cache: dedup.SignatureCache
+
+
+def _read_worker(job: ReadJob) -> None:
     """In a worker: page texts -> signatures, and for a document with too little text, thumbnails -> hashes."""
-    signatures = _signature_cache(cfg, Path(cache))
-    read = signatures.signatures(sha, lambda: _page_texts(path))
-    if not read.spans(cfg.window_pages):
-        signatures.image_hashes(sha, lambda: _thumbnails(path))
+    read = job.cache.signatures(job.sha256, lambda: _page_texts(job.path))
+    if not read.spans(job.window_pages):
+        job.cache.image_hashes(job.sha256, lambda: _thumbnails(job.path))
 
 
 def _page_texts(path: str) -> list[str]:
     try:
         return render.page_texts(path)
     except Exception as exc:
-        reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
-        raise RejectedInput(reason, f"{path}: {one_line(exc)}") from None
+        reason, detail = isolate.exception_failure(exc, "render_failed")
+        raise RejectedInput(reason, f"{path}: {detail}") from None
 
 
 def _not_cached(path: str) -> list[Any]:
@@ -114,12 +149,12 @@ def _thumbnails(path: str | Path) -> list[bytes]:
 # ---------------------------------------------------------------- benchmark PDFs, read in a worker too
 
 
-def _read_isolated(ctx: BuildContext, cache: Path, worker: Callable[[str, str], None], path: Path) -> list[Any]:
+def _read_isolated(ctx: BuildContext, worker: Callable[[str, str], None], path: Path) -> list[Any]:
     """`worker(path, result_file)` in its own worker under the isolation limits, its result read back; a benchmark PDF
     whose reading fails, overruns, runs out of memory or crashes raises RejectedInput (the index lists it as
     unreadable in its source's summary, still matched by sha256, and the build goes on)."""
     key = uuid.uuid4().hex
-    result = cache / "benchmark-reads" / f"{key}.pickle"
+    result = ctx.run.benchmark_reads_dir / f"{key}.pickle"
     result.parent.mkdir(parents=True, exist_ok=True)
     try:
         job = Job(key, str(path), (str(path), str(result)))
@@ -140,17 +175,30 @@ def _thumbnails_worker(path: str, result: str) -> None:
     atomic_write_bytes(Path(result), pickle.dumps(_thumbnails(path)))
 
 
+@dataclass(frozen=True)
+class Checked:
+    """The question check's outputs: the QAs kept by document, and the final decontamination report."""
+
+    qas: dict[str, list[QARecord]]
+    report: dict[str, Any]
+
+
 def run_question_overlap(
-    ctx: BuildContext, qas: dict[str, list[QARecord]], index: dedup.BenchmarkIndex | None
-) -> dict[str, list[QARecord]]:
-    """Drop generated questions that share a 13-gram with a benchmark question or answer."""
+    ctx: BuildContext, qas: dict[str, list[QARecord]], docs: list[PdfDoc], decontaminated: StageResult[Decontaminated]
+) -> StageResult[Checked]:
+    """Drop generated questions that share a 13-gram with a benchmark question or answer (decontaminate's second
+    part: its stats are merged into the stage's); the report counts the document drops of `decontaminated` too."""
+    index, report = decontaminated.outputs.index, decontaminated.outputs.report
     if index is None or not ctx.recipe.decontaminate.benchmarks:
-        return qas
+        return StageResult(Checked(qas, report), StageStats())
     stats = ctx.stage_stats("decontaminate")
     pairs = [(qa.id, qa.question) for records in qas.values() for qa in records]
-    rejects = dedup.question_overlaps(index, pairs)
-    dropped = {r.item for r in rejects}
-    record_rejects(ctx, stats, rejects)
-    bench_rejects = [r for r in ctx.rejects if r.stage == "decontaminate"]
-    stats.extra["report"] = dedup.decontamination_report(index, bench_rejects)
-    return {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
+    overlaps = dedup.question_overlaps(index, pairs)
+    dropped = {r.item for r in overlaps}
+    paths = {d.sha256: d.path for d in docs}
+    doc_of = {qa.id: paths[sha] for sha, records in qas.items() for qa in records if sha in paths}
+    record_rejects(ctx, stats, [name_document(r, doc_of[r.item]) if r.item in doc_of else r for r in overlaps])
+    report = dedup.decontamination_report(index, [*decontaminated.rejects, *overlaps])
+    stats.extra["report"] = report
+    kept = {sha: [qa for qa in records if qa.id not in dropped] for sha, records in qas.items()}
+    return StageResult(Checked(kept, report), stats)

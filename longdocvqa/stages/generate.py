@@ -20,12 +20,14 @@ import json
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
 from typing import Any
 
-from longdocvqa.core.errors import ExternalServiceError, RecipeError
+from longdocvqa.assembly.planning import unit_key
+from longdocvqa.core.errors import ExternalServiceError, RecipeError, one_line
 from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import Recipe
-from longdocvqa.core.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment
+from longdocvqa.core.records import LayoutDoc, PdfDoc, QARecord, Reject, Segment, name_document
 from longdocvqa.core.store import RunDir, StageOutput
 from longdocvqa.core.store import dump as store_dump
 from longdocvqa.generate import generate_document, make_generator, open_clients, open_judge, transcribe_page
@@ -38,15 +40,15 @@ from longdocvqa.runner.loop import (
     BuildContext,
     PageImages,
     Progress,
+    StageResult,
     check_generate_budget,
-    one_line,
     record_reject,
     render_into_cache,
     still_to_do,
     timed,
 )
-from longdocvqa.stages.layout import load_layout, ocr_fingerprint
-from longdocvqa.stages.plan import name_document, unit_key
+from longdocvqa.stages.layout import Layouts
+from longdocvqa.stages.segment import Segmented
 
 VERSION = 2  # 2: template-v2 (the template baseline asks page distances, not counts)
 
@@ -75,28 +77,37 @@ def generate_fingerprint(recipe: Recipe, segment_fp: str) -> str:
     return stage_fingerprint("generate", VERSION, what, [segment_fp])
 
 
+@dataclass(frozen=True)
+class Generated:
+    """The stage's outputs: QAs by document; the model calls' usage (this run's, plus `earlier_usage` of the plan's
+    earlier rounds); how many documents await endpoint calls that failed (retried on the next run)."""
+
+    qas: dict[str, list[QARecord]]
+    usage: dict[str, Any]
+    incomplete_documents: int
+
+
 def run_generate(
-    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, segment_fp: str,
-    tasks: Mapping[str, Sequence[str]] | None = None,
-) -> dict[str, list[QARecord]]:  # fmt: skip
+    ctx: BuildContext, docs: list[PdfDoc], segmented: Segmented, layouts: Layouts,
+    tasks: Mapping[str, Sequence[str]] | None = None, earlier_usage: Mapping[str, Any] | None = None,
+) -> StageResult[Generated]:  # fmt: skip
     """QA for every segment and task (or each document's planned `tasks`); per-document results are stored under
     the document and its task subset, model calls go through the ledger (a task added later pays only its calls)."""
-    out = ctx.run.stage("generate", generate_fingerprint(ctx.recipe, segment_fp))
+    segments = segmented.segments
+    out = ctx.run.stage("generate", generate_fingerprint(ctx.recipe, segmented.fingerprint))
     key = _unit_keys(ctx, docs, tasks)
     with timed(ctx, "generate") as stats:
         jobs = [Job(key[d.sha256], d.path, (d,)) for d in docs if d.sha256 in segments]
         todo = [job.args[0] for job in still_to_do(ctx, "generate", out, jobs)]
         pending: dict[str, dict[str, Any]] = {}
-        todo = _render_pages(ctx, todo, segments, layout_fp, out, key, pending)
+        todo = _render_pages(ctx, todo, segments, layouts, out, key, pending)
         processes = min(ctx.recipe.generate.processes, len(todo))
-        remote = ctx.document_executor().client_pool()  # Ray: client actors, even for one share
+        remote = ctx.clients  # Ray: client actors, even for one share
         if processes > 1 or (remote is not None and todo):
-            usage = _generate_in_processes(
-                ctx, todo, segments, layout_fp, out.fingerprint, pending, processes, tasks, remote
-            )
+            usage = _generate_in_processes(ctx, todo, segments, layouts, out, pending, processes, tasks, remote)
         else:
             merge_shards(ctx.run.ledger_path)  # a crashed multi-process run's writer shards: replayed from here
-            usage = asyncio.run(_generate_all(ctx, todo, segments, layout_fp, out, pending, tasks)) if todo else {}
+            usage = asyncio.run(_generate_all(ctx, todo, segments, layouts, out, pending, tasks)) if todo else {}
         result: dict[str, list[QARecord]] = {}
         rejects: list[Reject] = []
         for doc in docs:
@@ -111,6 +122,7 @@ def run_generate(
         stats.extra.update(qa=len(records), by_task=dict(sorted(Counter(r.task for r in records).items())))
         if quality := quality_summary(records, rejects, ctx.recipe.generate):
             stats.extra["quality"] = quality  # verification agreement, multi-page necessity, judge: per task
+        usage = merge_usage(dict(earlier_usage or {}), usage) if earlier_usage else usage
         if usage:
             stats.extra["usage"] = usage
             stats.extra["calls_by_role"] = usage_split(usage)  # generation / verification / judge, per task
@@ -118,17 +130,17 @@ def run_generate(
             stats.extra["incomplete_documents"] = len(pending)  # endpoint errors: retried on the next run
     if make_generator(ctx.recipe.generate).makes_model_calls:  # the template generator makes none
         check_generate_budget(ctx, stats)
-    return result
+    return StageResult(Generated(result, usage, len(pending)), stats)
 
 
 def _render_pages(
-    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str, out: StageOutput,
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layouts: Layouts, out: StageOutput,
     key: dict[str, str], pending: dict[str, dict[str, Any]],
 ) -> list[PdfDoc]:  # fmt: skip
     """Render the pages generation reads into the page cache, each document in its own isolated worker (so a MuPDF
     crash, a memory blow-up or a hang is one reject); a document that could not be rendered gets its reject as its
     result (a timeout is retried on the next run). Returns the documents to generate."""
-    wanted = [(doc, _pages_read(ctx, doc, segments[doc.sha256], layout_fp)) for doc in docs]
+    wanted = [(doc, _pages_read(ctx, doc, segments[doc.sha256], layouts)) for doc in docs]
     failed = render_into_cache(ctx, "generate", wanted)
     for sha, reject in failed.items():
         result = {"records": [], "rejects": [reject]}
@@ -139,13 +151,13 @@ def _render_pages(
     return [doc for doc in docs if doc.sha256 not in failed]
 
 
-def _pages_read(ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str) -> list[int]:
+def _pages_read(ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layouts: Layouts) -> list[int]:
     """The 1-based pages whose images generation reads: the segments' pages (image input) and the scanned pages a
     VLM transcribes (layout.ocr: vlm)."""
     generator = make_generator(ctx.recipe.generate)
     pages = {p for seg in segs for p in seg.pages} if generator.needs_images else set()
     if ctx.recipe.layout.ocr == "vlm" and generator.makes_model_calls:
-        layout = load_layout(ctx.run, layout_fp, doc.sha256)
+        layout = layouts.load(doc.sha256)
         pages |= {p.index for p in layout.pages if p.image_only} if layout is not None else set()
     return sorted(pages)
 
@@ -159,7 +171,7 @@ async def _generate_all(
     ctx: BuildContext,
     docs: list[PdfDoc],
     segments: dict[str, list[Segment]],
-    layout_fp: str,
+    layouts: Layouts,
     out: StageOutput,
     pending: dict[str, dict[str, Any]],
     tasks: Mapping[str, Sequence[str]] | None = None,
@@ -168,7 +180,7 @@ async def _generate_all(
     cfg = ctx.recipe.generate
     client, verifier = open_clients(cfg, ledger_path or str(ctx.run.ledger_path))
     judge = open_judge(cfg, client)
-    images = PageImages(ctx.run.cache_dir, ctx.recipe)
+    images = PageImages(ctx.run, ctx.recipe)
     servers = max(1, len(cfg.generator.endpoint.resolved_base_urls()))  # max_concurrency is per server
     limit = asyncio.Semaphore(max(4, cfg.generator.endpoint.max_concurrency * servers))
     key = _unit_keys(ctx, docs, tasks)
@@ -178,7 +190,7 @@ async def _generate_all(
             async def one(doc: PdfDoc) -> None:
                 async with limit:
                     result = await _within_time_limit(ctx, doc, _generate_document(
-                        ctx, doc, segments[doc.sha256], layout_fp, client, verifier, images,
+                        ctx, doc, segments[doc.sha256], layouts, client, verifier, images,
                         None if tasks is None else tasks.get(doc.sha256), judge,
                     ))  # fmt: skip
                 if result is not None and _complete(result):
@@ -215,9 +227,23 @@ async def _within_time_limit(
         return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason="timeout", detail=detail)]}
 
 
+@dataclass(frozen=True)
+class GenerateShard:
+    """One client worker's share of generation: its documents and their segments and planned tasks, under `recipe`
+    (with the worker's share of the endpoint's concurrency), stored into `out` of `run`."""
+
+    recipe: Recipe
+    run: RunDir
+    docs: list[PdfDoc]
+    segments: dict[str, list[Segment]]
+    layouts: Layouts
+    out: StageOutput
+    tasks: dict[str, list[str]] | None
+
+
 def _generate_in_processes(
-    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
-    generate_fp: str, pending: dict[str, dict[str, Any]], processes: int,
+    ctx: BuildContext, docs: list[PdfDoc], segments: dict[str, list[Segment]], layouts: Layouts,
+    out: StageOutput, pending: dict[str, dict[str, Any]], processes: int,
     tasks: Mapping[str, Sequence[str]] | None = None, remote: ClientPool | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """_generate_all over `processes` worker processes (or `remote` workers: Ray actors), each with 1/processes of
@@ -228,10 +254,10 @@ def _generate_in_processes(
     recipe = _concurrency_share(ctx.recipe, processes)
     shards = [docs[i::processes] for i in range(processes)]
     jobs = [
-        Job(f"shard-{index}", f"{len(shard)} documents", (
-            recipe, str(ctx.run.root), shard, {d.sha256: segments[d.sha256] for d in shard}, layout_fp, generate_fp,
+        Job(f"shard-{index}", f"{len(shard)} documents", (GenerateShard(
+            recipe, ctx.run, shard, {d.sha256: segments[d.sha256] for d in shard}, layouts, out,
             None if tasks is None else {d.sha256: list(tasks.get(d.sha256, [])) for d in shard},
-        ))
+        ),))
         for index, shard in enumerate(shards)
     ]  # fmt: skip
     usage: dict[str, Any] = {}
@@ -267,24 +293,19 @@ class _QueueProgress(Progress):
         return nullcontext(worker_advance)
 
 
-def _generate_shard(
-    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
-    generate_fp: str, tasks: dict[str, list[str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+def _generate_shard(shard: GenerateShard) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """One worker process's documents: (usage, incomplete documents); finished documents are stored as they finish."""
-    return asyncio.run(_generate_shard_async(recipe, run_root, docs, segments, layout_fp, generate_fp, tasks))
+    return asyncio.run(_generate_shard_async(shard))
 
 
-async def _generate_shard_async(
-    recipe: Recipe, run_root: str, docs: list[PdfDoc], segments: dict[str, list[Segment]], layout_fp: str,
-    generate_fp: str, tasks: dict[str, list[str]] | None = None,
-) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:  # fmt: skip
+async def _generate_shard_async(shard: GenerateShard) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """_generate_shard on the caller's event loop (a Ray client actor's)."""
-    ctx = BuildContext(recipe=recipe, run=RunDir(run_root), workers=1, progress=_QueueProgress())
+    ctx = BuildContext(recipe=shard.recipe, run=shard.run, workers=1, progress=_QueueProgress())
     pending: dict[str, dict[str, Any]] = {}
-    out = ctx.run.stage("generate", generate_fp)
     ledger = str(shard_path(ctx.run.ledger_path))  # this process's own file: no two writers share one (llm/ledger)
-    usage = await _generate_all(ctx, docs, segments, layout_fp, out, pending, tasks, ledger)
+    usage = await _generate_all(
+        ctx, shard.docs, shard.segments, shard.layouts, shard.out, pending, shard.tasks, ledger
+    )
     return usage, pending
 
 
@@ -297,21 +318,21 @@ _RETRY_NEXT_RUN = {"endpoint_error", "generate_failed", "reply_too_large", "time
 
 
 async def _generate_document(
-    ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layout_fp: str,
+    ctx: BuildContext, doc: PdfDoc, segs: list[Segment], layouts: Layouts,
     client: LLMClient | None, verifier: LLMClient | None, images: PageImages, tasks: Sequence[str] | None = None,
     judge: LLMClient | None = None,
 ) -> dict[str, Any] | None:  # fmt: skip
     cfg = ctx.recipe.generate
     if tasks is not None:  # the plan's tasks for this document only
         cfg = cfg.model_copy(update={"tasks": [t for t in cfg.tasks if t in tasks]})
-    layout = load_layout(ctx.run, layout_fp, doc.sha256)
+    layout = layouts.load(doc.sha256)
     if layout is None:
         return None
     ocr_rejects: list[Reject] = []
     needs_images = make_generator(cfg).needs_images
     try:
         if ctx.recipe.layout.ocr == "vlm" and client is not None and any(p.image_only for p in layout.pages):
-            layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layout_fp, client, images)
+            layout, segs, ocr_rejects = await _ocr_image_pages(ctx, doc, layout, segs, layouts, client, images)
     except ExternalServiceError:
         raise
     except OSError as exc:  # a page image missing from the cache (rendered by _render_pages): this document only
@@ -331,7 +352,7 @@ async def _generate_document(
 
 
 async def _ocr_image_pages(
-    ctx: BuildContext, doc: PdfDoc, layout: LayoutDoc, segs: list[Segment], layout_fp: str,
+    ctx: BuildContext, doc: PdfDoc, layout: LayoutDoc, segs: list[Segment], layouts: Layouts,
     client: LLMClient, images: PageImages,
 ) -> tuple[LayoutDoc, list[Segment], list[Reject]]:  # fmt: skip
     """Fill scanned pages' blocks with a VLM transcription (through the ledger) and store the completed layout."""
@@ -346,6 +367,6 @@ async def _ocr_image_pages(
         if reject is not None:
             rejects.append(reject.model_copy(update={"item": f"{doc.path} {reject.item}"}))
         page.blocks = [*blocks, *(b for b in page.blocks if b.label == "figure")]
-    ctx.run.stage("layout-ocr", ocr_fingerprint(ctx.recipe, layout_fp)).write(doc.sha256, layout)
+    layouts.ocr.write(doc.sha256, layout)
     texts = [seg.model_copy(update={"page_texts": [layout.page_text(p) for p in seg.pages]}) for seg in segs]
     return layout, texts, rejects

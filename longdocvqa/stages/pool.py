@@ -1,15 +1,15 @@
 """Pool stage: hash, probe and filter the pool's PDFs; the kept documents, sorted by sha256.
 
-Each file is inspected in its own process (pool.py: sha256, page count and sizes, metadata); a file that cannot
-be read, overruns its time or memory, or kills its process is one reject naming the file. Duplicates (same bytes),
-page counts outside the range and licences not allowed are dropped after the stage, so changing those settings
-reuses every inspection. Does not own: listing and probing files (pool.py), the per-document loop (runner.py).
+Each file is inspected in its own process as a typed `PoolJob` (documents/pool.py: sha256, page count and sizes,
+metadata); a file that cannot be read, overruns its time or memory, or kills its process is one reject naming the
+file. Duplicates (same bytes), page counts outside the range and licences not allowed are dropped after the stage, so
+changing those settings reuses every inspection. Does not own: listing and probing files (documents/pool.py), the
+per-document loop (runner/loop.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from dataclasses import dataclass
 
 from longdocvqa.core.errors import RejectedInput
 from longdocvqa.core.fingerprint import stage_fingerprint
@@ -19,28 +19,38 @@ from longdocvqa.core.store import StageOutput
 from longdocvqa.documents import pool
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
-from longdocvqa.runner.loop import BuildContext, StageStats, collect, one_line, record_reject, run_jobs, stop, timed
+from longdocvqa.runner.loop import BuildContext, StageResult, StageStats, collect, record_reject, run_jobs, stop, timed
 
 VERSION = 3  # 3: text.clean
 
 
-def run_pool(ctx: BuildContext) -> list[PdfDoc]:
-    """Hash, probe and filter the pool; returns kept documents sorted by sha256."""
+@dataclass(frozen=True)
+class PoolJob:
+    """One file's inspection: probe `path` under `config` into `out` (key: `key`, the file's cache key)."""
+
+    path: str
+    key: str
+    config: PoolConfig
+    out: StageOutput
+
+
+def run_pool(ctx: BuildContext) -> StageResult[list[PdfDoc]]:
+    """Hash, probe and filter the pool; the kept documents, sorted by sha256."""
     cfg = ctx.recipe.pool
     settings = cfg.model_dump(exclude={"paths", "allow_licences"})  # licences are filtered after the stage
     out = ctx.run.stage("pool", stage_fingerprint("pool", VERSION, settings))
     with timed(ctx, "pool") as stats:
-        files, skipped = pool.discover_with_rejects(cfg.paths, index_dir=ctx.run.cache_dir / "shards")
+        files, skipped = pool.discover_with_rejects(cfg.paths, index_dir=ctx.run.shard_index_dir)
         for reject in skipped:  # unreadable folders and shards, dangling links, link cycles: one reject line each
             record_reject(ctx, stats, reject)
-        root, settings_dict = str(out.dir.parent.parent.parent), cfg.model_dump()  # one dict shared by all jobs
-        jobs = [Job(key, f.path, (f.path, key, settings_dict, root, out.fingerprint))
-                for f, key in ((f, pool.cache_key(f)) for f in files)]  # fmt: skip
+        jobs = [
+            Job(key, f.path, (PoolJob(f.path, key, cfg, out),)) for f, key in ((f, pool.cache_key(f)) for f in files)
+        ]
         run_jobs(ctx, "pool", out, _pool_worker, jobs)
         docs = _collect_pool(ctx, jobs, out, stats)
     if not docs:
         stop(ctx, _empty_pool_reason(cfg.paths, stats))
-    return docs
+    return StageResult(docs, stats)
 
 
 def _empty_pool_reason(paths: list[str], stats: StageStats) -> str:
@@ -51,15 +61,15 @@ def _empty_pool_reason(paths: list[str], stats: StageStats) -> str:
     return f"pool: none of the {stats.seen} files found in {where} is usable ({drops})"
 
 
-def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprint: str) -> None:
-    out = StageOutput(Path(root), "pool", fingerprint)
+def _pool_worker(job: PoolJob) -> None:
+    """In the file's worker: its PdfDoc, or its reject, stored under its cache key."""
     try:
-        out.write(key, pool.inspect_file(path, PoolConfig.model_validate(cfg)))
+        job.out.write(job.key, pool.inspect_file(job.path, job.config))
     except RejectedInput as exc:
-        out.write_reject(key, pool.pool_reject(path, exc))
+        job.out.write_reject(job.key, pool.pool_reject(job.path, exc))
     except Exception as exc:  # a broken file must never stop the build
-        reason = "too_big" if isolate.is_memory_error(exc) else "unreadable"
-        out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=one_line(exc)))
+        reason, detail = isolate.exception_failure(exc, "unreadable")
+        job.out.write_reject(job.key, Reject(stage="pool", item=job.path, reason=reason, detail=detail))
 
 
 def _collect_pool(ctx: BuildContext, jobs: list[Job], out: StageOutput, stats: StageStats) -> list[PdfDoc]:

@@ -1,25 +1,25 @@
 """Publish stage: OUT/dataset/ (Parquet shards with embedded page images, the card, the length plots).
 
 Keyed by the picks and `publish_key` (the whole resolved recipe and the longdocvqa version): unchanged picks
-under an unchanged recipe are not written again, and the assembly's stats and rejects are restored from its
-marker (`reuse_published`). Every page of the picked documents is rendered into the page cache first, each
-document in its own isolated worker (runner.render_into_cache); a document MuPDF cannot render, or whose render
-crashes, overruns or runs out of memory, is one reject per example naming the file, never a failed build.
+under an unchanged recipe are not written again. Once published, the assembly's and publish's stats and rejects are
+saved under the assembly's inputs hash (`RunDir.assemble_marker`), so a rerun with the same inputs restores them
+(`restore_published`) without assembling again. Every page of the picked documents is rendered into the page cache
+first, each document in its own isolated worker (runner/loop.py render_into_cache); a document MuPDF cannot render,
+or whose render crashes, overruns or runs out of memory, is one reject per example naming the file, never a failed
+build. The card's decontamination report and drops are passed in by pipeline.py.
 Does not own: the Parquet layout, Features and card (hub/publish.py, hub/card.py).
 """
 
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from typing import Any, TypeVar
 
 from longdocvqa import __version__
 from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
-from longdocvqa.core.errors import RejectedInput
+from longdocvqa.core.errors import RejectedInput, one_line
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import Reject
@@ -32,8 +32,8 @@ from longdocvqa.hub.publish import write_dataset
 from longdocvqa.runner.loop import (
     BuildContext,
     PageImages,
+    StageResult,
     StageStats,
-    one_line,
     record_reject,
     record_rejects,
     render_into_cache,
@@ -43,24 +43,29 @@ from longdocvqa.runner.loop import (
 T = TypeVar("T")
 
 
-def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
-    """Write OUT/dataset/ (Parquet shards with embedded page images, card, plots), unless already written."""
+def run_publish(
+    ctx: BuildContext, assembled: StageResult[Assembly], inputs_hash: str, decontamination: dict[str, Any],
+    drops: dict[str, int],
+) -> StageResult[int]:  # fmt: skip
+    """Write OUT/dataset/ (Parquet shards with embedded page images, card, plots), unless already written; the
+    outputs: the number of SFT rows published. `inputs_hash`: the assembly's (`assemble_key`), naming its saved
+    marker; `decontamination`, `drops`: the card's report and drops by reason."""
+    assembly = assembled.outputs
     picks = [(p.id, p.doc_id, p.short_index) for p in assembly.picks]
     fp = content_hash({"recipe": publish_key(ctx.recipe), "picks": picks, "v": 1}, length=16)
-    marker = ctx.run.root / "stages" / "publish" / f"{fp}.done"
+    marker = ctx.run.publish_marker(fp)
     with timed(ctx, "publish") as stats:
         stats.seen = len(picks)
-        if marker.is_file() and (ctx.run.dataset_dir / "README.md").is_file():
+        if marker.is_file() and ctx.run.dataset_card_path.is_file():
             stats.reused = stats.kept = len(picks)
-            _save_assembly(ctx, done, fp, list(assembly.rejects))
-            return
-        images = PageImages(ctx.run.cache_dir, ctx.recipe)
+            _save_assembly(ctx, inputs_hash, fp, assembled.stats, stats, list(assembly.rejects))
+            return StageResult(stats.kept, stats)
+        images = PageImages(ctx.run, ctx.recipe)
         pages = ((doc, range(1, doc.num_pages + 1)) for doc in assembly.documents())
         unrendered = render_into_cache(ctx, "publish", pages)
-        plots = write_length_plots(assembly.stats, ctx.run.root / "plots")
-        decontamination = ctx.stats.get("decontaminate", StageStats()).extra.get("report", {})
+        plots = write_length_plots(assembly.stats, ctx.run.plots_dir)
         report = BuildReport(
-            drops_by_reason=drops_by_reason(ctx.rejects), decontamination=decontamination,
+            drops_by_reason=drops, decontamination=decontamination,
             generator=_generator_name(ctx.recipe),
             length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
             notes=_quality_notes(ctx), **_what_ran(ctx.recipe),
@@ -75,7 +80,8 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
         stats.kept = sum(summary.counts["sft"].values())
         stats.extra["rows"] = summary.counts
         atomic_write_text(marker, fp + "\n")
-    _save_assembly(ctx, done, fp, [*assembly.rejects, *summary.rejects])
+    _save_assembly(ctx, inputs_hash, fp, assembled.stats, stats, [*assembly.rejects, *summary.rejects])
+    return StageResult(stats.kept, stats)
 
 
 def publish_key(recipe: Recipe) -> str:
@@ -84,13 +90,14 @@ def publish_key(recipe: Recipe) -> str:
     return content_hash({"recipe": recipe.fingerprint(), "longdocvqa": __version__}, length=16)
 
 
-def reuse_published(ctx: BuildContext, done: Path) -> bool:
-    """Restore the stats of an assembly whose dataset was already published from the same inputs."""
+def restore_published(ctx: BuildContext, inputs_hash: str) -> bool:
+    """Whether an assembly of the same inputs (`inputs_hash`, from `assemble_key`) was already published under the
+    same settings; if so, the assemble and publish stages' stats and rejects are restored from its saved marker."""
+    done = ctx.run.assemble_marker(inputs_hash)
     if not done.is_file():
         return False
     saved = json.loads(done.read_text(encoding="utf-8"))
-    publish_marker = ctx.run.root / "stages" / "publish" / f"{saved['publish_fp']}.done"
-    if not publish_marker.is_file() or not (ctx.run.dataset_dir / "README.md").is_file():
+    if not ctx.run.publish_marker(saved["publish_fp"]).is_file() or not ctx.run.dataset_card_path.is_file():
         return False
     if saved.get("publish_key") != publish_key(ctx.recipe):
         return False  # published under other settings (version, licence, shard size, card text...): publish again
@@ -104,16 +111,19 @@ def reuse_published(ctx: BuildContext, done: Path) -> bool:
     return True
 
 
-def _save_assembly(ctx: BuildContext, done: Path, publish_fp: str, rejects: list[Reject]) -> None:
-    stages = {name: {"seen": ctx.stats[name].seen, "kept": ctx.stats[name].kept, "extra": ctx.stats[name].extra}
-              for name in ("assemble", "publish")}  # fmt: skip
+def _save_assembly(
+    ctx: BuildContext, inputs_hash: str, publish_fp: str, assembled: StageStats, published: StageStats,
+    rejects: list[Reject],
+) -> None:  # fmt: skip
+    stages = {name: {"seen": stats.seen, "kept": stats.kept, "extra": stats.extra}
+              for name, stats in (("assemble", assembled), ("publish", published))}  # fmt: skip
     payload = {
         "publish_fp": publish_fp,
         "publish_key": publish_key(ctx.recipe),
         "rejects": [r.model_dump(mode="json") for r in rejects],
         **stages,
     }
-    atomic_write_text(done, json.dumps(payload, sort_keys=True))
+    atomic_write_text(ctx.run.assemble_marker(inputs_hash), json.dumps(payload, sort_keys=True))
 
 
 def _advancing(items: Iterable[T], advance: Callable[[int], None]) -> Iterator[T]:
@@ -170,8 +180,3 @@ def _quality_notes(ctx: BuildContext) -> str:
 
 def _generator_name(recipe: Recipe) -> str:
     return make_generator(recipe.generate).name
-
-
-def drops_by_reason(rejects: Iterable[Reject]) -> dict[str, int]:
-    """Reject counts by `stage/reason`, sorted."""
-    return dict(sorted(Counter(f"{r.stage}/{r.reason}" for r in rejects).items()))
