@@ -16,6 +16,8 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from longdocvqa.core import rundir
+from longdocvqa.core.environment import EnvironmentFailure, failure_message
 from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
 from longdocvqa.core.recipe import Recipe, load_recipe
 from longdocvqa.core.safetext import printable
@@ -140,6 +142,9 @@ def build(
     ray_cpus_per_task: Annotated[
         float, typer.Option(help="CPUs each per-document Ray task reserves (pool, layout).")
     ] = 1.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Use an existing non-empty --out that is not a run directory.")
+    ] = False,
 ) -> None:
     """Build (or resume) a dataset: rerunning the same command reuses all finished work."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -154,9 +159,10 @@ def build(
             _print_plan(loaded, limit)
             return
         columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        rundir.claim(out_dir, force)  # a foreign folder is refused before anything is written into it
         with RunDir(out_dir).lock():  # before --no-resume clears anything: another build may be using the folder
             if not resume:
-                _clear_stages(out_dir)
+                rundir.start_over(out_dir)  # dataset/ stays until the new one is swapped in
             with (
                 _executor(executor, loaded, workers, ray_address, ray_cpus_per_task) as runs_on,
                 Progress(*columns, console=_console(stderr=True), transient=False) as bar,
@@ -166,6 +172,9 @@ def build(
                 )
     except LongDocVQAError as exc:
         _fail(exc)
+        return
+    except (OSError, MemoryError) as exc:  # the machine, not the input: one line, nothing stored as a reject
+        _fail(EnvironmentFailure(failure_message(exc)))
         return
     except KeyboardInterrupt:
         _interrupted(out or Path("runs"))
@@ -223,13 +232,6 @@ def _run_folder(path: Path) -> Path:
     if not (path / "manifest.json").is_file() and (path.parent / "manifest.json").is_file():
         return path.parent
     return path
-
-
-def _clear_stages(out_dir: Path) -> None:
-    import shutil
-
-    for name in ("stages", "dataset"):
-        shutil.rmtree(out_dir / name, ignore_errors=True)
 
 
 def _print_plan(recipe: Any, limit: int | None) -> None:

@@ -15,7 +15,6 @@ are stats.py's, the card text card.py's, the upload push.py's.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from longdocvqa.core.contract import (
 from longdocvqa.core.errors import LongDocVQAError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.rundir import remove_path
 from longdocvqa.hub.card import BuildReport, write_card
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.stats import PublishStats
@@ -192,7 +192,7 @@ def write_dataset(
     """
     dataset_dir = Path(dataset_dir)
     staging = dataset_dir.with_name(f".{dataset_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_path(staging)  # a symbolic link planted there is removed, never written through
     stats = PublishStats()
     rejects: list[Reject] = []
     max_bytes, per_group = recipe.publish.max_shard_mb * _MB, recipe.publish.rows_per_group
@@ -324,8 +324,8 @@ def _reject(item: str, reason: str, detail: str) -> Reject:
 def _swap_in(staging: Path, target: Path) -> None:
     """Replace `target` by `staging` (the old folder is removed only after the new one is in place)."""
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
+    remove_path(old)  # links are unlinked, never followed
+    if target.exists() or target.is_symlink():
         target.rename(old)
     staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)

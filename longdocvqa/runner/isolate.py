@@ -25,6 +25,7 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from longdocvqa.core import environment
 from longdocvqa.core.store import pid_alive
 
 WATCHDOG_INTERVAL_S = 0.5
@@ -150,6 +151,8 @@ def _failure(exitcode: int | None, overran: bool, limits: Limits) -> tuple[str, 
         return "timeout", f"over the {limits.seconds:g} s limit per document"
     if exitcode == 0:
         return None
+    if (cause := environment.from_exit_code(exitcode)) is not None:
+        return environment.ENVIRONMENT, cause
     if exitcode == _EXIT_MEMORY:
         return "too_big", f"over the {limits.memory_mb} MB memory limit per document"
     cause = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
@@ -183,6 +186,11 @@ def _child(fn: Callable[..., None], job: tuple[Any, ...], parent_pid: int, memor
         fn(*job)
     except MemoryError:
         os._exit(_EXIT_MEMORY)
+    except OSError as exc:  # the machine, not the document (disk full, I/O error...): the parent stops the build
+        code = environment.exit_code_for(exc)
+        if code is None:
+            raise
+        os._exit(code)
 
 
 def limit_memory(memory_mb: int) -> None:
@@ -195,7 +203,7 @@ def limit_memory(memory_mb: int) -> None:
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    with contextlib.suppress(ValueError, OSError):
+    with contextlib.suppress(ValueError, OSError, OverflowError):  # a limit past what the kernel takes: unbounded
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from longdocvqa.core.environment import raise_if_environment, stop_if_environment
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, Reject
@@ -128,6 +129,7 @@ class PageImages:
         try:
             return self._render(doc, [page])
         except Exception as exc:
+            raise_if_environment(exc, doc.path)
             reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
             raise RejectedInput(reason, f"{doc.path} page {page}: {one_line(exc)}") from None
 
@@ -174,6 +176,7 @@ def run_guarded(
     with bar as advance, contextlib.closing(runs):
         for job, failure in runs:
             if failure is not None:
+                stop_if_environment(stage, job.item, failure.reason, failure.detail)  # never stored as a reject
                 detail = f"{job.item}: {failure.detail}"
                 rejects[job.key] = Reject(stage=stage, item=job.item, reason=failure.reason, detail=detail)
             elif mailbox.done(job.key):
@@ -190,6 +193,7 @@ def _guarded_worker(fn: Callable[..., None], root: str, stage: str, key: str, it
     except RejectedInput as exc:
         reject = Reject(stage=stage, item=item, reason=exc.reason, detail=exc.detail)
     except Exception as exc:
+        raise_if_environment(exc, item)  # the worker exits with it; the build stops, nothing is stored
         reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
         reject = Reject(stage=stage, item=item, reason=reason, detail=f"{item}: {one_line(exc)}")
     else:
@@ -289,6 +293,7 @@ def run_jobs(
     with ctx.progress.stage(name, len(todo)) as advance, contextlib.closing(runs):
         for job, result in runs:
             if isinstance(result, Failure):
+                stop_if_environment(name, job.item, result.reason, result.detail)  # never stored as a reject
                 reject = Reject(stage=name, item=job.item, reason=result.reason, detail=result.detail)
                 out.write_reject(job.key, reject)
             advance(1)

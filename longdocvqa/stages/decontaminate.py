@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from longdocvqa.core.environment import raise_if_environment
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import DecontaminateConfig
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
@@ -91,6 +92,7 @@ def _page_texts(path: str) -> list[str]:
     try:
         return render.page_texts(path)
     except Exception as exc:
+        raise_if_environment(exc, path)
         reason = "too_big" if isolate.is_memory_error(exc) else "render_failed"
         raise RejectedInput(reason, f"{path}: {one_line(exc)}") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from longdocvqa.core.environment import raise_if_environment
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import LayoutConfig, Recipe
@@ -47,6 +48,7 @@ def _layout_worker(path: str, sha: str, cfg: dict[str, Any], root: str, fingerpr
     except RejectedInput as exc:
         out.write_reject(sha, Reject(stage="layout", item=path, reason=exc.reason, detail=exc.detail))
     except Exception as exc:  # a broken page must never stop the build
+        raise_if_environment(exc, path)  # a full disk must: the worker exits with it, nothing is stored
         reason = "too_big" if isolate.is_memory_error(exc) else "layout_failed"
         out.write_reject(sha, Reject(stage="layout", item=path, reason=reason, detail=one_line(exc)))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from longdocvqa.core.environment import raise_if_environment
 from longdocvqa.core.errors import RejectedInput
 from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import PoolConfig
@@ -58,6 +59,7 @@ def _pool_worker(path: str, key: str, cfg: dict[str, Any], root: str, fingerprin
     except RejectedInput as exc:
         out.write_reject(key, pool.pool_reject(path, exc))
     except Exception as exc:  # a broken file must never stop the build
+        raise_if_environment(exc, path)  # a full disk must: the worker exits with it, nothing is stored
         reason = "too_big" if isolate.is_memory_error(exc) else "unreadable"
         out.write_reject(key, Reject(stage="pool", item=path, reason=reason, detail=one_line(exc)))
 

@@ -21,6 +21,7 @@ from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
 from longdocvqa.core.errors import RejectedInput
 from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.integrity import published_intact, record_published
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import Reject
 from longdocvqa.core.store import atomic_write_text
@@ -49,7 +50,7 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
     marker = ctx.run.root / "stages" / "publish" / f"{fp}.done"
     with timed(ctx, "publish") as stats:
         stats.seen = len(picks)
-        if marker.is_file() and (ctx.run.dataset_dir / "README.md").is_file():
+        if published_intact(marker, ctx.run.dataset_dir):  # as published: sizes and sha256 of every file
             stats.reused = stats.kept = len(picks)
             _save_assembly(ctx, done, fp, list(assembly.rejects))
             return
@@ -73,7 +74,7 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
         record_rejects(ctx, stats, summary.rejects)
         stats.kept = sum(summary.counts["sft"].values())
         stats.extra["rows"] = summary.counts
-        atomic_write_text(marker, fp + "\n")
+        stats.extra["files"] = record_published(marker, fp, ctx.run.dataset_dir)
     _save_assembly(ctx, done, fp, [*assembly.rejects, *summary.rejects])
 
 
@@ -89,7 +90,7 @@ def reuse_published(ctx: BuildContext, done: Path) -> bool:
         return False
     saved = json.loads(done.read_text(encoding="utf-8"))
     publish_marker = ctx.run.root / "stages" / "publish" / f"{saved['publish_fp']}.done"
-    if not publish_marker.is_file() or not (ctx.run.dataset_dir / "README.md").is_file():
+    if not published_intact(publish_marker, ctx.run.dataset_dir):
         return False
     if saved.get("publish_key") != publish_key(ctx.recipe):
         return False  # published under other settings (version, licence, shard size, card text...): publish again
