@@ -19,11 +19,13 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 from longdocvqa import __version__
 from longdocvqa.core.environment import EnvironmentFailure, describe, is_environment_error
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.store import atomic_write_text
+from longdocvqa.core.readback import checked_record
+from longdocvqa.core.store import atomic_write_json, atomic_write_text
 
 MARKER = ".longdocvqa-run"
 TOOL = "longdocvqa"
@@ -47,7 +49,7 @@ def _marker_tool(path: Path) -> str | None:
 def claim(out: Path, force: bool = False) -> None:
     """Make sure `out` may be used as a run directory (see the module docstring); writes the marker."""
     _check_place(out)
-    if out.is_dir() and any(out.iterdir()) and not is_run_dir(out) and not force:
+    if out.is_dir() and _foreign_entries(out) and not is_run_dir(out) and not force:
         raise RecipeError(
             f"--out {out}: this folder is not empty and is not a longdocvqa run directory (no {MARKER} file); "
             "nothing was changed. Choose an empty or new folder, or pass --force to use this one"
@@ -56,6 +58,12 @@ def claim(out: Path, force: bool = False) -> None:
     if not (out / MARKER).is_file() or (out / MARKER).is_symlink():
         remove_path(out / MARKER)
         atomic_write_text(out / MARKER, json.dumps({"tool": TOOL, "version": __version__}) + "\n")
+
+
+def _foreign_entries(out: Path) -> list[str]:
+    """What `out` holds besides this tool's own lock and marker (a stale lock, a marker being written)."""
+    own = {"build.lock", MARKER}
+    return [p.name for p in out.iterdir() if p.name not in own and not p.name.startswith(f".{MARKER}.")]
 
 
 def _check_place(out: Path) -> None:
@@ -95,3 +103,32 @@ def remove_path(path: Path) -> None:
 def start_over(out: Path) -> None:
     """`--no-resume`: clear the stage outputs; `dataset/` is kept until publish swaps the new one in."""
     remove_path(out / "stages")
+
+
+LIMIT_REASONS = frozenset({"too_big", "timeout", "worker_crashed"})  # rejects the isolation limits may cause
+_LIMITS_FILE = "limits.json"
+
+
+def forget_limit_rejects(folder: Path, limits: dict[str, Any]) -> int:
+    """Before a stage resumes from `folder`: when its stored rejects were made under other isolation `limits`
+    (recorded in `folder/limits.json`), those a limit may have caused (LIMIT_REASONS) are removed, so a document
+    rejected under a bad setting is tried again once the setting is fixed. Returns how many were removed."""
+    marker = folder / _LIMITS_FILE
+    try:
+        recorded = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None  # a new stage folder, or one from an earlier version: its rejects are taken as they are
+    removed = 0
+    if recorded is not None and recorded != limits:
+        removed = sum(_forget_if_limited(path) for path in sorted(folder.glob("*/*.json")))
+    if recorded != limits:
+        atomic_write_json(marker, limits)
+    return removed
+
+
+def _forget_if_limited(path: Path) -> bool:
+    data = checked_record(path, path.stem)
+    if data is None or not isinstance(data.get("reject"), dict) or data["reject"].get("reason") not in LIMIT_REASONS:
+        return False
+    path.unlink(missing_ok=True)
+    return True

@@ -26,6 +26,7 @@ from longdocvqa.core.environment import raise_if_environment, stop_if_environmen
 from longdocvqa.core.errors import RejectedInput, StageError
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, Reject
+from longdocvqa.core.rundir import forget_limit_rejects
 from longdocvqa.core.store import RunDir, StageOutput, atomic_write_bytes
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
@@ -302,6 +303,8 @@ def run_jobs(
 def still_to_do(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> list[Job]:
     """Resume: the jobs whose output (result or reject) is not stored yet; counts the stage's seen and reused."""
     stats = ctx.stage_stats(name)
+    cfg = ctx.recipe.isolation  # rejects a limit caused under other limits are tried again
+    forget_limit_rejects(out.dir, {"seconds": cfg.seconds_per_document, "memory_mb": cfg.memory_mb_per_document})
     todo = [job for job in jobs if not out.done(job.key)]
     stats.seen, stats.reused = len(jobs), len(jobs) - len(todo)
     return todo
