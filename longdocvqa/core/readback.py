@@ -68,3 +68,32 @@ def _shas(payload: Any, depth: int = 2) -> list[str]:
 def _discard(path: Path, problem: str) -> None:
     warn(f"{path}: stored output {problem}; discarded, it is computed again")
     path.unlink(missing_ok=True)
+
+
+def image_whole(path: Path) -> bool:
+    """Whether a cached page image is there and whole (a JPEG ends with its EOI marker, a PNG with its IEND chunk, a
+    WebP is as long as its RIFF header says); one cut short is removed with a warning, so it is rendered again."""
+    try:
+        with path.open("rb") as handle:
+            head = handle.read(12)
+            size = handle.seek(0, 2)
+            handle.seek(max(0, size - 12))
+            tail = handle.read()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        tail, head, size = b"", str(exc).encode(), -1
+    if _ends_whole(head, tail, size):
+        return True
+    _discard(path, "is cut short or not an image")
+    return False
+
+
+def _ends_whole(head: bytes, tail: bytes, size: int) -> bool:
+    if head.startswith(b"\xff\xd8"):
+        return tail.endswith(b"\xff\xd9")
+    if head.startswith(b"\x89PNG"):
+        return tail[4:8] == b"IEND"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return int.from_bytes(head[4:8], "little") + 8 <= size
+    return False

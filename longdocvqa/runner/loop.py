@@ -24,6 +24,7 @@ from typing import Any
 
 from longdocvqa.core.environment import raise_if_environment, stop_if_environment
 from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.readback import image_whole
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, Reject
 from longdocvqa.core.rundir import forget_limit_rejects
@@ -109,7 +110,7 @@ class PageImages:
         return {p: self.get(doc, p) for p in pages}
 
     def missing(self, doc: PdfDoc, pages: Iterable[int]) -> list[int]:
-        return [p for p in pages if not self.path(doc.sha256, p).is_file()]
+        return [p for p in pages if not image_whole(self.path(doc.sha256, p))]  # one cut short is rendered again
 
     def render(self, doc: PdfDoc, pages: Sequence[int]) -> None:
         """Render `pages` into the cache, `_RENDER_CHUNK` at a time (memory stays flat); a page MuPDF cannot render
