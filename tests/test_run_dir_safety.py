@@ -206,14 +206,17 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 
 
 def _fill(folder: Path) -> Path:
+    """Fill `folder`'s file system but one page: room for the stage's small limits.json, none for a document."""
+    reserve = folder / "reserve"
+    reserve.write_bytes(b"\0" * 4096)
     filler = folder / "filler"
-    with filler.open("wb") as handle:
+    with filler.open("wb", buffering=0) as handle:
         try:
             while True:
-                handle.write(b"\0" * 65536)
-                handle.flush()
+                handle.write(b"\0" * 4096)
         except OSError:
             pass
+    reserve.unlink()
     return filler
 
 
@@ -228,6 +231,7 @@ def test_a_full_disk_during_layout_is_retried_after_space_returns(reference, tmp
         proc = build(reference / "recipe.yaml", out, "--force")  # --force: OUT holds the mount point
         assert proc.returncode == 1 and len(error_lines(proc)) == 1, proc.stderr
         assert "No space left on device" in proc.stderr and "nothing was stored" in proc.stderr
+        assert "layout: stopped by the environment, not the document" in proc.stderr  # the worker's, read back
         rejects = out / "rejects.jsonl"
         assert not rejects.exists() or "layout" not in rejects.read_text()
         filler.unlink()  # space returns
@@ -260,6 +264,8 @@ def test_tampered_records_caches_ledger_and_dataset_are_repaired(reference, tmp_
     signatures = sorted((out / "cache" / "decontaminate" / "signatures").rglob("*.npy"))
     assert signatures, "the reference build cached MinHash signatures"
     signatures[0].write_bytes(b"\x93NUMPY garbage")
+    page = sorted((out / "cache" / "pages").rglob("*.jpg"))[0]
+    page.write_bytes(page.read_bytes()[:-500])  # a cached page image cut short is rendered again, never republished
     shard = sorted((out / "dataset" / "data" / "sft").glob("*.parquet"))[0]
     shard.write_bytes(shard.read_bytes()[:-100])
     proc = build(reference / "recipe.yaml", out)
@@ -289,17 +295,17 @@ def test_unwritable_home_is_one_line_or_works(recipe, tmp_path) -> None:
     assert proc.returncode == 0 or len(error_lines(proc)) == 1
 
 
-def test_rejects_caused_by_a_bad_memory_limit_are_not_permanent(write_recipe, pdf_dir, tmp_path) -> None:
-    """A limit too small rejects every document (too_big); one past what the kernel takes (10**30 MB; d29a bounds
+def test_rejects_caused_by_a_bad_isolation_limit_are_not_permanent(write_recipe, pdf_dir, tmp_path) -> None:
+    """A limit too small rejects every document (timeout); one past what the kernel takes (10**30 MB; d29a bounds
     the field, exit 2) must not crash the workers; once the recipe is fixed the build publishes every document."""
     pdfs, out = [str(pdf_dir / n) for n in NAMES], tmp_path / "out"
-    tiny = build(write_recipe(pdfs, isolation={"memory_mb_per_document": 1}), out)
+    tiny = build(write_recipe(pdfs, isolation={"seconds_per_document": 0.001}), out)
     assert tiny.returncode == 1 and len(error_lines(tiny)) == 1, tiny.stderr
-    assert "too_big" in (out / "rejects.jsonl").read_text()
+    assert "timeout" in (out / "rejects.jsonl").read_text()
     huge = build(write_recipe(pdfs, isolation={"memory_mb_per_document": 10**30}), out)
     assert huge.returncode in (0, 2), huge.stderr
     assert huge.returncode == 0 or len(error_lines(huge)) == 1, huge.stderr
     proc = build(write_recipe(pdfs, isolation={"memory_mb_per_document": 4096}), out)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["documents"] == len(NAMES) and not any("too_big" in k for k in manifest["drops"])
+    assert manifest["documents"] == len(NAMES) and not any("timeout" in k for k in manifest["drops"])

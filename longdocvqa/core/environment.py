@@ -88,6 +88,6 @@ def stop_if_environment(stage: str, item: str, reason: str, detail: str) -> None
 def failure_message(exc: BaseException) -> str:
     """The CLI's one line for an environment error or MemoryError raised in the build process."""
     return (
-        f"the build stopped: {describe(exc)}; finished work is kept and nothing was recorded as a reject: fix the "
+        f"the build stopped: {describe(exc)}; finished work is kept and nothing was stored as a reject: fix the "
         "cause and run the same command again"
     )
