@@ -97,7 +97,7 @@ def test_a_foreign_out_folder_is_refused_and_left_untouched(recipe, tmp_path) ->
     for flags in ((), ("--no-resume",)):
         proc = build(recipe, foreign, *flags)
         assert proc.returncode == 2, proc.stderr
-        assert len(error_lines(proc)) == 1 and "not a longdocvqa run directory" in proc.stderr
+        assert len(error_lines(proc)) == 1 and "not a run directory of this tool" in proc.stderr
         assert "--force" in proc.stderr
         assert tree(foreign) == before  # nothing deleted, overwritten or added
 

@@ -51,7 +51,7 @@ def claim(out: Path, force: bool = False) -> None:
     _check_place(out)
     if out.is_dir() and _foreign_entries(out) and not is_run_dir(out) and not force:
         raise RecipeError(
-            f"--out {out}: this folder is not empty and is not a longdocvqa run directory (no {MARKER} file); "
+            f"--out {out}: this folder is not empty and is not a run directory of this tool (no {MARKER} file); "
             "nothing was changed. Choose an empty or new folder, or pass --force to use this one"
         )
     _make(out)
