@@ -6,7 +6,8 @@ dataset; symbolic links planted at `.dataset.partial` and `.dataset.old` are nev
 during layout (a real tmpfs filled to the last byte, root only) stops the build without storing a reject, and the
 rebuild after space returns publishes every document; stage records cut short or copied onto another document,
 a garbage call ledger, a garbage MinHash cache and a tampered dataset are detected, discarded with a warning and
-recomputed; a bad `--out` or HOME and a huge memory limit give one line, never a traceback.
+recomputed; a bad `--out` or HOME and a huge memory limit give one line, never a traceback; rejects a too-short
+per-document time limit caused are tried again once the recipe is fixed.
 """
 
 from __future__ import annotations
