@@ -26,7 +26,7 @@ from typing import Any
 from longdocvqa import __version__
 from longdocvqa.assembly import planning
 from longdocvqa.assembly.stats import AssemblyPlan, estimate_assembly
-from longdocvqa.core import history
+from longdocvqa.core import history, rundir
 from longdocvqa.core.errors import StageError
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import OCR_TASKS, PdfDoc, Segment
@@ -53,6 +53,7 @@ def _holding_run_lock(fn: Callable[..., dict[str, Any]]) -> Callable[..., dict[s
     @functools.wraps(fn)
     def locked(recipe: Recipe, out_dir: str | Path, **options: Any) -> dict[str, Any]:
         check_recipe_files(recipe)
+        rundir.claim(Path(out_dir))  # never a foreign folder (the CLI claims first, with --force when given)
         with RunDir(out_dir).lock():
             manifest = fn(recipe, out_dir, **options)
         if not manifest.get("examples"):

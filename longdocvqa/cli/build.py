@@ -16,7 +16,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from longdocvqa.cli.output import console, fail, plain, summary
-from longdocvqa.core import bundled
+from longdocvqa.core import bundled, rundir
+from longdocvqa.core.environment import EnvironmentFailure, failure_message
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
 from longdocvqa.core.recipe import Recipe, check_limit
 from longdocvqa.core.store import RunDir
@@ -66,6 +67,9 @@ def build(
     ray_cpus_per_task: Annotated[
         float, typer.Option(help="CPUs each per-document Ray task reserves (pool, layout).")
     ] = 1.0,
+    force: Annotated[
+        bool, typer.Option("--force", help="Use an existing non-empty --out that is not a run directory.")
+    ] = False,
 ) -> None:
     """Build (or resume) a dataset: rerunning the same command reuses all finished work."""
     from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -81,6 +85,8 @@ def build(
             check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 here too
             print_plan(loaded, limit)
             return
+        check_recipe_files(loaded)  # a bad recipe is exit 2 before OUT is created or claimed
+        rundir.claim(out_dir, force)  # a foreign folder is refused before anything is written into it
         if not resume:
             clear_finished_work(loaded, out_dir)
         columns = (TextColumn("{task.description:<12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -92,6 +98,8 @@ def build(
         summary(manifest, out_dir)
     except LongDocVQAError as exc:
         fail(exc)
+    except (OSError, MemoryError) as exc:  # the machine, not the input: one line, nothing stored as a reject
+        fail(EnvironmentFailure(failure_message(exc)))
     except KeyboardInterrupt:
         interrupted(out_dir)
 
@@ -104,15 +112,12 @@ def run_folder(recipe: Recipe, out: Path | None, absolute: bool = False) -> Path
 
 
 def clear_finished_work(recipe: Recipe, out_dir: Path) -> None:
-    """--no-resume: drop the finished stages and the dataset (the call ledger stays), after the recipe's files are
-    checked (a bad recipe clears nothing) and under the run's lock (another build may be using the folder)."""
-    import shutil
-
+    """--no-resume: drop the finished stages (the call ledger stays, and dataset/ stays until the new one is swapped
+    in), after the recipe's files are checked (a bad recipe clears nothing) and under the run's lock (another build
+    may be using the folder)."""
     check_recipe_files(recipe)
-    run = RunDir(out_dir)
-    with run.lock():
-        for folder in (run.root / "stages", run.dataset_dir):
-            shutil.rmtree(folder, ignore_errors=True)
+    with RunDir(out_dir).lock():
+        rundir.start_over(out_dir)
 
 
 def interrupted(out_dir: Path | None) -> NoReturn:

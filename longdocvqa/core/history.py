@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa import __version__
+from longdocvqa.core.readback import warn
 from longdocvqa.core.recipe import Recipe
 
 RUNS_FILE = "runs.jsonl"
@@ -72,13 +73,17 @@ def ledger_calls(
 ) -> dict[str, Any]:
     """Answered calls in the ledger (optionally those answered between `since` and `until`, epoch seconds): count,
     tokens and cost per model, priced with the recipe's endpoint prices (cost is None where no price is set)."""
+    none: dict[str, Any] = {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None, "by_model": {}}
     if not ledger.is_file():
-        return {"calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "cost_usd": None, "by_model": {}}
+        return none
     query = "SELECT model, COUNT(*), SUM(prompt_tokens), SUM(completion_tokens) FROM calls"
     query += " WHERE created_at >= ? AND created_at <= ? GROUP BY model"
     db = sqlite3.connect(str(ledger), timeout=60.0)  # only SELECTs; read-only mode cannot open a WAL ledger
     try:
         rows = db.execute(query, (since or 0.0, until or float("inf"))).fetchall()
+    except sqlite3.DatabaseError as exc:  # garbage or a foreign database: no calls to count, one warning line
+        warn(f"{ledger}: the call ledger cannot be read ({exc}); its calls are not counted")
+        return none
     finally:
         db.close()
     prices = _prices(recipe)

@@ -37,7 +37,8 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from longdocvqa.core.errors import RunDirBusy
+from longdocvqa.core.errors import RunDirBusy, StageError
+from longdocvqa.core.readback import checked_record
 from longdocvqa.core.records import Reject
 
 M = TypeVar("M", bound=BaseModel)
@@ -99,24 +100,30 @@ class StageOutput:
         return self.dir / key[:2] / f"{key}.json"
 
     def done(self, key: str) -> bool:
-        return self.path(key).is_file()
+        """Whether a sound output is stored for `key`; one that does not parse or does not match its key is removed
+        with one warning line (records.check_record), so the work is done again."""
+        path = self.path(key)
+        return path.is_file() and checked_record(path, key) is not None
 
     def write(self, key: str, payload: Any) -> None:
-        """Store a JSON-able payload (lists of records are dumped in JSON mode)."""
-        atomic_write_json(self.path(key), {"ok": dump(payload)})
+        """Store a JSON-able payload (lists of records are dumped in JSON mode), with its key."""
+        atomic_write_json(self.path(key), {"key": key, "ok": dump(payload)})
 
     def write_reject(self, key: str, reject: Reject) -> None:
-        atomic_write_json(self.path(key), {"reject": reject.model_dump(mode="json")})
+        atomic_write_json(self.path(key), {"key": key, "reject": reject.model_dump(mode="json")})
 
     def read(self, key: str) -> dict[str, Any]:
-        """Return {"ok": payload} or {"reject": Reject-dict}."""
-        return json.loads(self.path(key).read_text(encoding="utf-8"))
+        """Return {"ok": payload} or {"reject": Reject-dict} (a record found unsound now is removed: StageError)."""
+        data = checked_record(self.path(key), key)
+        if data is None:
+            raise StageError(f"{self.path(key)}: the stored output was unsound and is removed; run again to redo it")
+        return data
 
     def rejects(self) -> Iterator[Reject]:
-        """Every rejection stored by this stage, in key order."""
+        """Every rejection stored by this stage, in key order (unsound records are removed and skipped)."""
         for path in sorted(self.dir.glob("*/*.json")):
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if "reject" in data:
+            data = checked_record(path, path.stem)
+            if data is not None and "reject" in data:
                 yield Reject.model_validate(data["reject"])
 
 

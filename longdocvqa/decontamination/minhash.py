@@ -25,6 +25,7 @@ import numpy as np
 
 from longdocvqa.core.errors import StageError
 from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.readback import warn
 from longdocvqa.core.recipe import DecontaminateConfig
 from longdocvqa.core.store import atomic_write_bytes
 from longdocvqa.decontamination.pagehash import ImageSource, dhash
@@ -326,8 +327,8 @@ class SignatureCache:
     def signatures(self, sha256: str | None, pages: TextSource) -> PageSignatures:
         """Cached signatures of document `sha256`; `pages` (texts, or a function giving them) is read on a miss."""
         path = self.root / sha256[:2] / f"{sha256}.npy" if sha256 else None
-        if path is not None and path.is_file():
-            stored = np.load(path)
+        stored = _load_cached(path, columns=self.settings.num_perm + 1)
+        if stored is not None:
             return PageSignatures(values=stored[:, 1:].astype(np.uint32), shingles=stored[:, 0].astype(np.int64))
         result = page_signatures(_texts(pages), self.settings)
         if path is not None:
@@ -349,12 +350,32 @@ class SignatureCache:
     def image_hashes(self, sha256: str | None, images: ImageSource) -> list[int]:
         """Cached difference hashes of the document's page images; `images` is called on a miss."""
         path = self.image_root / sha256[:2] / f"{sha256}.npy" if sha256 else None
-        if path is not None and path.is_file():
-            return [int(v) for v in np.load(path)]
+        stored = _load_cached(path, columns=None)
+        if stored is not None:
+            return [int(v) for v in stored]
         hashes = [dhash(image) for image in images()]
         if path is not None:
             _save_array(path, np.asarray(hashes, dtype=np.uint64))
         return hashes
+
+
+def _load_cached(path: Path | None, columns: int | None) -> np.ndarray | None:
+    """A cached array of the expected shape (`columns` per row; None: one dimension), or None when absent; one that
+    does not load or has another shape is removed with a warning and computed again."""
+    if path is None or not path.is_file():
+        return None
+    try:
+        stored = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        problem = f"does not load ({type(exc).__name__})"
+    else:
+        shape_ok = stored.ndim == 1 if columns is None else stored.ndim == 2 and stored.shape[1] == columns
+        if shape_ok and stored.dtype.kind in "ui":
+            return stored
+        problem = f"has shape {stored.shape} of {stored.dtype}"
+    warn(f"{path}: cached MinHash data {problem}; discarded, it is computed again")
+    path.unlink(missing_ok=True)
+    return None
 
 
 def _save_array(path: Path, array: np.ndarray) -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +39,7 @@ from longdocvqa.core.contract import (
 from longdocvqa.core.errors import LongDocVQAError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.core.rundir import remove_path
 from longdocvqa.core.safetext import clean
 from longdocvqa.documents import sources
 from longdocvqa.hub.card import BuildReport, write_card
@@ -204,7 +204,7 @@ def write_dataset(
     """
     dataset_dir = Path(dataset_dir)
     staging = dataset_dir.with_name(f".{dataset_dir.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)
+    remove_path(staging)  # a symbolic link planted there is removed, never written through
     stats = PublishStats()
     rejects: list[Reject] = []
     cfg = recipe.publish
@@ -352,8 +352,8 @@ def _reject(item: str, reason: str, detail: str) -> Reject:
 def _swap_in(staging: Path, target: Path) -> None:
     """Replace `target` by `staging` (the old folder is removed only after the new one is in place)."""
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
+    remove_path(old)  # links are unlinked, never followed
+    if target.exists() or target.is_symlink():
         target.rename(old)
     staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    remove_path(old)

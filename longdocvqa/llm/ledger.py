@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from longdocvqa.core.errors import StageError
+from longdocvqa.core.readback import warn
 
 
 @dataclass
@@ -118,13 +119,23 @@ class Ledger:
         if path is not None:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        try:
+            self._open(shard)
+        except sqlite3.DatabaseError as exc:  # not a database (garbage, cut short): kept aside, a new one started
+            if path is None or isinstance(exc, sqlite3.OperationalError):
+                raise
+            self._db.close()
+            _set_aside(Path(path), exc)
+            self._open(shard)
+        self._replay = _open_read_only(_replay_sources(Path(self.path))) if shard else []
+
+    def _open(self, shard: bool) -> None:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=60.0, isolation_level=None)
         if shard:
             self._db.execute("PRAGMA locking_mode=EXCLUSIVE")  # before WAL: no shared-memory index, NFS-safe
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self.schema_version = migrate(self._db, where=self.path)
-        self._replay = _open_read_only(_replay_sources(Path(self.path))) if shard else []
 
     def _find(self, sql: str, key: str) -> tuple[Any, ...] | None:
         """The first row `sql` finds for `key`: in this ledger, then in the read-only replay sources."""
@@ -213,6 +224,19 @@ class Ledger:
         with self._lock:
             for db in (self._db, *self._replay):
                 db.close()
+
+
+def _set_aside(path: Path, exc: BaseException) -> None:
+    """Move an unreadable ledger (and its WAL files) to `<name>.unreadable-<n>`, never deleting what it may hold."""
+    n = 1
+    while path.with_name(f"{path.name}.unreadable-{n}").exists():
+        n += 1
+    aside = path.with_name(f"{path.name}.unreadable-{n}")
+    path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        if Path(f"{path}{suffix}").exists():
+            Path(f"{path}{suffix}").rename(f"{aside}{suffix}")
+    warn(f"{path}: the call ledger is not a readable database ({exc}); kept as {aside.name}, a new ledger is started")
 
 
 def _replay_sources(shard: Path) -> list[Path]:

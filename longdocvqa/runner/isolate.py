@@ -27,6 +27,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from longdocvqa.core import environment
+from longdocvqa.core.environment import raise_if_environment
 from longdocvqa.core.errors import one_line
 from longdocvqa.core.recipe import IsolationConfig
 from longdocvqa.core.store import pid_alive
@@ -159,6 +161,8 @@ def _failure(exitcode: int | None, overran: bool, limits: Limits) -> tuple[str, 
         return "timeout", f"over the {limits.seconds:g} s limit per document"
     if exitcode == 0:
         return None
+    if (cause := environment.from_exit_code(exitcode)) is not None:
+        return environment.ENVIRONMENT, cause
     if exitcode == _EXIT_MEMORY:
         return "too_big", f"over the {limits.memory_mb} MB memory limit per document"
     cause = f"signal {signal.Signals(-exitcode).name}" if exitcode and exitcode < 0 else f"exit code {exitcode}"
@@ -192,6 +196,11 @@ def _child(fn: Callable[..., None], job: tuple[Any, ...], parent_pid: int, memor
         fn(*job)
     except MemoryError:
         os._exit(_EXIT_MEMORY)
+    except OSError as exc:  # the machine, not the document (disk full, I/O error...): the parent stops the build
+        code = environment.exit_code_for(exc)
+        if code is None:
+            raise
+        os._exit(code)
 
 
 def limit_memory(memory_mb: int) -> None:
@@ -204,7 +213,7 @@ def limit_memory(memory_mb: int) -> None:
     hard = resource.getrlimit(resource.RLIMIT_AS)[1]
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
-    with contextlib.suppress(ValueError, OSError):
+    with contextlib.suppress(ValueError, OSError, OverflowError):  # a limit past what the kernel takes: unbounded
         resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
 
 
@@ -219,10 +228,13 @@ def _address_space_bytes() -> int:
     return 0
 
 
-def exception_failure(exc: BaseException, otherwise: str) -> tuple[str, str]:
-    """The one mapping of a job's exception to (reject reason, one-line detail): a failed allocation is `too_big`,
-    anything else `otherwise` (`render_failed`, `layout_failed`, `unreadable`); callers that keep a RejectedInput's
-    own reason catch it first. A job's exit is mapped by `iter_isolated` (`timeout`, `too_big`, `worker_crashed`)."""
+def exception_failure(exc: BaseException, otherwise: str, document: str | None = None) -> tuple[str, str]:
+    """The one mapping of a job's exception to (reject reason, one-line detail): an error of the environment (a full
+    disk, EIO, too many open files: core/environment.py) is re-raised, never stored as `document`'s reject; a failed
+    allocation is `too_big`, anything else `otherwise` (`render_failed`, `layout_failed`, `unreadable`); callers that
+    keep a RejectedInput's own reason catch it first. A job's exit is mapped by `iter_isolated` (`timeout`,
+    `too_big`, `worker_crashed`, or the environment error a worker exited with)."""
+    raise_if_environment(exc, document)
     return ("too_big" if is_memory_error(exc) else otherwise), one_line(exc)
 
 

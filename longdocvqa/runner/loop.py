@@ -26,9 +26,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from longdocvqa.core.environment import stop_if_environment
 from longdocvqa.core.errors import RejectedInput, StageError
+from longdocvqa.core.readback import image_whole
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, Reject
+from longdocvqa.core.rundir import forget_limit_rejects
 from longdocvqa.core.store import RunDir, StageOutput, atomic_write_bytes
 from longdocvqa.documents import render
 from longdocvqa.runner import isolate
@@ -159,7 +162,7 @@ class PageImages:
         return {p: self.get(doc, p) for p in pages}
 
     def missing(self, doc: PdfDoc, pages: Iterable[int]) -> list[int]:
-        return [p for p in pages if not self.path(doc.sha256, p).is_file()]
+        return [p for p in pages if not image_whole(self.path(doc.sha256, p))]  # one cut short is rendered again
 
     def render(self, doc: PdfDoc, pages: Sequence[int]) -> None:
         """Render `pages` into the cache, `_RENDER_CHUNK` at a time (memory stays flat); a page MuPDF cannot render
@@ -180,7 +183,7 @@ class PageImages:
         try:
             return self._render(doc, [page])
         except Exception as exc:
-            reason, detail = isolate.exception_failure(exc, "render_failed")
+            reason, detail = isolate.exception_failure(exc, "render_failed", doc.path)
             raise RejectedInput(reason, f"{doc.path} page {page}: {detail}") from None
 
     def _write(self, doc: PdfDoc, rendered: dict[int, bytes]) -> None:
@@ -227,6 +230,7 @@ def run_guarded(
     with bar as advance, contextlib.closing(runs):
         for job, failure in runs:
             if failure is not None:
+                stop_if_environment(stage, job.item, failure.reason, failure.detail)  # never stored as a reject
                 detail = f"{job.item}: {failure.detail}"
                 rejects[job.key] = Reject(stage=stage, item=job.item, reason=failure.reason, detail=detail)
             elif mailbox.done(job.key):
@@ -255,7 +259,7 @@ def _guarded_worker(job: GuardedJob) -> None:
     except RejectedInput as exc:
         reject = Reject(stage=job.stage, item=job.item, reason=exc.reason, detail=exc.detail)
     except Exception as exc:
-        reason, detail = isolate.exception_failure(exc, "render_failed")
+        reason, detail = isolate.exception_failure(exc, "render_failed", job.item)
         reject = Reject(stage=job.stage, item=job.item, reason=reason, detail=f"{job.item}: {detail}")
     else:
         return
@@ -350,6 +354,7 @@ def run_jobs(
     with ctx.progress.stage(name, len(todo)) as advance, contextlib.closing(runs):
         for job, result in runs:
             if isinstance(result, Failure):
+                stop_if_environment(name, job.item, result.reason, result.detail)  # never stored as a reject
                 reject = Reject(stage=name, item=job.item, reason=result.reason, detail=result.detail)
                 out.write_reject(job.key, reject)
             advance(1)
@@ -358,6 +363,8 @@ def run_jobs(
 def still_to_do(ctx: BuildContext, name: str, out: StageOutput, jobs: Sequence[Job]) -> list[Job]:
     """Resume: the jobs whose output (result or reject) is not stored yet; counts the stage's seen and reused."""
     stats = ctx.stage_stats(name)
+    cfg = ctx.recipe.isolation  # rejects a limit caused under other limits are tried again
+    forget_limit_rejects(out.dir, {"seconds": cfg.seconds_per_document, "memory_mb": cfg.memory_mb_per_document})
     todo = [job for job in jobs if not out.done(job.key)]
     stats.seen, stats.reused = len(jobs), len(jobs) - len(todo)
     return todo

@@ -126,7 +126,7 @@ def _page_texts(path: str) -> list[str]:
     try:
         return render.page_texts(path)
     except Exception as exc:
-        reason, detail = isolate.exception_failure(exc, "render_failed")
+        reason, detail = isolate.exception_failure(exc, "render_failed", path)
         raise RejectedInput(reason, f"{path}: {detail}") from None
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from longdocvqa.assembly.planning import unit_key
+from longdocvqa.core.environment import raise_if_environment
 from longdocvqa.core.errors import ExternalServiceError, RecipeError, one_line
 from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import Recipe
@@ -336,6 +337,7 @@ async def _generate_document(
     except ExternalServiceError:
         raise
     except OSError as exc:  # a page image missing from the cache (rendered by _render_pages): this document only
+        raise_if_environment(exc, doc.path)
         return {"records": [], "rejects": [Reject(stage="generate", item=doc.path, reason="render_failed",
                                                   detail=f"{doc.path}: {one_line(exc)}")]}  # fmt: skip
     page_image = (lambda i: images.get(doc, i)) if needs_images else None
@@ -346,6 +348,7 @@ async def _generate_document(
     except (ExternalServiceError, RecipeError):
         raise  # the endpoint is down beyond the retry budget, or the recipe is wrong: stop; finished work is kept
     except Exception as exc:  # a failure on one document is recorded, never fatal to the build
+        raise_if_environment(exc, doc.path)
         reject = Reject(stage="generate", item=doc.path, reason="generate_failed", detail=one_line(exc))
         records, rejects = [], [reject]
     return {"records": records, "rejects": ocr_rejects + rejects}

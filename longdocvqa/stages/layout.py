@@ -97,7 +97,7 @@ def layout_worker(job: LayoutJob) -> None:
     except RejectedInput as exc:
         job.out.write_reject(job.sha256, Reject(stage="layout", item=job.path, reason=exc.reason, detail=exc.detail))
     except Exception as exc:  # a broken page must never stop the build
-        reason, detail = isolate.exception_failure(exc, "layout_failed")
+        reason, detail = isolate.exception_failure(exc, "layout_failed", job.path)
         job.out.write_reject(job.sha256, Reject(stage="layout", item=job.path, reason=reason, detail=detail))
 
 

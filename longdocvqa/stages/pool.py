@@ -68,7 +68,7 @@ def _pool_worker(job: PoolJob) -> None:
     except RejectedInput as exc:
         job.out.write_reject(job.key, pool.pool_reject(job.path, exc))
     except Exception as exc:  # a broken file must never stop the build
-        reason, detail = isolate.exception_failure(exc, "unreadable")
+        reason, detail = isolate.exception_failure(exc, "unreadable", job.path)
         job.out.write_reject(job.key, Reject(stage="pool", item=job.path, reason=reason, detail=detail))
 
 

@@ -21,6 +21,7 @@ from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
 from longdocvqa.core.errors import RejectedInput, one_line
 from longdocvqa.core.fingerprint import content_hash
+from longdocvqa.core.integrity import published_intact, record_published
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import Reject
 from longdocvqa.core.store import atomic_write_text
@@ -56,7 +57,7 @@ def run_publish(
     marker = ctx.run.publish_marker(fp)
     with timed(ctx, "publish") as stats:
         stats.seen = len(picks)
-        if marker.is_file() and ctx.run.dataset_card_path.is_file():
+        if published_intact(marker, ctx.run.dataset_dir):  # as published: sizes and sha256 of every file
             stats.reused = stats.kept = len(picks)
             _save_assembly(ctx, inputs_hash, fp, assembled.stats, stats, list(assembly.rejects))
             return StageResult(stats.kept, stats)
@@ -79,7 +80,7 @@ def run_publish(
         record_rejects(ctx, stats, summary.rejects)
         stats.kept = sum(summary.counts["sft"].values())
         stats.extra["rows"] = summary.counts
-        atomic_write_text(marker, fp + "\n")
+        stats.extra["files"] = record_published(marker, fp, ctx.run.dataset_dir)
     _save_assembly(ctx, inputs_hash, fp, assembled.stats, stats, [*assembly.rejects, *summary.rejects])
     return StageResult(stats.kept, stats)
 
@@ -97,7 +98,7 @@ def restore_published(ctx: BuildContext, inputs_hash: str) -> bool:
     if not done.is_file():
         return False
     saved = json.loads(done.read_text(encoding="utf-8"))
-    if not ctx.run.publish_marker(saved["publish_fp"]).is_file() or not ctx.run.dataset_card_path.is_file():
+    if not published_intact(ctx.run.publish_marker(saved["publish_fp"]), ctx.run.dataset_dir):
         return False
     if saved.get("publish_key") != publish_key(ctx.recipe):
         return False  # published under other settings (version, licence, shard size, card text...): publish again
