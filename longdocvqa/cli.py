@@ -16,6 +16,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
+from longdocvqa.audit import command as audit_command
 from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
 from longdocvqa.core.recipe import Recipe, load_recipe
 from longdocvqa.core.safetext import printable
@@ -510,6 +511,30 @@ def _print_layout(data: dict[str, Any]) -> None:
             text = block["text"].replace("\n", " ")
             text = text if len(text) <= 100 else text[:97] + "..."
             console.print(f"  {block['label']:<9} {text}", highlight=False, markup=False, soft_wrap=True)
+
+
+@app.command()
+def audit(
+    out_dir: Annotated[Path, typer.Argument(help="A build's run directory (or its dataset/ folder).")],
+    sample: Annotated[int, typer.Option(help="QA to sample, stratified by task.")] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the sample (the same seed gives the same QA).")] = 0,
+    task: Annotated[list[str] | None, typer.Option(help="Audit only this task (repeatable).")] = None,
+    port: Annotated[int, typer.Option(help="Port of the page (0: any free port).")] = 8765,
+    host: Annotated[str, typer.Option(help="Address to serve on; not loopback: a token is printed in the URL.")] = (
+        "127.0.0.1"
+    ),
+    auditor: Annotated[str | None, typer.Option(help="Name recorded with each verdict.")] = None,
+    report: Annotated[bool, typer.Option("--report", help="Print accuracy with 95% Wilson CIs, save it.")] = False,
+) -> None:
+    """Hand-audit a sample of the published QA in the browser (verdicts: OUT/audit/verdicts.jsonl)."""
+    options = audit_command.AuditOptions(out_dir, sample, seed, task or [], host, port, auditor)
+    say = lambda line: _console().print(_plain(line, style=""), highlight=False, soft_wrap=True)  # noqa: E731
+    try:
+        audit_command.report(out_dir, say) if report else audit_command.serve(options, say)
+    except LongDocVQAError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

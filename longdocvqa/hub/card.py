@@ -53,6 +53,7 @@ class BuildReport(BaseModel):
     verifier: str | None = Field(default=None, description="verifier model when verification ran, else None")
     benchmarks: list[str] | None = Field(default=None, description="benchmarks decontaminated against (names)")
     within_pool: bool | None = Field(default=None, description="near-duplicates removed inside the pool")
+    audit: dict[str, Any] | None = Field(default=None, description="the hand audit's summary (audit/report.py)")
 
 
 def size_category(num_rows: int) -> str:
@@ -374,6 +375,7 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         f"- Generator: `{generator}` ({kind}; QA rows by generator: {used})",
         f"- Prompt version: `{prompt}` (QA rows by prompt version: {versions})",
         f"- Verification: {f'on, answerability checked by `{verifier}`' if verifier else 'off'}",
+        audit_line(build.audit),
     ]
     if build.notes:
         parts += ["", build.notes]
@@ -390,6 +392,19 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         "</details>",
     ]
     return "\n".join(parts)
+
+
+def audit_line(audit: Mapping[str, Any] | None) -> str:
+    """The card's hand-audit bullet (`longdocvqa audit --report` writes the summary; audit/report.py)."""
+    if not audit or not audit.get("overall", {}).get("judged"):
+        return "- Hand audit: none was done (`longdocvqa audit OUT` samples QA for a person to check)"
+    row, sample = audit["overall"], audit.get("sample", {})
+    low, high = (f"{100 * v:.1f}" for v in row["ci95"])
+    how = f"a seeded task-stratified sample of {sample.get('size', row['judged'])} of {sample.get('population', '?')}"
+    unclear = f", {row['unclear']} unclear counted apart" if row.get("unclear") else ""
+    when = str(audit.get("audited_at") or "?")[:10]
+    return (f"- Hand audit: {row['correct']} of {row['judged']} correct (95% CI {low}-{high}%), {how} published QA "
+            f"(seed {sample.get('seed', '?')}){unclear}, audited {when}")  # fmt: skip
 
 
 def _examples(stats: PublishStats) -> str:

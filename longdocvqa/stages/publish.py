@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from longdocvqa import __version__
 from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
+from longdocvqa.audit.report import saved_summary
 from longdocvqa.core.errors import RejectedInput
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import Recipe
@@ -60,7 +61,7 @@ def run_publish(ctx: BuildContext, assembly: Assembly, done: Path) -> None:
         decontamination = ctx.stats.get("decontaminate", StageStats()).extra.get("report", {})
         report = BuildReport(
             drops_by_reason=drops_by_reason(ctx.rejects), decontamination=decontamination,
-            generator=_generator_name(ctx.recipe),
+            generator=_generator_name(ctx.recipe), audit=saved_summary(ctx.run.root),
             length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
             **_what_ran(ctx.recipe),
         )  # fmt: skip
