@@ -121,7 +121,7 @@ def test_card_line_before_and_after_an_audit() -> None:
 # ---- the page, in a real browser ---------------------------------------------------------------------------------
 
 
-def audit_copy(demo_build: Path, tmp_path: Path) -> tuple[Path, str]:
+def audit_copy(demo_build: Path, tmp_path: Path, plant: bool = True) -> tuple[Path, str]:
     """A copy of the demo run (page cache linked, not copied) whose first extract-single QA asks PLANTED."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -129,6 +129,8 @@ def audit_copy(demo_build: Path, tmp_path: Path) -> tuple[Path, str]:
     out = tmp_path / "run"
     shutil.copytree(demo_build, out, ignore=shutil.ignore_patterns("cache", "audit", "*.lock"))
     (out / "cache").symlink_to(demo_build / "cache")
+    if not plant:
+        return out, ""
     path = next((out / "dataset" / "data" / "qa").glob("*.parquet"))
     table = pq.read_table(path)
     qa = table.to_pylist()
@@ -275,3 +277,83 @@ def check_report(out: Path, expected: dict[str, tuple[str, str]]) -> None:
     card = (out / "dataset" / "README.md").read_text()
     line = f"- Hand audit: {correct} of {correct + wrong} correct (95% CI {100 * low:.1f}-{100 * high:.1f}%)"
     assert line in card and "none was done" not in card
+
+
+def test_a_non_loopback_host_needs_the_token(tmp_path: Path) -> None:
+    """The guard build_app puts on a non-loopback address, served by uvicorn on 127.0.0.1 for the test."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from longdocvqa.audit.app import Session, build_app
+    from longdocvqa.audit.command import is_loopback
+    from longdocvqa.audit.sample import Run, Sample
+
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.168.1.5") and is_loopback("::1")
+    session = Session(Run(tmp_path), Sample([], seed=0, size=1, population=0), {})
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(build_app(session, token="s3cret", loopback=False), log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        port = sock.getsockname()[1]
+        assert raw_get(port, "/") == 403 and raw_get(port, "/?token=wrong") == 403
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        conn.request("GET", "/?token=s3cret")
+        first = conn.getresponse()
+        first.read()
+        cookie = first.getheader("set-cookie", "").split(";")[0]
+        assert first.status == 200 and "HttpOnly" in first.getheader("set-cookie", "")
+        conn.request("GET", "/api/state", headers={"Cookie": cookie})
+        state = conn.getresponse()
+        assert state.status == 200 and json.loads(state.read())["total"] == 0
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_usage_errors_are_one_line_and_exit_2(tmp_path: Path, demo_build: Path) -> None:
+    from typer.testing import CliRunner
+
+    from longdocvqa.cli import app
+
+    runner = CliRunner()
+    empty = runner.invoke(app, ["audit", str(tmp_path)])
+    assert empty.exit_code == 2 and "no published QA" in empty.output and "Traceback" not in empty.output
+    copy, _ = audit_copy(demo_build, tmp_path)
+    report = runner.invoke(app, ["audit", str(copy), "--report"])
+    assert report.exit_code == 2 and "no verdicts yet" in report.output
+    unknown = runner.invoke(app, ["audit", str(copy), "--task", "nope"])
+    assert unknown.exit_code == 2 and "no published QA of that task" in unknown.output
+
+
+@pytest.mark.slow
+def test_the_next_push_carries_the_audit_in_the_card(demo_build: Path, tmp_path: Path) -> None:
+    from fakehub import FakeHub
+    from test_push import REPO, run_client
+
+    from longdocvqa.audit.report import save_summary
+    from longdocvqa.audit.sample import find_run, read_qa
+
+    out, _ = audit_copy(demo_build, tmp_path, plant=False)
+    run = find_run(out)
+    qa = read_qa(run)
+    for i, row in enumerate(qa[:5]):
+        append_verdict(run.audit_dir / "verdicts.jsonl", verdict_record(row["id"], "wrong" if i == 0 else "correct"))
+    verdicts = read_verdicts(run.audit_dir / "verdicts.jsonl")
+    save_summary(run, summarize(verdicts, {r["id"]: r["task"] for r in qa}, {"seed": 0, "size": 5, "population": 18}))
+    low, high = wilson_by_bisection(4, 5)
+    line = f"- Hand audit: 4 of 5 correct (95% CI {100 * low:.1f}-{100 * high:.1f}%)"
+    with FakeHub(tmp_path / "hub") as hub:
+        code, [pushed], output = run_client(hub, tmp_path, [{"op": "push", "out_dir": str(out)}])
+        assert code == 0 and pushed["status"] == "pushed", output
+        repo = hub.repo(REPO)
+        assert repo is not None
+        readme = repo["commits"][repo["tags"]["v0.1.0"]]["files"]["README.md"]
+        assert line in hub.state.read_object(readme["sha256"]).decode("utf-8")
