@@ -113,8 +113,8 @@ def test_card_line_before_and_after_an_audit() -> None:
     verdicts["q10"] = {"verdict": "unclear", "time": "2026-12-07T05:00:00+00:00"}
     summary = summarize(verdicts, {}, {"seed": 0, "size": 11, "population": 200})
     assert audit_line(summary) == (
-        "- Hand audit: 9 of 10 correct (95% CI 59.6-98.2%), a seeded task-stratified sample of 11 of 200 published "
-        "QA (seed 0), 1 unclear counted apart, audited 2026-12-07"
+        "- Hand audit: 9 of 10 correct (95% CI 59.6-98.2%; 1 unclear counted apart), 11 QA audited from a seeded "
+        "task-stratified sample of 11 of 200 published QA (seed 0), 2026-12-07"
     )
 
 
@@ -275,7 +275,8 @@ def check_report(out: Path, expected: dict[str, tuple[str, str]]) -> None:
     assert audit["overall"]["ci95"] == pytest.approx([low, high], abs=1e-6)
     assert audit["sample"]["seed"] == 1 and audit["sample"]["size"] == 18
     card = (out / "dataset" / "README.md").read_text()
-    line = f"- Hand audit: {correct} of {correct + wrong} correct (95% CI {100 * low:.1f}-{100 * high:.1f}%)"
+    line = f"- Hand audit: {correct} of {correct + wrong} correct (95% CI {100 * low:.1f}-{100 * high:.1f}%; "
+    line += f"{verdicts.count('unclear')} unclear counted apart), {len(expected)} QA audited from a seeded"
     assert line in card and "none was done" not in card
 
 

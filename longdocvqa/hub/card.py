@@ -400,11 +400,12 @@ def audit_line(audit: Mapping[str, Any] | None) -> str:
         return "- Hand audit: none was done (`longdocvqa audit OUT` samples QA for a person to check)"
     row, sample = audit["overall"], audit.get("sample", {})
     low, high = (f"{100 * v:.1f}" for v in row["ci95"])
-    how = f"a seeded task-stratified sample of {sample.get('size', row['judged'])} of {sample.get('population', '?')}"
-    unclear = f", {row['unclear']} unclear counted apart" if row.get("unclear") else ""
+    unclear = f"; {row['unclear']} unclear counted apart" if row.get("unclear") else ""
+    audited = audit.get("verdicts", row["judged"] + row.get("unclear", 0))
+    how = f"seeded task-stratified sample of {sample.get('size', '?')} of {sample.get('population', '?')} published QA"
     when = str(audit.get("audited_at") or "?")[:10]
-    return (f"- Hand audit: {row['correct']} of {row['judged']} correct (95% CI {low}-{high}%), {how} published QA "
-            f"(seed {sample.get('seed', '?')}){unclear}, audited {when}")  # fmt: skip
+    return (f"- Hand audit: {row['correct']} of {row['judged']} correct (95% CI {low}-{high}%{unclear}), {audited} QA "
+            f"audited from a {how} (seed {sample.get('seed', '?')}), {when}")  # fmt: skip
 
 
 def _examples(stats: PublishStats) -> str:
