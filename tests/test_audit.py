@@ -358,3 +358,20 @@ def test_the_next_push_carries_the_audit_in_the_card(demo_build: Path, tmp_path:
         assert repo is not None
         readme = repo["commits"][repo["tags"]["v0.1.0"]]["files"]["README.md"]
         assert line in hub.state.read_object(readme["sha256"]).decode("utf-8")
+
+
+@pytest.mark.slow
+def test_pages_come_from_the_page_cache_or_are_rendered_the_same(demo_build: Path, tmp_path: Path) -> None:
+    from longdocvqa.audit.evidence import Evidence
+    from longdocvqa.audit.sample import find_run, read_qa
+
+    row = read_qa(find_run(demo_build))[0]
+    sha, page = row["doc_sha256"], row["evidence_pages"][0]
+    cached = Evidence(demo_build)
+    assert cached.cached_path(sha, page).is_file()  # the path runner/loop.py's PageImages wrote
+    out = tmp_path / "run"
+    shutil.copytree(demo_build, out, ignore=shutil.ignore_patterns("cache", "audit", "*.lock"))
+    uncached = Evidence(out)
+    assert not uncached.cached_path(sha, page).exists()
+    assert uncached.page_image(sha, page) == cached.page_image(sha, page)  # rendered from the source PDF
+    assert uncached.page_image(sha, 10_000) is None

@@ -45,6 +45,8 @@ OWNER = {
     "datasets": "hub",
     "huggingface_hub": "hub",
     "ray": "runner.ray",
+    "starlette": "audit",  # the audit page's web stack (the `audit` extra)
+    "uvicorn": "audit",
 }
 MAX_MODULE_LINES = 600  # 500 once cli, documents.layout and hub.card are split
 MAX_TOP_LEVEL_ENTRIES = 13  # modules and sub-packages of longdocvqa/, dunder files and data folders aside
