@@ -1,4 +1,4 @@
-"""Console entry point shim: the Typer app lives in longdocvqa/cli.py (so it ships with the package)."""
+"""Console entry point shim: the Typer app lives in longdocvqa/cli/ (so it ships with the package)."""
 
 from longdocvqa.cli import app, main
 

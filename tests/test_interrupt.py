@@ -25,6 +25,7 @@ from longdocvqa.pipeline import build
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 NAMES = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "R-FAQ.pdf"]
 GRACE_S = 10.0
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _ppids() -> dict[int, int]:
@@ -61,11 +62,15 @@ def _alive_naming(marker: str) -> set[int]:
     return alive
 
 
-def _start(recipe: Path, out: Path, workers: int = 2) -> subprocess.Popen[bytes]:
-    cmd = [sys.executable, "-m", "longdocvqa", "build", str(recipe), "--out", str(out), "--workers", str(workers)]
+def _start(recipe: Path, out: Path | None, workers: int = 2, cwd: Path | None = None) -> subprocess.Popen[bytes]:
+    """`longdocvqa build RECIPE [--out OUT]` in a child process (no --out: the default folder, under `cwd`)."""
+    where = ["--out", str(out)] if out is not None else []
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))  # this tree, from any cwd
+    cmd = [sys.executable, "-m", "longdocvqa", "build", str(recipe), *where, "--workers", str(workers)]
     return subprocess.Popen(
-        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_sigint_default
-    )
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True, preexec_fn=_sigint_default,
+        cwd=cwd, env={**os.environ, "PYTHONPATH": path},
+    )  # fmt: skip
 
 
 def _sigint_default() -> None:
@@ -144,11 +149,16 @@ def test_sigkill_during_generation_leaves_no_process_and_resume_matches(
     assert _dataset(out) == _dataset(tmp_path / "reference") and _dataset(out)
 
 
-def test_ctrl_c_exits_130_with_one_line_and_no_process_left(server, write_recipe, pdf_dir, tmp_path) -> None:
+@pytest.mark.parametrize("given_out", [True, False], ids=["--out", "default folder"])
+def test_ctrl_c_exits_130_with_one_line_naming_the_run_folder_and_no_process_left(
+    server, write_recipe, pdf_dir, tmp_path, given_out: bool
+) -> None:
     recipe = _generation_recipe(write_recipe, pdf_dir, server)
-    out = tmp_path / "interrupted"
+    name, version = load_recipe(recipe).name, load_recipe(recipe).version
+    shown = tmp_path / "interrupted" if given_out else Path("runs") / f"{name}-{version}"  # as the user named it
+    out = tmp_path / shown  # the default folder is relative to where the build runs
     server.latency_s = 2.0  # slow replies: Ctrl-C lands while client processes wait (layout alone is too quick now)
-    proc = _start(recipe, out)
+    proc = _start(recipe, out if given_out else None, cwd=tmp_path)
     _wait_for(lambda: server.requests >= 1 and bool(_descendants(proc.pid)), "generation requests")
     children = _descendants(proc.pid)
     proc.send_signal(signal.SIGINT)
@@ -158,6 +168,6 @@ def test_ctrl_c_exits_130_with_one_line_and_no_process_left(server, write_recipe
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
     bars = ("pool", "plan", "layout", "segment", "generate", "assemble", "publish", "decontaminate", "rejected")
     lines = [line for line in text.splitlines() if line.strip() and not line.lstrip().startswith(bars)]
-    assert len(lines) == 1 and lines[0].startswith("interrupted: finished work is kept in"), text
-    assert not (children & set(_ppids())) and not _alive_naming(str(out))
+    assert lines == [f"interrupted: finished work is kept in {shown}; run the same command again to resume"], text
+    assert not (children & set(_ppids())) and not _alive_naming(str(recipe))  # every process names the recipe
     assert list((out / "stages" / "layout").glob("*/*/*.json")), "finished documents are kept"

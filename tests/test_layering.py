@@ -11,7 +11,7 @@ Layers, lowest first (a module is mapped by its top folder, `core.*`; a top-leve
     runner    runner/: the per-document loop once, guarded workers, where jobs run (the stages call it)
     stages    stages/: one module per stage, wiring rules to the runner
     wiring    pipeline: the stages in order, the run lock, the manifest
-    entry     cli, __main__
+    entry     cli/ (the command line: one module per group of commands), __main__
 
 `check_layers` takes a {module: imported modules} graph and returns every violation (upward import, cycle,
 unmapped module), so the rule is tested on the real package and on the real graph with a planted violation.
@@ -35,7 +35,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("runner", ("runner.*",)),
     ("stages", ("stages.*",)),
     ("wiring", ("pipeline",)),
-    ("entry", ("cli", "__main__")),
+    ("entry", ("cli.*", "__main__")),
 )
 # The one module (or folder) allowed to import each outside library.
 OWNER = {
@@ -48,7 +48,8 @@ OWNER = {
     "starlette": "audit",  # the audit page's web stack (the `audit` extra)
     "uvicorn": "audit",
 }
-MAX_MODULE_LINES = 600  # 500 once cli, documents.layout and hub.card are split
+MAX_MODULE_LINES = 500
+OVER_THE_LIMIT_UNTIL_SPLIT = {"hub.card": 600}  # being split (issue 23); remove the entry with the split
 MAX_TOP_LEVEL_ENTRIES = 13  # modules and sub-packages of longdocvqa/, dunder files and data folders aside
 MIN_STAGE_MODULES = 6
 
@@ -283,6 +284,8 @@ def test_modules_are_mapped_by_their_folder() -> None:
         "hub.card": "services",
         "eval.score": "services",
         "pipeline": "wiring",
+        "cli": "entry",
+        "cli.build": "entry",
     }
     assert {module: LAYERS[layer_of(module) or 0][0] for module in expected} == expected
 
@@ -364,7 +367,8 @@ def test_eval_sits_beside_the_pipeline() -> None:
 
 def test_no_module_exceeds_the_line_limit() -> None:
     sizes = {name: len(path.read_text(encoding="utf-8").splitlines()) for name, path in package_modules().items()}
-    assert {name: lines for name, lines in sizes.items() if lines > MAX_MODULE_LINES} == {}
+    limits = {name: OVER_THE_LIMIT_UNTIL_SPLIT.get(name, MAX_MODULE_LINES) for name in sizes}
+    assert {name: lines for name, lines in sizes.items() if lines > limits[name]} == {}
 
 
 def test_stages_hold_one_module_per_stage() -> None:

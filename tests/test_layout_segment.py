@@ -9,7 +9,7 @@ import pymupdf
 import pytest
 
 from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.documents.layout import normalise_title
+from longdocvqa.documents.headings import normalise_title
 from longdocvqa.documents.parse import parse_document
 from longdocvqa.documents.segment import find_sections, sample_segments
 

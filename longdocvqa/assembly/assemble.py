@@ -3,9 +3,10 @@
 Owns: turning each QA and its whole document into one example in TRL's conversational vision format (the `sft`
 config; the images are the document's pages in order, referenced by `doc_id`, never held here), its exact Qwen2.5-VL
 length (tokens.py) and the length window; then it samples them (sampling.py: distribution, task mixture, token
-budget, short-data share) and measures the sample (assembly_stats.py: statistics and histograms for the manifest
+budget, short-data share) and measures the sample (stats.py: statistics and histograms for the manifest
 and card; the dry-run estimate lives there too).
-Does not own: PDFs or pixels (render.py), loading short data (hub), writing files (stages/assemble, stages/publish).
+Does not own: PDFs or pixels (documents/render.py), loading short data (hub), writing files (stages/assemble,
+stages/publish).
 
 Message format (`AssembleConfig` switches), for a document of n pages:
   user:      [instruction + "\\n\\n"] [question + "\\n\\n" if before] "Page 1: " <image> "\\nPage 2: " <image> ...

@@ -5,7 +5,7 @@ Qwen2 tokenizer (Hub cache, offline from the `qwen.tiktoken` file that the PyPI 
 with `tokenizers` alone, or a Hub download the caller passes in), and
 counting the tokens of a TRL conversation rendered with Qwen2.5-VL's chat template. The count equals
 `len(input_ids)` from `Qwen2_5_VLProcessor(text=apply_chat_template(messages), images=pages)` (tests check it).
-Does not own: building examples (assemble.py) or rendering pages (render.py).
+Does not own: building examples (assemble.py) or rendering pages (documents/render.py).
 
 Licences: the Qwen2/2.5 BPE vocabulary is released with the Qwen2.5(-VL) models under Apache-2.0; `dashscope` 2.0.2,
 whose `dashscope/resources/qwen.tiktoken` we convert, is Apache-2.0. Nothing of it is shipped with this package: the
@@ -114,7 +114,7 @@ def image_tokens(width_px: int, height_px: int, min_pixels: int, max_pixels: int
 def capped_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int = RENDER_MAX_PIXELS) -> int:
     """The DPI a page is rendered at: `dpi`, or the highest lower whole DPI whose pixmap has <= max_pixels pixels.
 
-    Rendering (render.py) and counting (here) both use it, so a huge page (a 14,000 pt poster) is never
+    Rendering (documents/render.py) and counting (here) both use it, so a huge page (a 14,000 pt poster) is never
     rasterised at full DPI (MuPDF refuses: "Overly large image") and its counted tokens stay exact.
     """
     width_px, height_px = pixmap_size_px(width_pt, height_pt, dpi)
@@ -133,7 +133,7 @@ def page_image_tokens(
 ) -> int:  # fmt: skip
     """Tokens one rendered page adds to a sequence: its image tokens plus <|vision_start|> and <|vision_end|>.
 
-    The page is rendered at `capped_dpi(..., render_max_pixels)`, as render.py does."""
+    The page is rendered at `capped_dpi(..., render_max_pixels)`, as documents/render.py does."""
     width_px, height_px = pixmap_size_px(width_pt, height_pt, capped_dpi(width_pt, height_pt, dpi, render_max_pixels))
     return image_tokens(width_px, height_px, min_pixels, max_pixels) + VISION_MARKERS
 

@@ -1,7 +1,7 @@
 """The published dataset contract: configs, splits, columns, row converters and the card metadata it promises.
 
 Everything that reads or writes the published format takes it from here: hub/publish.py writes the shards,
-hub/card.py the card, validate.py checks both, eval/ reads qa rows, and train/ reads `train/dataset_schema.json`,
+hub/card.py the card, hub/validate.py checks both, eval/ reads qa rows, and train/ reads `train/dataset_schema.json`,
 the JSON export of `COLUMNS` (train/ may not import this package; a test keeps the file equal to `schema_export()`).
 
 The columns are plain data (`COLUMNS`: a type name, a list `[inner]`, or a mapping of field -> type), not
@@ -107,7 +107,7 @@ class QARow(QARecord):
 
 
 class CardMeta(BaseModel):
-    """The card's `longdocvqa:` block, as card.py writes it (what validate and the trainer read)."""
+    """The card's `longdocvqa:` block, as hub/card.py writes it (what validate and the trainer read)."""
 
     model_config = ConfigDict(extra="allow")
 

@@ -155,7 +155,7 @@ class Reject(Record):
 
 @dataclass(frozen=True, slots=True)
 class RawLine:
-    """One text line as the PDF draws it (render.py's output, layout.py's input).
+    """One text line as the PDF draws it (documents/render.py's output, documents/layout.py's input).
 
     A plain slotted dataclass, not a Record: layout makes ~100 of them per page and never stores them, and
     pydantic construction was a tenth of the layout stage's CPU time. `math`: most characters are in a math font

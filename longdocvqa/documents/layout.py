@@ -10,43 +10,42 @@ Two backends produce the same `LayoutDoc`:
 - `pymupdf-layout`: PyMuPDF 2's built-in ONNX layout model labels regions; the outline, when
   present, still confirms section titles.
 Image-only (scanned) pages are flagged, not dropped: their text comes later from an OCR backend.
+Owns: line pieces, running headers/footers and page numbers, footnotes, captions, lists, formulas, blocks and
+their reading order. Does not own: heading rules (headings.py) or figure grouping and box geometry (figures.py).
 """
 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from longdocvqa.core.recipe import LayoutConfig
 from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Page, RawLine, RawPage
+from longdocvqa.documents.figures import Box, figure_boxes, overlaps, rounded, union, within
+from longdocvqa.documents.headings import (
+    PRIVATE_USE,
+    TEX_MACRO,
+    heading_continues,
+    heading_level,
+    is_toc_page,
+    match_outline,
+    normalise_title,
+    outline_titles,
+    rank_levels,
+)
 
-Box = tuple[float, float, float, float]
 _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and footers live
 _REPEAT_SHARE = 0.25  # a margin line seen on >= 25% of pages is a running header/footer
-_HEADING_SIZE_RATIO = 1.15
-_MAX_HEADING_CHARS = 120
 _CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+(\.[0-9]+)?[.:]", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
 _PAGE_NUMBER = re.compile(r"^(page\s*)?[0-9ivxlc]{1,6}(\s*(/|of)\s*[0-9]+)?$", re.IGNORECASE)
-_NUMBERED = re.compile(
-    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
-    r"\.?\s+\S"
-)
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
-_FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
-_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")  # math-extension glyphs (big braces, radicals) of TeX fonts
-_DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
-_TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
-_FIGURE_GAP_PT = 6.0
-_RULE_PT = 3.0  # a drawing thinner than this is a line (a rule or a frame edge)
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
-_MIN_FIGURE_PT = 12.0
 
 
 _PAGE_NUMBER_SHARE = 0.25  # a bare number as the first/last line within 25% of the edge is a page number
@@ -84,19 +83,11 @@ def parse_layout(
         parsed.append(Page(index=raw.index, width_pt=raw.width_pt, height_pt=raw.height_pt, blocks=blocks,
                            image_only=image_only, num_chars=num_chars))  # fmt: skip
     if not entries:
-        _rank_levels(parsed)
+        rank_levels(parsed)
     backend = "pymupdf-layout" if any(p.model_boxes is not None for p in pages) else "heuristic"
     return LayoutDoc(sha256=sha256, backend=backend, num_pages=len(parsed), pages=parsed, outline=entries)
 
 
-def normalise_title(text: str) -> str:
-    """Fold case, ligatures (NFKC), punctuation and whitespace, for matching outline titles to lines."""
-    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
-    return _PUNCTUATION.sub("", text)
-
-
-_SPACES = re.compile(r"\s+")
-_PUNCTUATION = re.compile(r"[^\w ]+")
 _DIGITS = re.compile(r"\d+")
 
 
@@ -162,13 +153,9 @@ def _running_figures(figures: dict[int, list[Box]], pages: Sequence[RawPage]) ->
     """Figure boxes drawn at the same place on many pages, each under a third of the page (a slide deck's
     navigation bar, a logo; a full-page scan repeats its box too but is content)."""
     area = {p.index: p.width_pt * p.height_pt for p in pages}
-    counts = Counter(_rounded(box) for i, boxes in figures.items() for box in set(boxes)
+    counts = Counter(rounded(box) for i, boxes in figures.items() for box in set(boxes)
                      if (box[2] - box[0]) * (box[3] - box[1]) < area[i] / 3)  # fmt: skip
     return {box for box, n in counts.items() if n >= max(3, _REPEAT_SHARE * len(pages))}
-
-
-def _rounded(box: Box) -> Box:
-    return (round(box[0] / 4) * 4.0, round(box[1] / 4) * 4.0, round(box[2] / 4) * 4.0, round(box[3] / 4) * 4.0)
 
 
 def _body_font_size(pages: Sequence[RawPage]) -> float:
@@ -180,65 +167,6 @@ def _body_font_size(pages: Sequence[RawPage]) -> float:
     return float(weights.most_common(1)[0][0]) if weights else 10.0
 
 
-# ------------------------------------------------------------------------------------------ headings
-
-
-def _outline_titles(entries: Sequence[OutlineEntry], page: int) -> dict[str, int]:
-    return {normalise_title(e.title): e.level for e in entries if e.page == page and normalise_title(e.title)}
-
-
-def _match_outline(text: str, titles: dict[str, int]) -> int | None:
-    """Outline level if this line is one of the page's outline titles (number prefixes tolerated)."""
-    norm = normalise_title(text)
-    if not norm:
-        return None
-    for title, level in titles.items():
-        prefixed = norm.endswith(title) and len(title) >= 4 and len(norm) <= len(title) + 12  # "4.2 " + title
-        if norm == title or prefixed or title.endswith(norm) and len(norm) >= 6:
-            return level
-    return None
-
-
-def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> int | None:
-    """Level of a heading found without an outline: numbered headings by depth, larger fonts by size.
-
-    A line at body size is a heading only when it is numbered and bold; plain body text never is. A table of
-    contents line (dot leaders) is not; on the first page (title, authors, addresses) only numbered lines are.
-    """
-    text = line.text.strip()
-    if len(text) == 1 and text.isupper() and line.bold and not line.math:
-        return 3  # an index letter
-    if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or not any(c.isalpha() for c in text):
-        return None
-    if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
-        return 1
-    if line.math or _PRIVATE_USE.search(text):  # pieces of a display formula
-        return None
-    numbered = _NUMBERED.match(text)
-    if not numbered and (line.mono or _TEX_MACRO.search(text) or first_page):
-        return None
-    if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
-        return None
-    if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):
-        return None
-    ratio = line.size / body_size
-    if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
-        return None  # "1. Encoding" in body size is a numbered list item, not a section
-    if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
-        return min(numbered.group(1).count(".") + 1, 3)
-    if ratio >= 1.6:
-        return 1
-    if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
-        return 2 if ratio >= 1.3 else 3
-    return None
-
-
-def _toc_page(levels: Sequence[int | None]) -> bool:
-    """A page where heading-like lines make up much of the text is a table of contents (or a list of them)."""
-    heads = sum(level is not None for level in levels)
-    return len(levels) >= 6 and heads >= 6 and heads > 0.35 * len(levels)
-
-
 def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
     """Rows (rounded centre y, +-2) that end in a bare page number at the right: table-of-contents entries."""
     rows: set[int] = set()
@@ -247,77 +175,6 @@ def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
             centre = round((line.bbox[1] + line.bbox[3]) / 2)
             rows.update(range(centre - 2, centre + 3))
     return rows
-
-
-def _rank_levels(pages: Sequence[Page]) -> None:
-    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3."""
-    unnumbered = [b for p in pages for b in p.blocks if b.label == "section" and not _NUMBERED.match(b.text)]
-    sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
-    numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
-                       for b in p.blocks)  # fmt: skip
-    offset = 1 if numbered_top else 0  # numbered chapters own level 1; unnumbered headings sit below them
-    for block in unnumbered:
-        block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
-
-
-# ------------------------------------------------------------------------------------------ figures
-
-
-def figure_boxes(page: RawPage, lines: Sequence[RawLine]) -> list[Box]:
-    """Images and drawings grouped into figures. A group with nothing drawn inside its border (a frame round a
-    code box), or one mostly filled with text, is not a figure; nor is a thin rule (too small once grouped)."""
-    tables = [t.bbox for t in page.tables]
-    candidates = [b for b in page.graphic_boxes if not any(_overlaps(b, t) for t in tables)]
-    groups = _group_boxes(list(page.image_boxes) + candidates)
-    figures = []
-    for box in groups:
-        if box[2] - box[0] < _MIN_FIGURE_PT or box[3] - box[1] < _MIN_FIGURE_PT:
-            continue
-        has_image = any(_overlaps(img, box) for img in page.image_boxes)
-        inner = sum(_inside(c, box) and not _on_border(c, box) for c in candidates)
-        share = _text_share(box, lines)
-        if has_image or inner >= 3 and share < 0.5 or inner >= 1 and share < 0.1:
-            figures.append(box)
-    return figures
-
-
-def _on_border(part: Box, box: Box, slack: float = 2.0) -> bool:
-    """True when a path is a frame line along an edge of the group's box, or the frame rectangle itself."""
-    if part[3] - part[1] < _RULE_PT:
-        return abs(part[1] - box[1]) < slack or abs(part[3] - box[3]) < slack
-    if part[2] - part[0] < _RULE_PT:
-        return abs(part[0] - box[0]) < slack or abs(part[2] - box[2]) < slack
-    return all(abs(a - b) < slack for a, b in zip(part, box, strict=True))
-
-
-def _overlaps(a: Box, b: Box, slack: float = 0.0) -> bool:
-    return a[0] - slack <= b[2] and b[0] - slack <= a[2] and a[1] - slack <= b[3] and b[1] - slack <= a[3]
-
-
-def _group_boxes(boxes: Sequence[Box]) -> list[Box]:
-    """Union boxes that touch or lie within `_FIGURE_GAP_PT` of each other, until nothing changes."""
-    groups = sorted(boxes, key=lambda b: b[1])
-    while True:
-        out: list[Box] = []
-        for box in groups:
-            near = [i for i, other in enumerate(out) if _overlaps(box, other, _FIGURE_GAP_PT)]
-            for i in reversed(near):
-                box = _union(box, out.pop(i))
-            out.append(box)
-        if len(out) == len(groups):
-            return out
-        groups = out
-
-
-def _text_share(box: Box, lines: Sequence[RawLine]) -> float:
-    area = max((box[2] - box[0]) * (box[3] - box[1]), 1.0)
-    inside = [ln.bbox for ln in lines if _inside(ln.bbox, box)]
-    return sum((b[2] - b[0]) * (b[3] - b[1]) for b in inside) / area
-
-
-def _inside(inner: Sequence[float], outer: Sequence[float], slack: float = 2.0) -> bool:
-    cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
-    return outer[0] - slack <= cx <= outer[2] + slack and outer[1] - slack <= cy <= outer[3] + slack
 
 
 # ------------------------------------------------------------------------------------------ line labels
@@ -375,7 +232,7 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
 def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> tuple[str, int | None]:
     """Label one body line (headers and footers are found before); the second item is a heading level.
     `heading` is the line's level from `heading_level`, None when it is no heading or headings are off here."""
-    level = _match_outline(line.text, titles) if titles else None
+    level = match_outline(line.text, titles) if titles else None
     if level is not None:
         return "section", level
     if _CAPTION.match(line.text) and not line.mono:
@@ -392,10 +249,10 @@ def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> t
 def _is_formula(line: RawLine) -> bool:
     """Display maths: math fonts or math symbols dominate; never monospace and never TeX source."""
     text = line.text
-    if line.mono or _TEX_MACRO.search(text) or len(text) > 160:
+    if line.mono or TEX_MACRO.search(text) or len(text) > 160:
         return False
     stripped = text.replace(" ", "")
-    if _PRIVATE_USE.search(stripped):  # math-extension glyphs (big braces, radicals)
+    if PRIVATE_USE.search(stripped):  # math-extension glyphs (big braces, radicals)
         return True
     if len(stripped) < 3:
         return False
@@ -408,7 +265,7 @@ def _is_formula(line: RawLine) -> bool:
 
 
 def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> list[Block]:
-    titles = _outline_titles(ctx.entries, page.index)
+    titles = outline_titles(ctx.entries, page.index)
     figures = ctx.figures[page.index]
     blocks: list[Block] = [Block(label="table", bbox=t.bbox, text=t.text, order=0) for t in page.tables]
     taken = [t.bbox for t in page.tables] + figures
@@ -416,21 +273,21 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     furniture = _page_furniture(lines, page, ctx.margins)
     footnote_top = _footnote_top(page, lines, ctx.body_size)
     levels = [None if ctx.has_outline else heading_level(ln, ctx.body_size, page.index == 1) for ln in lines]
-    if _toc_page(levels):
+    if is_toc_page(levels):
         levels = [None] * len(lines)
     toc_rows = _toc_rows(lines, page)
     current: list[RawLine] = []
     current_label = ""
     last_head: RawLine | None = None
     for i, line in enumerate(lines):
-        home = next((box for box in taken if _inside(line.bbox, box)), None)
+        home = next((box for box in taken if within(line.bbox, box)), None)
         if home is not None:
             figure_text.get(home, []).append(line.text)
             continue
         heading = None if round((line.bbox[1] + line.bbox[3]) / 2) in toc_rows else levels[i]
         label, level = (furniture[i], None) if i in furniture else _line_label(line, titles, heading)
-        if label in ("section", "paragraph") and last_head and blocks and _heading_continues(last_head, line):
-            blocks[-1].bbox, blocks[-1].text = _union(blocks[-1].bbox, line.bbox), f"{blocks[-1].text} {line.text}"
+        if label in ("section", "paragraph") and last_head and blocks and heading_continues(last_head, line):
+            blocks[-1].bbox, blocks[-1].text = union(blocks[-1].bbox, line.bbox), f"{blocks[-1].text} {line.text}"
             last_head = line
             continue
         if footnote_top is not None and line.bbox[1] >= footnote_top and label not in ("header", "footer"):
@@ -446,7 +303,7 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
         last_head = line if label == "section" else None
     _flush(current, current_label, blocks)
     for box in figures:
-        label = "figure" if _rounded(box) not in ctx.running_figures else "header"
+        label = "figure" if rounded(box) not in ctx.running_figures else "header"
         blocks.append(Block(label=label, bbox=box, text=" ".join(figure_text[box]), order=0))  # type: ignore[arg-type]
     _promote_title(page, blocks)
     _follow_captions(blocks)
@@ -459,7 +316,7 @@ def _follow_captions(blocks: list[Block]) -> None:
     for block in blocks:
         if block.label not in ("table", "figure"):
             continue
-        near = [c for c in captions if _overlaps(c.bbox, block.bbox, 30) and c.bbox[0] < block.bbox[2]]
+        near = [c for c in captions if overlaps(c.bbox, block.bbox, 30) and c.bbox[0] < block.bbox[2]]
         kinds = {"figure" if c.text.lower().startswith("fig") else "table" for c in near
                  if c.text.lower().startswith(("fig", "table"))}  # fmt: skip
         if len(kinds) == 1:
@@ -472,18 +329,18 @@ def _merge_formulas(blocks: list[Block]) -> list[Block]:
     rest = [b for b in blocks if b.label != "formula"]
     merged: list[Block] = []
     for block in sorted(formulas, key=lambda b: b.bbox[1]):
-        host = next((b for b in merged if _overlaps(b.bbox, block.bbox, 3)), None)
+        host = next((b for b in merged if overlaps(b.bbox, block.bbox, 3)), None)
         if host is None:
             merged.append(block)
         else:
-            host.bbox, host.text = _union(host.bbox, block.bbox), f"{host.text} {block.text}"
+            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
     kept = []
     for block in rest:
         host = next((f for f in merged if _formula_part(block, f)), None)
         if host is None:
             kept.append(block)
         else:
-            host.bbox, host.text = _union(host.bbox, block.bbox), f"{host.text} {block.text}"
+            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
     return kept + merged
 
 
@@ -492,21 +349,10 @@ def _formula_part(block: Block, formula: Block) -> bool:
     if block.label not in ("paragraph", "list"):
         return False
     text = block.text.strip()
-    if len(text) <= 3 and _overlaps(block.bbox, formula.bbox, 3):
+    if len(text) <= 3 and overlaps(block.bbox, formula.bbox, 3):
         return True
     row = min(block.bbox[3], formula.bbox[3]) - max(block.bbox[1], formula.bbox[1]) > 0
     return row and bool(_EQUATION_NUMBER.match(text))
-
-
-def _union(a: Box, b: Box) -> Box:
-    return (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-
-
-def _heading_continues(prev: RawLine, line: RawLine) -> bool:
-    """The second line of a heading that wraps: same font, just below, not numbered itself."""
-    gap = line.bbox[1] - prev.bbox[3]
-    same_font = abs(prev.size - line.size) < 0.3 and prev.bold == line.bold
-    return same_font and -1 <= gap <= line.size * 0.8 and not _NUMBERED.match(line.text)
 
 
 def _continues(prev: RawLine, line: RawLine, body_size: float, prev_label: str, label: str) -> bool:
@@ -567,11 +413,11 @@ def _ordered(blocks: list[Block]) -> list[Block]:
 
 
 def _model_blocks(page: RawPage, entries: Sequence[OutlineEntry]) -> list[Block]:
-    titles = _outline_titles(entries, page.index)
+    titles = outline_titles(entries, page.index)
     blocks = []
     for box in page.model_boxes or []:
         label = box.label
-        level = _match_outline(box.text, titles) if titles and label in ("paragraph", "title", "section") else None
+        level = match_outline(box.text, titles) if titles and label in ("paragraph", "title", "section") else None
         if level is not None:
             label = "section"
         blocks.append(Block(label=label, bbox=box.bbox, text=box.text, order=0, level=level))  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Segment
-from longdocvqa.documents.layout import normalise_title
+from longdocvqa.documents.headings import normalise_title
 
 Box = Sequence[float]
 FURNITURE = ("header", "footer")

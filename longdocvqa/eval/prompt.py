@@ -11,7 +11,7 @@ Padding: the split's other documents, in a deterministic shuffle per question (s
 document), are taken page by page in reading order until the next page would pass the target; the relevant document
 (all its pages, in order) goes in at the document boundary nearest to a depth drawn per question (the same at every
 length), and the depth actually reached (share of content tokens before it) is recorded. Lengths are exact
-Qwen2.5-VL token counts (tokens.py: chat template with its default system prompt, images by smart_resize, the
+Qwen2.5-VL token counts (assembly/tokens.py: chat template with its default system prompt, images by smart_resize, the
 generation prompt `<|im_start|>assistant\\n` included); the model's answer comes on top of the target. A question whose
 own document does not fit is skipped at that length. When the split has too few other pages the prompt stays short
 and the plan says so (`padding_exhausted`).

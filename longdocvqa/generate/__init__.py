@@ -6,7 +6,7 @@ generator, OCR targets, duplicates dropped), `template` (the offline baseline fr
 OpenAI-compatible endpoint), `prompts` (versioned prompt files, exemplars, the generation messages), `checks`
 (semantic checks after the schema), `verify` (answerability by a second call), `ocr` (OCR-full/needle targets and
 the VLM OCR backend).
-Does not own: HTTP, retries or the ledger (llm/), rendering (render.py), storage (store.py).
+Does not own: HTTP, retries or the ledger (llm/), rendering (documents/render.py), storage (core/store.py).
 """
 
 from longdocvqa.generate.base import (

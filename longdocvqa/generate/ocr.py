@@ -2,7 +2,8 @@
 
 Owns: the OCR ablation records (OCR-full: every page; OCR-needle: 1-3 pages drawn from seed and document), whose
 targets are the layout's text, not a model's, and `transcribe_page` (labelled blocks of an image-only page from
-the client's VLM, through the ledger). Does not own: layout analysis (layout.py) or rendering (render.py).
+the client's VLM, through the ledger). Does not own: layout analysis (documents/layout.py) or rendering
+(documents/render.py).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Hub adapter: the only code importing datasets and huggingface_hub.
 
 - `publish`: the Hub-ready folder OUT/dataset/ (Parquet shards of the configs `sft`, `qa`, `documents`, splits by
-  document), written streaming; the configs, columns and row converters are contract.py's.
+  document), written streaming; the configs, columns and row converters are core/contract.py's.
 - `features`: the contract's columns as `datasets.Features`.
 - `stats`: what the card reports, counted while the rows stream past.
 - `card`: the dataset card (README.md: YAML header + body, histogram PNGs).

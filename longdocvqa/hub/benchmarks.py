@@ -4,8 +4,8 @@ Owns: resolving each `decontaminate.benchmarks` entry (a folder or glob of PDFs,
 folder read with `datasets`, a JSONL of questions and answers), one-line errors for a source that does not exist or
 lacks a named column, each source's fingerprint (file SHA-256s, or the dataset's fingerprint), and the index cache
 keyed by those fingerprints and the settings. PDFs are read only through the caller's functions (`render.page_texts`
-and a page renderer), so this module imports no PDF library. Hashing lives in minhash.py and pagehash.py, the index
-in benchindex.py, matching in dedup.py.
+and a page renderer), so this module imports no PDF library. Hashing lives in decontamination/ (minhash.py,
+pagehash.py), the index in benchindex.py, matching in dedup.py.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The contract's columns (contract.COLUMNS) as `datasets.Features`, the one place that turns one into the other.
 
-Owns only the translation; the columns themselves are contract.py's. `datasets` is imported inside the functions.
+Owns only the translation; the columns themselves are core/contract.py's. `datasets` is imported inside the functions.
 """
 
 from __future__ import annotations

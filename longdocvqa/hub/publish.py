@@ -1,6 +1,6 @@
 """The Hub-ready dataset folder: Parquet shards with explicit Features, split by document, written streaming.
 
-The layout of `OUT/dataset/`, the configs, columns and row converters are the contract's (contract.py).
+The layout of `OUT/dataset/`, the configs, columns and row converters are the contract's (core/contract.py).
 
 Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of `publish.rows_per_group` rows, so a
 streaming reader never holds more than a few documents. Memory stays bounded however many examples there are: rows

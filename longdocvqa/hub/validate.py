@@ -6,7 +6,7 @@ image count of `sft` rows equal to the document's pages, evidence pages inside t
 segment, token lengths inside the recipe window and consistent with the images and text, task shares and counts as
 the card records them, no document in two splits, and the card's YAML itself.
 
-Owns the checks and the report (`ValidationReport`, `render_report`); printing and the exit code are cli.py's.
+Owns the checks and the report (`ValidationReport`, `render_report`); printing and the exit code are the CLI's.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Owns: `TaskUsage` counters, the usage summary of one client (calls sent and replayed, tokens, cost from the
 endpoint's prices) and `merge_usage` (client processes sharing an endpoint). Does not own: the ledger's
-totals over all runs (history.py reads them from the ledger).
+totals over all runs (core/history.py reads them from the ledger).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ output: `timeout`, `too_big`, `worker_crashed`) and the `Executor` protocol. A s
 into the run directory itself, so which worker ran a job, and how many workers there were, never changes what is
 written. `local.py` runs jobs on this machine's processes; `ray.py` runs the same jobs as Ray tasks, and
 generation's client processes as Ray actors (`ClientPool`).
-Does not own: which jobs are still to do, collecting results, rejects or progress (runner.py).
+Does not own: which jobs are still to do, collecting results, rejects or progress (runner/loop.py).
 """
 
 from __future__ import annotations

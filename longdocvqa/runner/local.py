@@ -7,7 +7,7 @@
   event loop and endpoint connections); workers report finished documents to the parent's progress bar through
   `worker_advance`. Ctrl-C or an error in the parent ends its workers at once.
 - `InProcess`: jobs in the calling process, one after the other (cheap stages such as segment).
-Does not own: which jobs to run or what they write (the stages, through runner.py).
+Does not own: which jobs to run or what they write (the stages, through runner/loop.py).
 """
 
 from __future__ import annotations

@@ -8,7 +8,8 @@ unfinished documents. Also owns what every stage shares: `BuildContext`, `StageS
 implements, the page-image cache, and the one way a reject is recorded (rejects list, drop counts, progress).
 Work whose output is a cache (page images, decontamination signatures) runs through `run_guarded`: one isolated
 worker per document as well, so the build process never reads a PDF with MuPDF after the pool stage.
-Does not own: what a stage computes (stages/), how jobs run (executors/), the order of the stages (pipeline.py).
+Does not own: what a stage computes (stages/), how jobs run (runner/executor.py, local.py, ray.py), the order of
+the stages (pipeline.py).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ pages, cached per document); the benchmark index comes from hub/benchmarks.py. E
 read in its own worker under the recipe's isolation limits, its signatures and page hashes cached; a pool document
 MuPDF cannot read, or whose reading crashes, overruns or runs out of memory, is one reject naming the file, never a
 traceback; a benchmark PDF in that case is listed as unreadable in the decontamination report.
-Does not own: the signatures and the matching (dedup.py), loading benchmarks (hub).
+Does not own: the signatures and the matching (decontamination/dedup.py), loading benchmarks (hub).
 """
 
 from __future__ import annotations

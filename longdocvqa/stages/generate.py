@@ -3,7 +3,7 @@
 Per-document results are stored under the document and its task subset (a task added later pays only its calls);
 a document whose calls failed at the endpoint is not stored as done, so the next run retries exactly those calls
 (finished ones are replayed from the ledger, never paid twice). Documents run concurrently on one event loop, or
-over `generate.processes` worker processes (executors/local.py ProcessPool; Ray actors under `--executor ray`),
+over `generate.processes` worker processes (runner/local.py ProcessPool; Ray actors under `--executor ray`),
 each with its share of the endpoint's concurrency and its own call-ledger shard, merged when the stage ends.
 Scanned pages are transcribed first when layout.ocr is `vlm`.
 The page images a document's calls need are rendered beforehand, each document in its own isolated worker

@@ -1,0 +1,111 @@
+"""Headings: which lines are section titles, at which level (the heuristic backend's heading rules).
+
+With a PDF outline, a line that matches one of its page's outline titles is a section at the outline's level;
+without one, numbered lines (by depth) and larger-than-body lines (by size) are headings, never plain body-size
+text, nor a table of contents. Unnumbered headings get their levels from font size across the document.
+Used by layout.py, which labels every line; `normalise_title` also by layout_eval.py to match titles.
+Does not own: the other labels (layout.py) or the outline itself (render.py reads it from the PDF).
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Sequence
+
+from longdocvqa.core.records import OutlineEntry, Page, RawLine
+
+_HEADING_SIZE_RATIO = 1.15
+_MAX_HEADING_CHARS = 120
+_NUMBERED = re.compile(
+    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
+    r"\.?\s+\S"
+)
+_FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
+# Shared with layout.py's formula rules: math-extension glyphs (big braces, radicals) of TeX fonts, and TeX source.
+PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+_DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
+TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
+_SPACES = re.compile(r"\s+")
+_PUNCTUATION = re.compile(r"[^\w ]+")
+
+
+def normalise_title(text: str) -> str:
+    """Fold case, ligatures (NFKC), punctuation and whitespace, for matching outline titles to lines."""
+    text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
+    return _PUNCTUATION.sub("", text)
+
+
+def outline_titles(entries: Sequence[OutlineEntry], page: int) -> dict[str, int]:
+    """{normalised title: level} of the outline entries that point at `page`."""
+    return {normalise_title(e.title): e.level for e in entries if e.page == page and normalise_title(e.title)}
+
+
+def match_outline(text: str, titles: dict[str, int]) -> int | None:
+    """Outline level if this line is one of the page's outline titles (number prefixes tolerated)."""
+    norm = normalise_title(text)
+    if not norm:
+        return None
+    for title, level in titles.items():
+        prefixed = norm.endswith(title) and len(title) >= 4 and len(norm) <= len(title) + 12  # "4.2 " + title
+        if norm == title or prefixed or title.endswith(norm) and len(norm) >= 6:
+            return level
+    return None
+
+
+def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> int | None:
+    """Level of a heading found without an outline: numbered headings by depth, larger fonts by size.
+
+    A line at body size is a heading only when it is numbered and bold; plain body text never is. A table of
+    contents line (dot leaders) is not; on the first page (title, authors, addresses) only numbered lines are.
+    """
+    text = line.text.strip()
+    if len(text) == 1 and text.isupper() and line.bold and not line.math:
+        return 3  # an index letter
+    if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or not any(c.isalpha() for c in text):
+        return None
+    if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
+        return 1
+    if line.math or PRIVATE_USE.search(text):  # pieces of a display formula
+        return None
+    numbered = _NUMBERED.match(text)
+    if not numbered and (line.mono or TEX_MACRO.search(text) or first_page):
+        return None
+    if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
+        return None
+    if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):
+        return None
+    ratio = line.size / body_size
+    if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
+        return None  # "1. Encoding" in body size is a numbered list item, not a section
+    if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
+        return min(numbered.group(1).count(".") + 1, 3)
+    if ratio >= 1.6:
+        return 1
+    if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
+        return 2 if ratio >= 1.3 else 3
+    return None
+
+
+def is_toc_page(levels: Sequence[int | None]) -> bool:
+    """A page where heading-like lines make up much of the text is a table of contents (or a list of them)."""
+    heads = sum(level is not None for level in levels)
+    return len(levels) >= 6 and heads >= 6 and heads > 0.35 * len(levels)
+
+
+def rank_levels(pages: Sequence[Page]) -> None:
+    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3."""
+    unnumbered = [b for p in pages for b in p.blocks if b.label == "section" and not _NUMBERED.match(b.text)]
+    sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
+    numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
+                       for b in p.blocks)  # fmt: skip
+    offset = 1 if numbered_top else 0  # numbered chapters own level 1; unnumbered headings sit below them
+    for block in unnumbered:
+        block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
+
+
+def heading_continues(prev: RawLine, line: RawLine) -> bool:
+    """The second line of a heading that wraps: same font, just below, not numbered itself."""
+    gap = line.bbox[1] - prev.bbox[3]
+    same_font = abs(prev.size - line.size) < 0.3 and prev.bold == line.bold
+    return same_font and -1 <= gap <= line.size * 0.8 and not _NUMBERED.match(line.text)
