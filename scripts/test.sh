@@ -19,6 +19,8 @@ command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq 
 .venv/bin/ruff check longdocvqa cli.py train bench tests
 .venv/bin/ruff format --check longdocvqa cli.py train bench tests
 .venv/bin/mypy longdocvqa
+# the package as a user installs it: wheel -> fresh venv outside the repository -> recipe new, build, validate
+bash scripts/test_wheel.sh
 # the hostile PDF corpus of tests/test_robust.py (PyPI sdists + Debian packages; once, then a no-op)
 .venv/bin/python scripts/fetch_hostile_corpus.py
 export TOKENIZERS_PARALLELISM=false

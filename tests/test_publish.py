@@ -24,7 +24,7 @@ from longdocvqa.core.records import PdfDoc
 from longdocvqa.documents import render
 from longdocvqa.hub.card import BuildReport, split_card
 from longdocvqa.hub.features import features_for
-from longdocvqa.hub.publish import ShardWriter, write_dataset
+from longdocvqa.hub.publish import Bounds, ShardWriter, write_dataset
 
 PDFS = Path(__file__).resolve().parent / "data" / "pdfs"
 SAMPLE_PDFS = ("ulineno.pdf", "latexbug.pdf", "beamerexample-lecture-beamer-version.pdf")  # 20, 33, 33 pages
@@ -375,7 +375,7 @@ def test_shards_bounded_by_bytes_with_small_row_groups(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
     features = features_for("documents")
-    writer = ShardWriter(tmp_path, "train", features, max_shard_bytes=20_000, rows_per_group=3)
+    writer = ShardWriter(tmp_path, "train", features, Bounds(shard_bytes=20_000, group_rows=3, group_bytes=10**8))
     row = {
         "sha256": "0" * 64,
         "file_name": "x.pdf",
@@ -386,6 +386,7 @@ def test_shards_bounded_by_bytes_with_small_row_groups(tmp_path: Path) -> None:
         "producer": "",
         "licence": None,
         "source": None,
+        "pdf": None,
     }
     for _ in range(20):
         writer.add(row, size_bytes=3100)

@@ -29,12 +29,14 @@ def columns(config: str = "sft") -> dict[str, Any]:
 
 def feature(column: Any) -> Any:
     """A column type of the schema as a `datasets` feature (Value, Image, List, or a dict of fields)."""
-    from datasets import Image, List, Value
+    from datasets import Image, List, Pdf, Value
 
     if isinstance(column, list):
         return List(feature(column[0]))
     if isinstance(column, dict):
         return {name: feature(inner) for name, inner in column.items()}
+    if column == "pdf":
+        return Pdf()  # bytes + file name; `load_dataset` decodes it with pdfplumber (the viewer shows page 1)
     return Image() if column == "image" else Value(column)
 
 

@@ -12,6 +12,7 @@ in a new one, added to `GROUPS`), with its flags as `Annotated` parameters and i
     dataset.py   validate, push, inspect
     tools.py     schema, layout
     evaluate.py  eval
+    recipes.py   recipe list, recipe show, recipe new (a Typer of sub-commands, in `TYPERS`)
     audit.py     audit (the hand audit's page and --report)
     output.py    consoles, plain text, the error function `fail`, the build summary table
 """
@@ -22,9 +23,9 @@ from typing import Any
 
 import typer
 
-from longdocvqa.cli import audit, build, dataset, evaluate, tools
+from longdocvqa.cli import audit, build, dataset, evaluate, recipes, tools
 
-GROUPS = (build, dataset, tools, evaluate, audit)
+GROUPS = (build, dataset, tools, evaluate, recipes, audit)
 
 app = typer.Typer(
     name="longdocvqa",
@@ -56,6 +57,8 @@ _hide_flag_types()
 for _group in GROUPS:
     for _name, _command in _group.COMMANDS.items():
         app.command(_name)(_command)
+    for _name, _typer in getattr(_group, "TYPERS", {}).items():  # commands with sub-commands (`recipe list`)
+        app.add_typer(_typer, name=_name)
 
 
 def main() -> None:

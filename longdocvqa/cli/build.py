@@ -17,7 +17,8 @@ import typer
 
 from longdocvqa.cli.output import console, fail, plain, summary
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
-from longdocvqa.core.recipe import Recipe, load_recipe
+from longdocvqa.core import bundled
+from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.store import RunDir
 from longdocvqa.pipeline import build as run_build
 from longdocvqa.pipeline import check_recipe_files, plan_with_units
@@ -28,7 +29,13 @@ _SAMPLED_OUT = {"budget", "mixture"}
 
 
 def build(
-    recipe: Annotated[Path, typer.Argument(help="Recipe YAML describing the dataset version (see recipes/).")],
+    recipe: Annotated[
+        str,
+        typer.Argument(
+            help="Recipe YAML describing the dataset version, or the name of a bundled recipe (longdocvqa recipe "
+            "list); a file of that name wins.",
+        ),
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="Run directory; default runs/<name>-<version>.")] = None,
     workers: Annotated[int | None, typer.Option(help="Parallel worker processes; default: all cores.")] = None,
     limit: Annotated[int | None, typer.Option(help="Process at most N pool documents (for a quick look).")] = None,
@@ -67,7 +74,7 @@ def build(
     out_dir: Path | None = None
     try:
         _check_executor(executor)
-        loaded = load_recipe(recipe)
+        loaded = bundled.load(recipe)
         out_dir = run_folder(loaded, out, absolute=executor == "ray")
         if dry_run:
             check_recipe_files(loaded)  # prompts and exemplars: a recipe error is exit 2 here too

@@ -34,7 +34,7 @@ SPLITS: tuple[str, ...] = ("train", "test")
 SHORT_SPLIT = "train"  # short-data rows have no document: they are training mix
 CARD_KEY = "longdocvqa"  # the card's YAML block that the trainer and `validate` read
 REQUIRED_HEADER_KEYS = ("configs", "dataset_info", "license", "task_categories", "size_categories", "tags")
-SCHEMA_VERSION = 1  # bump when a column changes; train/dataset_schema.json records it
+SCHEMA_VERSION = 2  # 2: documents.pdf; bump when a column changes; train/dataset_schema.json records it
 _HASH_SPACE = 16**16  # the first 16 hex digits of a sha256, as an integer, are uniform on [0, 16**16)
 # Outcomes of the checks recorded in a qa row's `verification` ("evidence_text=...;answerability=..."):
 # found / not_applicable (reasoning asks for no literal quote); exact / judge (verifier agreed) / not_run (off).
@@ -83,7 +83,8 @@ COLUMNS: dict[str, dict[str, ColumnType]] = {
         "licence": "string",
         "source": "string",
     },
-    # one row per document (no images: the `sft` rows hold them)
+    # one row per document: its page images are in the `sft` rows; `pdf` is the source file itself (a `datasets.Pdf`,
+    # bytes embedded; null when the recipe sets `publish.include_pdf: false`)
     "documents": {
         "sha256": "string",
         "file_name": "string",
@@ -94,6 +95,7 @@ COLUMNS: dict[str, dict[str, ColumnType]] = {
         "producer": "string",
         "licence": "string",
         "source": "string",
+        "pdf": "pdf",
     },
 }
 
@@ -210,8 +212,9 @@ def source_of(doc: PdfDoc) -> str:
     return doc.source or Path(doc.path).name
 
 
-def document_row(doc: PdfDoc) -> dict[str, Any]:
-    """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset)."""
+def document_row(doc: PdfDoc, pdf: bytes | None = None) -> dict[str, Any]:
+    """A `documents` Parquet row; the local path is reduced to its file name (no machine paths in the dataset), the
+    PDF's bytes (when given) are embedded under that name."""
     return {
         "sha256": doc.sha256,
         "file_name": clean(Path(doc.path).name),  # names and metadata come from outside: no control characters
@@ -222,6 +225,7 @@ def document_row(doc: PdfDoc) -> dict[str, Any]:
         "producer": clean(doc.producer),
         "licence": clean(doc.licence),
         "source": clean(source_of(doc)),
+        "pdf": None if pdf is None else {"bytes": pdf, "path": clean(Path(doc.path).name)},
     }
 
 

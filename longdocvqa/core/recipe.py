@@ -333,7 +333,18 @@ class PublishConfig(Strict):
 
     test_share: float = Field(0.0, ge=0, lt=1, description="share of documents held out as the test split")
     max_shard_mb: int = Field(500, ge=1)
-    rows_per_group: int = Field(4, ge=1)
+    rows_per_group: int = Field(4, ge=1, description="rows per Parquet row group, at most (see max_row_group_mb)")
+    max_row_group_mb: int = Field(
+        100,
+        ge=1,
+        le=100_000,
+        description="bytes per row group, at most (the Hub viewer reads row groups up to 100 MB)",
+    )
+    include_pdf: bool = Field(
+        True,
+        description="embed each source PDF in the `documents` config (a `datasets.Pdf` column); false for pools whose "
+        "licences allow redistributing page images but not the files",
+    )
     licence: str = "other"
     licence_name: str | None = Field(
         None, description="card `license_name` when licence is `other`; default: the source licences, joined"

@@ -211,7 +211,7 @@ def card_body(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         _provenance(recipe, stats, build),
         _examples(stats),
         _sources(stats),
-        _fields(),
+        _fields(recipe),
     ]
     return "\n\n".join(s.strip() for s in sections) + "\n"
 
@@ -457,7 +457,7 @@ def _document_table(stats: PublishStats) -> str:
     return "\n".join(lines)
 
 
-def _fields() -> str:
+def _fields(recipe: Recipe) -> str:
     return """
 ## Data fields
 
@@ -470,10 +470,20 @@ def _fields() -> str:
   (absolute, 1-based), `evidence_sources`, `evidence_description`, `generator`, `prompt_version`, `call_id`,
   `verification`, `num_tokens`, `licence`, `source` (of the source document).
 - `documents`: `sha256`, `file_name`, `num_pages`, `page_sizes_pt`, `size_bytes`, `title`, `producer`, `licence`,
-  `source`.
+  `source`, `pdf` (PDF_FIELD).
 
 Splits are by document: a document and all its examples are in `train` or in `test`, never both.
-"""
+""".replace("PDF_FIELD", _pdf_field(recipe))
+
+
+def _pdf_field(recipe: Recipe) -> str:
+    """What the `documents` config's `pdf` column holds in this version (`publish.include_pdf`)."""
+    if recipe.publish.include_pdf:
+        return (
+            "the source PDF itself, bytes embedded as a `datasets.Pdf`: re-render its pages at any DPI; "
+            "its sha256 is the row's `sha256`"
+        )
+    return "null: this version does not redistribute the PDF files (`publish.include_pdf: false`), only page images"
 
 
 def _generator(recipe: Recipe) -> str:

@@ -15,12 +15,14 @@ if TYPE_CHECKING:
 
 def feature(column: ColumnType) -> Any:
     """One column type as a `datasets` feature: Value, Image, List of the inner type, or a dict of fields."""
-    from datasets import Image, List, Value
+    from datasets import Image, List, Pdf, Value
 
     if isinstance(column, list):
         return List(feature(column[0]))
     if isinstance(column, dict):
         return {name: feature(inner) for name, inner in column.items()}
+    if column == "pdf":
+        return Pdf()  # bytes + file name; `load_dataset` decodes it with pdfplumber (the viewer shows page 1)
     return Image() if column == "image" else Value(column)
 
 

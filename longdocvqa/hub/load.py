@@ -83,7 +83,8 @@ def load_config(
     cache_dir: str | Path | None = None,
     token: str | None = None,
 ) -> Any:
-    """`datasets.load_dataset(path_or_repo, config, revision=...)`; `decode_images=False` leaves page images as bytes.
+    """`datasets.load_dataset(path_or_repo, config, revision=...)`; `decode_images=False` leaves page images and the
+    embedded PDFs as bytes.
 
     `verify=False` skips `datasets`' own split-size check, so that `validate` can report count mismatches itself.
     """
@@ -96,13 +97,20 @@ def load_config(
     if cache_dir is not None:
         kwargs["cache_dir"] = str(cache_dir)
     data = load_dataset(str(path_or_repo), config, **kwargs)
-    return data if decode_images or config != "sft" else _raw_images(data)
+    return data if decode_images else _raw_media(data, config)
 
 
-def _raw_images(data: Any) -> Any:
-    from datasets import Image, List
+def _raw_media(data: Any, config: str) -> Any:
+    """`data` with its page images (`sft`) or embedded PDFs (`documents`) left undecoded: bytes and file name."""
+    from datasets import Image, List, Pdf
 
-    return data.cast_column("images", List(Image(decode=False)))
+    if config == "sft":
+        return data.cast_column("images", List(Image(decode=False)))
+    if config == "documents":
+        parts = data.values() if hasattr(data, "values") else [data]
+        if all("pdf" in (part.features or {}) for part in parts):  # datasets published before the column have none
+            return data.cast_column("pdf", Pdf(decode=False))
+    return data
 
 
 def iter_rows(

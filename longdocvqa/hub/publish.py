@@ -2,8 +2,10 @@
 
 The layout of `OUT/dataset/`, the configs, columns and row converters are the contract's (core/contract.py).
 
-Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of `publish.rows_per_group` rows, so a
-streaming reader never holds more than a few documents. Memory stays bounded however many examples there are: rows
+Shards are bounded by bytes (`publish.max_shard_mb`) and hold row groups of at most `publish.rows_per_group` rows
+and `publish.max_row_group_mb` bytes (the Hub's viewer reads row groups up to 100 MB), so a streaming reader never
+holds more than a few documents. The `documents` config embeds each source PDF (`publish.include_pdf`), read back
+through sources.py and checked against its sha256. Memory stays bounded however many examples there are: rows
 arrive as iterables and page images are fetched one example at a time through the `page_image` callback. The
 folder is written under a temporary name and swapped in at the end, so a killed build never leaves half a dataset.
 Rows carry no timestamps: the same inputs give byte-identical shards.
@@ -14,6 +16,7 @@ are stats.py's, the card text card.py's, the upload push.py's.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -37,6 +40,7 @@ from longdocvqa.core.contract import (
 from longdocvqa.core.errors import LongDocVQAError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.records import PdfDoc, QARecord, Reject
+from longdocvqa.documents import sources
 from longdocvqa.hub.card import BuildReport, write_card
 from longdocvqa.hub.features import features_for
 from longdocvqa.hub.stats import PublishStats
@@ -64,14 +68,20 @@ def parquet_options(features: Features) -> dict[str, Any]:
     return {**options, "write_page_index": True, **({"use_content_defined_chunking": cdc} if cdc else {})}
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """How big a shard and a row group may get (a row group holds at least one row, whatever its size)."""
+
+    shard_bytes: int
+    group_rows: int
+    group_bytes: int
+
+
 class ShardWriter:
     """Streams the rows of one config and split into byte-bounded Parquet shards of small row groups."""
 
-    def __init__(
-        self, folder: Path, split: str, features: Features, max_shard_bytes: int, rows_per_group: int
-    ) -> None:
-        self.folder, self.split, self.features = folder, split, features
-        self.max_shard_bytes, self.rows_per_group = max_shard_bytes, rows_per_group
+    def __init__(self, folder: Path, split: str, features: Features, bounds: Bounds) -> None:
+        self.folder, self.split, self.features, self.bounds = folder, split, features, bounds
         self.paths: list[Path] = []
         self.num_rows = 0
         self.num_bytes = 0
@@ -81,11 +91,14 @@ class ShardWriter:
         self._writer: Any = None
 
     def add(self, row: dict[str, Any], size_bytes: int) -> None:
-        """Queue one row; `size_bytes` is its estimated Parquet size (image bytes dominate)."""
+        """Queue one row; `size_bytes` is its estimated Parquet size (image and PDF bytes dominate)."""
+        size_bytes += _ROW_OVERHEAD_BYTES
+        if self._buffer and self._buffer_bytes + size_bytes > self.bounds.group_bytes:
+            self._flush()
         self._buffer.append(row)
-        self._buffer_bytes += size_bytes + _ROW_OVERHEAD_BYTES
+        self._buffer_bytes += size_bytes
         self.num_rows += 1
-        if len(self._buffer) >= self.rows_per_group:
+        if len(self._buffer) >= self.bounds.group_rows or self._buffer_bytes >= self.bounds.group_bytes:
             self._flush()
 
     def _flush(self) -> None:
@@ -93,7 +106,7 @@ class ShardWriter:
 
         if not self._buffer:
             return
-        if self._writer is None or self._shard_bytes + self._buffer_bytes > self.max_shard_bytes:
+        if self._writer is None or self._shard_bytes + self._buffer_bytes > self.bounds.shard_bytes:
             self._open_next()
         table = pa.Table.from_pylist(self._buffer, schema=self.features.arrow_schema)
         self._writer.write_table(table, row_group_size=len(self._buffer))
@@ -127,17 +140,15 @@ class ShardWriter:
 class ConfigWriter:
     """One ShardWriter per split of a config, opened on first use."""
 
-    def __init__(self, root: Path, config: str, max_shard_bytes: int, rows_per_group: int) -> None:
+    def __init__(self, root: Path, config: str, bounds: Bounds) -> None:
         self.folder = root / "data" / config
         self.features = features_for(config)
-        self.max_shard_bytes, self.rows_per_group = max_shard_bytes, rows_per_group
+        self.bounds = bounds
         self.splits: dict[str, ShardWriter] = {}
 
     def add(self, split: str, row: dict[str, Any], size_bytes: int) -> None:
         if split not in self.splits:
-            self.splits[split] = ShardWriter(
-                self.folder, split, self.features, self.max_shard_bytes, self.rows_per_group
-            )
+            self.splits[split] = ShardWriter(self.folder, split, self.features, self.bounds)
         self.splits[split].add(row, size_bytes)
 
     def close(self) -> dict[str, list[Path]]:
@@ -195,9 +206,10 @@ def write_dataset(
     shutil.rmtree(staging, ignore_errors=True)
     stats = PublishStats()
     rejects: list[Reject] = []
-    max_bytes, per_group = recipe.publish.max_shard_mb * _MB, recipe.publish.rows_per_group
-    writers = {config: ConfigWriter(staging, config, max_bytes, per_group) for config in CONFIGS}
-    docs = _write_documents(writers["documents"], documents, recipe.publish.test_share, stats)
+    cfg = recipe.publish
+    bounds = Bounds(cfg.max_shard_mb * _MB, cfg.rows_per_group, cfg.max_row_group_mb * _MB)
+    writers = {config: ConfigWriter(staging, config, bounds) for config in CONFIGS}
+    docs = _write_documents(writers["documents"], documents, recipe, stats, rejects)
     _write_qa(writers["qa"], qa_rows, docs, stats, rejects)
     _write_sft(writers["sft"], examples, docs, ImageSource(page_image, short_images), stats, rejects)
     stats.shards = {config: writer.close() for config, writer in writers.items()}
@@ -212,17 +224,32 @@ def write_dataset(
 
 
 def _write_documents(
-    writer: ConfigWriter, documents: Iterable[PdfDoc], test_share: float, stats: PublishStats
+    writer: ConfigWriter, documents: Iterable[PdfDoc], recipe: Recipe, stats: PublishStats, rejects: list[Reject]
 ) -> dict[str, DocInfo]:
     docs: dict[str, DocInfo] = {}
     for doc in documents:
         if doc.sha256 in docs:
             continue
-        split = split_for(doc.sha256, test_share)
+        split = split_for(doc.sha256, recipe.publish.test_share)
         docs[doc.sha256] = DocInfo(split, doc.num_pages, doc.licence, source_of(doc))
-        writer.add(split, document_row(doc), 64 * doc.num_pages)
+        pdf = _pdf_bytes(doc, rejects) if recipe.publish.include_pdf else None
+        writer.add(split, document_row(doc, pdf), 64 * doc.num_pages + len(pdf or b""))
         stats.add_document(doc, split)
     return docs
+
+
+def _pdf_bytes(doc: PdfDoc, rejects: list[Reject]) -> bytes | None:
+    """The document's file, read again from the pool; None (with a reject line) when it is gone or has changed since
+    it was hashed, so the published row never holds bytes other than the ones its sha256 names."""
+    try:
+        data = sources.read_bytes(doc.path)
+    except OSError as exc:
+        rejects.append(_reject(doc.path, "pdf_unreadable", f"the PDF is not embedded: {exc.strerror or exc}"))
+        return None
+    if hashlib.sha256(data).hexdigest() != doc.sha256:
+        rejects.append(_reject(doc.path, "pdf_changed", f"the file no longer has sha256 {doc.sha256}: not embedded"))
+        return None
+    return data
 
 
 def _write_qa(

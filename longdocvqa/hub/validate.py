@@ -11,6 +11,7 @@ Owns the checks and the report (`ValidationReport`, `render_report`); printing a
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
@@ -277,7 +278,8 @@ def measured_shares(per_split: Mapping[str, Counter[str]]) -> dict[str, float]:
 
 
 def check_document(report: ValidationReport, seen: Seen, split: str, row: dict[str, Any]) -> None:
-    """A `documents` row: unique sha256, one split, page sizes for every page."""
+    """A `documents` row: unique sha256, one split, page sizes for every page, the embedded PDF (if any) is the file
+    its sha256 names."""
     sha = row["sha256"]
     seen.rows["documents"][split] += 1
     where = {"config": "documents", "split": split, "row": sha}
@@ -288,6 +290,9 @@ def check_document(report: ValidationReport, seen: Seen, split: str, row: dict[s
         seen.docs[sha].splits.add(split)
         return
     seen.docs[sha] = DocEntry({split}, row["num_pages"], row["licence"])
+    pdf = row.get("pdf")
+    if pdf is not None and hashlib.sha256(pdf.get("bytes") or b"").hexdigest() != sha:
+        report.fail("pdf_mismatch", "the embedded PDF's sha256 is not the row's sha256", **where)
     if row["num_pages"] < 1 or len(row["page_sizes_pt"] or []) != row["num_pages"]:
         report.fail(
             "schema", f"num_pages {row['num_pages']} but {len(row['page_sizes_pt'] or [])} page sizes", **where
