@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from urllib.parse import urlparse
 import pyarrow.parquet as pq
 import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
+from test_charts import data_under_legend
 
 from longdocvqa.core.contract import passed_checks, source_of
 from longdocvqa.core.history import MASK, masked_argv
@@ -203,6 +205,37 @@ def test_card_of_a_template_build_says_what_ran(demo_build: Path) -> None:
         assert passed_checks(row) and row["id"] in used
 
 
+@pytest.mark.slow
+def test_demo_card_pictures_fit_the_data_and_show_one_example_per_task(demo_build: Path) -> None:
+    dataset = demo_build / "dataset"
+    header, body = split_card((dataset / "README.md").read_text())
+    length = json.loads((dataset / "assets" / "length_histogram.json").read_text())
+    tokens = [row["num_tokens"] for row in _rows(dataset, "sft")]
+    assert sum(1 for total in length["totals"] if total) >= 8  # issue 30: not one 4K-wide bar
+    assert min(tokens) - 100 <= length["edges"][0] <= min(tokens) and max(tokens) < length["edges"][-1] <= 3200
+    assert length["title"].startswith(f"Tokens per example: {len(tokens)} examples") and "100K" not in length["title"]
+    pages = json.loads((dataset / "assets" / "pages_histogram.json").read_text())
+    assert pages["title"].startswith("Pages per example") and "tokens" not in pages["title"]
+    assert data_under_legend(length) == [] and data_under_legend(pages) == []
+    examples = body.split("## Examples")[1].split("\n## ")[0]
+    tasks = set(header["longdocvqa"]["task_counts"]["train"])
+    shown = dict(re.findall(r"!\[Example of ([a-z-]+)\]\((assets/example_[a-z-]+\.png)\)", examples))
+    assert set(shown) == tasks
+    qa = {row["id"]: row for row in _rows(dataset, "qa")}
+    for task, picture in shown.items():
+        assert (dataset / picture).stat().st_size < 300_000
+        plotted = json.loads((dataset / picture).with_suffix(".json").read_text())
+        assert plotted["header"].startswith(f"[{task}]") and plotted["pages"]
+        assert all(p["caption"].startswith("page ") for p in plotted["pages"])
+        text = " ".join(plotted["header"].split())
+        (row,) = [r for r in qa.values() if r["task"] == task and f"Q: {' '.join(r['question'].split())[:60]}" in text]
+        assert passed_checks(row) and [f"page {p}" for p in row["evidence_pages"][:3]] == [
+            p["caption"] for p in plotted["pages"]
+        ]
+    assert any(p["boxes_px"] for picture in shown.values()
+               for p in json.loads((dataset / picture).with_suffix(".json").read_text())["pages"])  # fmt: skip
+
+
 def test_source_is_the_licence_files_or_else_the_file_name() -> None:
     doc = PdfDoc(sha256="0" * 64, path="/private/folder/a.pdf", size_bytes=1, num_pages=1, page_sizes_pt=[(1, 1)])
     assert source_of(doc) == "a.pdf"
@@ -256,7 +289,7 @@ def test_tokenizer_comes_from_the_hub_when_no_offline_source_exists(tmp_path: Pa
         "from huggingface_hub import HfApi\n"
         "api = HfApi(); api.create_repo('org/tok', exist_ok=True)\n"
         f"api.upload_file(path_or_fileobj={str(local)!r}, path_in_repo='tokenizer.json', repo_id='org/tok')\n"
-        "from longdocvqa import tokens\n"
+        "from longdocvqa.assembly import tokens\n"
         "from longdocvqa.hub.load import fetch_tokenizer_json\n"
         "tokens.dashscope_tiktoken_path = lambda: None  # as without the data-only dashscope wheel\n"
         "tokenizer, source = tokens.resolve_tokenizer('org/tok', fetch=fetch_tokenizer_json)\n"

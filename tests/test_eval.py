@@ -12,6 +12,7 @@ import pytest
 from eval_helpers import QUESTIONS, asked_question, gold_answers, make_benchmark, replier, wrong_answers
 from llm_fixtures import scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
+from test_charts import data_under_legend
 from typer.testing import CliRunner
 
 from longdocvqa.assembly.tokens import TokenCounter, render_chat
@@ -65,6 +66,10 @@ def test_right_answers_score_one_and_a_rerun_sends_nothing(
     assert len(rows) == len(QUESTIONS) * len(LENGTHS)
     assert all(r["score"] == 1.0 and 0 < r["prompt_tokens"] <= r["length"] and r["raw_answer"] for r in rows)
     assert (out / "accuracy_vs_length.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    plotted = json.loads((out / "accuracy_vs_length.json").read_text())
+    assert plotted["title"].startswith(f"Accuracy vs context length: {scores['accuracy']:.3f} overall")
+    assert plotted["series"]["all"] == [v["accuracy"] for v in scores["by_length"].values() if v["evaluated"]]
+    assert data_under_legend(plotted) == []
     sent = server.requests
     assert sent == len(QUESTIONS) * len(LENGTHS)
 

@@ -45,6 +45,7 @@ OWNER = {
     "datasets": "hub",
     "huggingface_hub": "hub",
     "ray": "runner.ray",
+    "matplotlib": "core.charts",
     "starlette": "audit",  # the audit page's web stack (the `audit` extra)
     "uvicorn": "audit",
 }

@@ -361,6 +361,16 @@ def test_card_body_reports_the_build(tmp_path: Path) -> None:
     for png in ("assets/length_histogram.png", "assets/pages_histogram.png"):
         assert f"]({png})" in body
         assert (sample.dataset / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assets = sample.dataset / "assets"
+    length = json.loads((assets / "length_histogram.json").read_text())
+    pages = json.loads((assets / "pages_histogram.json").read_text())
+    tokens = [e["num_tokens"] for e in sample.examples]
+    assert length["title"].startswith(f"Tokens per example: {len(tokens)} examples") and "100K" in length["title"]
+    assert pages["title"].startswith(f"Pages per example: {len(tokens)} examples")
+    assert (
+        sum(length["totals"]) == len(tokens) and length["edges"][0] <= min(tokens) < max(tokens) < length["edges"][-1]
+    )
+    assert "## Examples" in body
 
 
 def test_rebuild_is_byte_identical(sample: Sample, tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Statistics of an assembly (per task and overall, length and page histograms, their plots) and the dry-run
 estimate of what a build would assemble from page sizes alone (`build --dry-run`).
 
-Does not own: building, measuring or sampling examples (assemble.py, sampling.py), drawing charts (chart.py).
+Does not own: building, measuring or sampling examples (assemble.py, sampling.py), drawing charts (core/charts.py).
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from longdocvqa.assembly import chart
 from longdocvqa.assembly.sampling import Candidate
 from longdocvqa.assembly.tokens import document_image_tokens
+from longdocvqa.core import charts
 from longdocvqa.core.recipe import AssembleConfig
 from longdocvqa.core.records import OCR_TASKS, PdfDoc, Reject
 
 LONG_EXAMPLE_TOKENS = 100_000  # "share >= 100K" in the paper's tables (decimal K, as its totals add up)
-HISTOGRAM_BIN_TOKENS = 4096
 _EST_QA_TEXT_TOKENS = 80  # dry-run estimate of system prompt + question + answer, without a tokenizer
 _EST_LABEL_TOKENS = 5  # "\nPage 17: "
 
@@ -117,36 +116,46 @@ def _requested(config: AssembleConfig) -> dict[str, Any]:
 
 
 def histogram(picks: Sequence[Candidate], what: Literal["tokens", "pages"], config: AssembleConfig) -> Histogram:
-    """Counts per task: 4,096-token bins up to max_tokens, or one bin per page count."""
+    """Counts per task over about 30 equal bins: tokens across the observed range within [min_tokens, max_tokens],
+    pages across the observed range (bins of whole pages)."""
     values = [(p.task, p.num_tokens if what == "tokens" else p.num_pages) for p in picks]
-    if what == "tokens":
-        top = max([config.max_tokens] + [v for _, v in values])
-        edges = list(range(0, top + HISTOGRAM_BIN_TOKENS, HISTOGRAM_BIN_TOKENS))
-    else:
-        edges = list(range(0, max([1] + [v for _, v in values]) + 2))
-    width = edges[1] - edges[0]
-    counts: dict[str, list[int]] = {}
-    for task, value in sorted(values):
-        counts.setdefault(task, [0] * (len(edges) - 1))[min(value // width, len(edges) - 2)] += 1
-    return Histogram(edges=edges, counts=counts)
+    window = (config.min_tokens, config.max_tokens) if what == "tokens" else None
+    edges = charts.bin_edges([v for _, v in values], window)
+    by_task: dict[str, list[int]] = defaultdict(list)
+    for task, value in values:
+        by_task[task].append(value)
+    return Histogram(edges=edges, counts={t: charts.bin_counts(v, edges) for t, v in sorted(by_task.items())})
 
 
 def write_length_plots(stats: AssembleStats, out_dir: str | Path) -> dict[str, Path]:
-    """Draw `length_histogram.png` (x: tokens in K, y: count) and `pages_histogram.png`, stacked by task."""
+    """Draw `length_histogram.png` (x: tokens, y: examples) and `pages_histogram.png`, stacked by task, each with
+    its plotted numbers in a `.json` beside it; each title states its own chart's summary. Returns the two paths
+    (not written when matplotlib cannot be imported)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    title = (f"{stats.examples:,} examples, mean {stats.mean_tokens:,.0f} tokens, "
-             f"{stats.share_ge_100k:.1%} >= 100,000")  # fmt: skip
-    length_label = "Sequence length (K tokens, K = 1024)"
-    return {
-        "length": _plot(stats.length_histogram, out / "length_histogram.png", length_label, title, 1024),
-        "pages": _plot(stats.pages_histogram, out / "pages_histogram.png", "Pages per example", title, 1),
-    }
+    paths = {"length": out / "length_histogram.png", "pages": out / "pages_histogram.png"}
+    if charts.charts_available():  # matplotlib missing: nothing drawn, the card says in one line it has no charts
+        return paths
+    length = charts.stacked_histogram(stats.length_histogram.edges, stats.length_histogram.counts,
+                                      title=length_title(stats), xlabel="tokens per example")  # fmt: skip
+    pages = charts.stacked_histogram(stats.pages_histogram.edges, stats.pages_histogram.counts,
+                                     title=pages_title(stats), xlabel="pages per example")  # fmt: skip
+    return {"length": length.write(paths["length"]), "pages": pages.write(paths["pages"])}
 
 
-def _plot(hist: Histogram, path: Path, xlabel: str, title: str, scale: int) -> Path:
-    edges = [edge / scale for edge in hist.edges]
-    return chart.stacked_histogram(edges, hist.counts, path, xlabel=xlabel, title=title)
+def length_title(stats: AssembleStats) -> str:
+    """`Tokens per example: 18 examples, mean 2,603 (min 2,104, max 3,088)`, plus the share >= 100K when the
+    recipe's window reaches 100K."""
+    title = (f"Tokens per example: {stats.examples:,} examples, mean {stats.mean_tokens:,.0f} "
+             f"(min {stats.min_tokens:,}, max {stats.max_tokens:,})")  # fmt: skip
+    if int(stats.requested.get("max_tokens") or 0) >= LONG_EXAMPLE_TOKENS:
+        title += f", {stats.share_ge_100k:.1%} >= {LONG_EXAMPLE_TOKENS // 1000}K"
+    return title
+
+
+def pages_title(stats: AssembleStats) -> str:
+    """`Pages per example: 18 examples, mean 21.3`."""
+    return f"Pages per example: {stats.examples:,} examples, mean {stats.mean_pages:.1f}"
 
 
 # ---------------------------------------------------------------------------------------------- dry-run plan

@@ -16,8 +16,8 @@ from typing import Annotated, Any, NoReturn
 import typer
 
 from longdocvqa.cli.output import console, fail, plain, summary
-from longdocvqa.core.errors import LongDocVQAError, RecipeError
 from longdocvqa.core import bundled
+from longdocvqa.core.errors import LongDocVQAError, RecipeError
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.core.store import RunDir
 from longdocvqa.pipeline import build as run_build

@@ -30,7 +30,9 @@ def recipe_list() -> None:
 
 
 @recipe_app.command("show")
-def recipe_show(name: Annotated[str, typer.Argument(help="A bundled recipe's name (longdocvqa recipe list).")]) -> None:
+def recipe_show(
+    name: Annotated[str, typer.Argument(help="A bundled recipe's name (longdocvqa recipe list).")],
+) -> None:
     """Print a bundled recipe, comments included."""
     try:
         typer.echo(bundled.bundled_path(name).read_text(encoding="utf-8"), nl=False)

@@ -1,4 +1,5 @@
-"""The only module that imports PyMuPDF: probing PDFs, raw page text, tables, and page images.
+"""The only module that imports PyMuPDF: probing PDFs, raw page text, tables, page images, and where a text sits on a
+page (`text_boxes`, for the card's example pictures).
 
 Rendering is lazy: the document stages need sizes and text, not pixels. Page images are made
 when a later stage asks for them (generation, publishing) and are cached by the caller.
@@ -365,3 +366,19 @@ def encode_pixmap(pix: Any, fmt: str, quality: int) -> bytes:
     else:
         raise ValueError(f"unknown image format {fmt!r}")
     return out.getvalue()
+
+
+Rect = tuple[float, float, float, float]
+
+
+def text_boxes(path: str | Path, page_number: int, needles: list[str], limit: int = 12) -> tuple[Rect, list[Rect]]:
+    """Where the text layer of 1-based page `page_number` holds each of `needles` (MuPDF's case-insensitive search):
+    (the page's box in points as rendered, the boxes found in the same points, at most `limit`)."""
+    doc = open_pdf(path)
+    try:
+        page = doc[page_number - 1]
+        found = [r * page.rotation_matrix for needle in needles if needle.strip() for r in page.search_for(needle)]
+        box = page.rect
+        return (box.x0, box.y0, box.x1, box.y1), [(r.x0, r.y0, r.x1, r.y1) for r in found[:limit]]
+    finally:
+        doc.close()

@@ -1,4 +1,5 @@
-"""The evaluation's outputs: scores.json, predictions.jsonl, rejects.jsonl, the accuracy-vs-length plot, a table.
+"""The evaluation's outputs: scores.json, predictions.jsonl, rejects.jsonl, the accuracy-vs-length plot (and
+its plotted numbers, accuracy_vs_length.json), a table.
 
 scores.json holds `accuracy` (0-1, mean score over every evaluated (question, length)), `f1` (MMLongBench-Doc's F1
 over "Not answerable"), and the same two per length, per task, per answer format, per evidence position
@@ -14,8 +15,8 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from longdocvqa.assembly.chart import line_chart
-from longdocvqa.core.store import atomic_write_bytes, atomic_write_json, atomic_write_text
+from longdocvqa.core.charts import Chart, charts_available, line_chart
+from longdocvqa.core.store import atomic_write_json, atomic_write_text
 from longdocvqa.eval.score import accuracy_and_f1, evidence_position
 
 if TYPE_CHECKING:
@@ -95,12 +96,14 @@ def write_outputs(
     atomic_write_text(paths["predictions.jsonl"], "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     rejects = "".join(r.model_dump_json() + "\n" for r in data.rejects)
     atomic_write_text(paths["rejects.jsonl"], rejects)
-    atomic_write_bytes(paths[PLOT_NAME], plot_png(scores))
+    if charts_available() is None:  # a broken install without matplotlib still gets its scores
+        plot_chart(scores).write(paths[PLOT_NAME])  # and accuracy_vs_length.json, the plotted numbers
     return scores, paths
 
 
-def plot_png(scores: dict[str, Any]) -> bytes:
-    """PNG of accuracy against context length: one line per task and one (black) for all tasks."""
+def plot_chart(scores: dict[str, Any]) -> Chart:
+    """Accuracy against context length: one line per task and one (black, dashed) for all tasks; the title states
+    the overall accuracy and how many (question, length) pairs it averages."""
     lengths = [k for k, v in scores["by_length"].items() if v["evaluated"]]
     tasks = sorted({task for entry in scores["by_length_task"].values() for task in entry})
     series: dict[str, list[float | None]] = {
@@ -108,8 +111,8 @@ def plot_png(scores: dict[str, Any]) -> bytes:
     }
     series["all"] = [scores["by_length"][n]["accuracy"] for n in lengths]
     labels = [f"{int(n) // 1024}K" if int(n) >= 1024 else n for n in lengths]
-    return line_chart(labels, series, xlabel="context length (tokens)", ylabel="accuracy",
-                      title="Accuracy vs context length")  # fmt: skip
+    title = f"Accuracy vs context length: {scores['accuracy']:.3f} overall over {scores['evaluated']:,} answers"
+    return line_chart(labels, series, xlabel="context length (tokens, K = 1024)", ylabel="accuracy", title=title)
 
 
 def scores_table(scores: dict[str, Any]) -> Any:

@@ -214,7 +214,7 @@ def write_dataset(
     _write_sft(writers["sft"], examples, docs, ImageSource(page_image, short_images), stats, rejects)
     stats.shards = {config: writer.close() for config, writer in writers.items()}
     stats.num_bytes = {c: {s: w.num_bytes for s, w in writer.splits.items()} for c, writer in writers.items()}
-    write_card(staging, recipe, stats, build)
+    write_card(staging, recipe, stats, build, page_image)
     _swap_in(staging, dataset_dir)
     stats.shards = {
         c: {s: [dataset_dir / p.relative_to(staging) for p in ps] for s, ps in by_split.items()}

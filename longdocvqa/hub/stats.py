@@ -39,6 +39,7 @@ class PublishStats:
     licence_rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     shards: dict[str, dict[str, list[Path]]] = field(default_factory=dict)
     num_bytes: dict[str, dict[str, int]] = field(default_factory=dict)
+    doc_paths: dict[str, str] = field(default_factory=dict)  # sha256 -> source path (example pictures; never shown)
     max_card_documents: int = 100
 
     @property
@@ -49,9 +50,14 @@ class PublishStats:
             for task, rows in self.candidates.items()
         }
 
+    def used_candidates(self, task: str) -> list[dict[str, Any]]:
+        """The task's candidate qa rows (passed every check) that an `sft` example uses, in row order."""
+        return [r for r in self.candidates.get(task, []) if r["id"] in self.used_qa]
+
     def add_document(self, doc: PdfDoc, split: str) -> None:
         self.rows["documents"][split] += 1
         self.licences[doc.licence or "unknown"] += 1
+        self.doc_paths[doc.sha256] = str(doc.path)
         if len(self.documents) < self.max_card_documents:
             self.documents.append(
                 {
@@ -69,7 +75,8 @@ class PublishStats:
         self.generators[row["generator"]] += 1
         self.licence_rows["qa"][row.get("licence") or "unknown"] += 1
         if len(self.candidates[row["task"]]) < _CARD_CANDIDATES_PER_TASK and passed_checks(row):
-            keys = ("id", "task", "question", "answer", "answer_format", "evidence_pages", "verification")
+            keys = ("id", "task", "doc_sha256", "question", "answer", "answer_list", "answer_format", "evidence_pages",
+                    "verification")  # fmt: skip
             self.candidates[row["task"]].append({k: row[k] for k in keys})
 
     def add_example(self, row: Mapping[str, Any], split: str) -> None:
