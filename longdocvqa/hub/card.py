@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,7 @@ class BuildReport(BaseModel):
     verifier: str | None = Field(default=None, description="verifier model when verification ran, else None")
     benchmarks: list[str] | None = Field(default=None, description="benchmarks decontaminated against (names)")
     within_pool: bool | None = Field(default=None, description="near-duplicates removed inside the pool")
+    audit: dict[str, Any] | None = Field(default=None, description="the hand audit's summary (audit/report.py)")
 
 
 @dataclass
@@ -284,6 +286,7 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         f"- Generator: `{generator}` ({kind}; QA rows by generator: {used})",
         f"- Prompt version: `{prompt}` (QA rows by prompt version: {versions})",
         f"- Verification: {f'on, answerability checked by `{verifier}`' if verifier else 'off'}",
+        audit_line(build.audit),
     ]
     if build.notes:
         parts += ["", build.notes]
@@ -298,6 +301,20 @@ def _provenance(recipe: Recipe, stats: PublishStats, build: BuildReport) -> str:
         "</details>",
     ]
     return "\n".join(parts)
+
+
+def audit_line(audit: Mapping[str, Any] | None) -> str:
+    """The card's hand-audit bullet (`longdocvqa audit --report` writes the summary; audit/report.py)."""
+    if not audit or not audit.get("overall", {}).get("judged"):
+        return "- Hand audit: none was done (`longdocvqa audit OUT` samples QA for a person to check)"
+    row, sample = audit["overall"], audit.get("sample", {})
+    low, high = (f"{100 * v:.1f}" for v in row["ci95"])
+    unclear = f"; {row['unclear']} unclear counted apart" if row.get("unclear") else ""
+    audited = audit.get("verdicts", row["judged"] + row.get("unclear", 0))
+    how = f"seeded task-stratified sample of {sample.get('size', '?')} of {sample.get('population', '?')} published QA"
+    when = str(audit.get("audited_at") or "?")[:10]
+    return (f"- Hand audit: {row['correct']} of {row['judged']} correct (95% CI {low}-{high}%{unclear}), {audited} QA "
+            f"audited from a {how} (seed {sample.get('seed', '?')}), {when}")  # fmt: skip
 
 
 def _fields(recipe: Recipe) -> str:

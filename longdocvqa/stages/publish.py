@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from longdocvqa import __version__
 from longdocvqa.assembly.assemble import Assembly
 from longdocvqa.assembly.stats import write_length_plots
+from longdocvqa.audit.report import saved_summary
 from longdocvqa.core.errors import RejectedInput, one_line
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.integrity import published_intact, record_published
@@ -67,7 +68,7 @@ def run_publish(
         plots = write_length_plots(assembly.stats, ctx.run.plots_dir)
         report = BuildReport(
             drops_by_reason=drops, decontamination=decontamination,
-            generator=_generator_name(ctx.recipe),
+            generator=_generator_name(ctx.recipe), audit=saved_summary(ctx.run.root),
             length_histogram_png=plots["length"], pages_histogram_png=plots["pages"],
             notes=_quality_notes(ctx), **_what_ran(ctx.recipe),
         )  # fmt: skip
