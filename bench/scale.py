@@ -29,7 +29,8 @@ from typing import Any
 import pymupdf
 
 from longdocvqa.core.fingerprint import file_sha256
-from longdocvqa.core.recipe import EndpointConfig, LayoutConfig
+from longdocvqa.core.recipe import LayoutConfig
+from longdocvqa.core.recipe_generate import EndpointConfig
 from longdocvqa.core.records import QA
 from longdocvqa.core.store import StageOutput
 from longdocvqa.llm import LLMClient

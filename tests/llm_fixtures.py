@@ -16,7 +16,8 @@ import pytest
 from openai_server import ScriptedOpenAI
 
 from longdocvqa.core.fingerprint import file_sha256
-from longdocvqa.core.recipe import EndpointConfig, GenerateConfig, LayoutConfig, SegmentConfig
+from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
+from longdocvqa.core.recipe_generate import EndpointConfig, GenerateConfig
 from longdocvqa.core.records import LayoutDoc, PdfDoc, Segment
 from longdocvqa.llm import ImageInput, LLMClient
 

@@ -13,7 +13,8 @@ import pytest
 from llm_fixtures import closing, endpoint, scripted_server  # noqa: F401 - registers the `server` fixture
 from openai_server import ScriptedOpenAI
 
-from longdocvqa.core.recipe import EndpointConfig, load_recipe
+from longdocvqa.core.recipe import load_recipe
+from longdocvqa.core.recipe_generate import EndpointConfig
 from longdocvqa.core.records import QA
 from longdocvqa.hub.redact import REDACTED, public_recipe
 from longdocvqa.llm import AllDrained, LLMClient, Router

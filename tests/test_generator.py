@@ -9,7 +9,7 @@ import pytest
 from llm_fixtures import real_document
 
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.generate import OpenAIGenerator, TemplateGenerator, generate_document, make_generator
 
 OPENAI = {"kind": "openai", "endpoint": {"model": "gen-model", "base_url": "http://127.0.0.1:9/v1"}}

@@ -22,7 +22,7 @@ from llm_fixtures import (  # noqa: F401 - `server`
 from openai_server import ScriptedOpenAI
 from PIL import Image
 
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA, QARecord
 from longdocvqa.generate.base import drop_duplicates, make_record, qa_json_schema, qa_record_json_schema
 from longdocvqa.generate.checks import (

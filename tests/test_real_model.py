@@ -17,7 +17,7 @@ import pytest
 from llm_fixtures import real_document
 from pydantic import BaseModel, ConfigDict
 
-from longdocvqa.core.recipe import EndpointConfig, GenerateConfig
+from longdocvqa.core.recipe_generate import EndpointConfig, GenerateConfig
 from longdocvqa.core.records import QA
 from longdocvqa.generate.document import generate_document, open_clients
 from longdocvqa.llm import Invalid, LLMClient

@@ -9,7 +9,7 @@ import re
 import pytest
 from llm_fixtures import real_document
 
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import LayoutDoc, Segment
 from longdocvqa.generate.template import template_document
 

@@ -11,10 +11,10 @@ import pytest
 import yaml
 from test_publish import Sample, cached_sample, copy_sample
 
+from longdocvqa.cli.dataset import render_report
 from longdocvqa.hub.validate import (
     ValidationReport,
     exact_token_counter,
-    render_report,
     token_bounds,
     validate_dataset,
 )

@@ -1,22 +1,27 @@
 """`validate`, `push` and `inspect`: what is done with a built dataset.
 
-Owns: these commands' flags and what they print. Does not own: the checks (hub/validate.py), the upload
-(hub/push.py) or the manifest (pipeline.py writes it).
+Owns: these commands' flags and what they print (the validation report's tables too). Does not own: the checks
+(hub/validate.py), the upload (hub/push.py) or the manifest (pipeline.py writes it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from longdocvqa.cli.output import console, fail, plain, summary
 from longdocvqa.core.errors import LongDocVQAError, RecipeError
 from longdocvqa.core.manifest import load_manifest
+from longdocvqa.core.safetext import printable
 from longdocvqa.hub.push import dataset_folder, push_dataset
-from longdocvqa.hub.validate import failure_counts, render_report, validate_dataset
+from longdocvqa.hub.validate import KINDS, ValidationReport, failure_counts, validate_dataset
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 
 def validate(
@@ -110,6 +115,41 @@ def _print_history(total: dict[str, Any] | None) -> None:
         + (f", cost ${cost:,.4f}" if cost is not None else "")
         + " (per build: runs.jsonl)"
     )
+
+
+def render_report(report: ValidationReport, console: Console) -> None:
+    """Print the report with Rich: rows checked, failures per kind (first N each), warnings, verdict."""
+    from rich.table import Table
+    from rich.text import Text
+
+    title = f"validate {report.target}" + (f" @ {report.revision}" if report.revision else "")
+    checked = Table(title=Text(printable(title)))
+    checked.add_column("config")
+    checked.add_column("rows checked", justify="right")
+    for config, splits in report.rows_checked.items():
+        checked.add_row(config, ", ".join(f"{s}: {n}" for s, n in sorted(splits.items())) or "0")
+    console.print(checked)
+    if report.failures:
+        console.print(_failure_table(report))
+    for warning in report.warnings:
+        console.print(Text.assemble(("warning ", "yellow"), printable(warning)))
+    failures = f": {sum(report.failure_counts.values())} failures"
+    verdict = Text.assemble(("OK", "green")) if report.ok else Text.assemble(("FAILED", "red"), failures)
+    console.print(verdict)
+
+
+def _failure_table(report: ValidationReport) -> Table:
+    from rich.table import Table
+
+    table = Table(title=f"failures (first {report.max_per_kind} per kind)")
+    for column in ("check", "config", "split", "row", "message"):
+        table.add_column(column, overflow="fold")
+    for failure in sorted(report.failures, key=lambda f: KINDS.index(f.kind) if f.kind in KINDS else len(KINDS)):
+        table.add_row(failure.kind, failure.config, failure.split, failure.row, failure.message)
+    for kind, count in report.failure_counts.items():
+        if count > report.max_per_kind:
+            table.add_row(kind, "", "", "", f"... {count - report.max_per_kind} more")
+    return table
 
 
 COMMANDS: dict[str, Callable[..., None]] = {"validate": validate, "push": push, "inspect": inspect}

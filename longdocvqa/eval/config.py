@@ -13,7 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from longdocvqa.assembly.tokens import HUB_MAX_PIXELS, HUB_MIN_PIXELS
-from longdocvqa.core.recipe import MAX_SEED, MAX_TOKENS, EndpointConfig
+from longdocvqa.core.recipe_generate import EndpointConfig
+from longdocvqa.core.settings import MAX_SEED, MAX_TOKENS
 from longdocvqa.eval.data import EvalQuestion
 from longdocvqa.eval.prompt import PromptPlan
 from longdocvqa.eval.score import evidence_position

@@ -20,8 +20,9 @@ from pydantic import ValidationError
 
 from longdocvqa.assembly.tokens import TokenCounter
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import MAX_TOKENS, EndpointConfig
+from longdocvqa.core.recipe_generate import EndpointConfig
 from longdocvqa.core.safetext import clean_text, printable
+from longdocvqa.core.settings import MAX_TOKENS
 from longdocvqa.eval.config import EvalConfig, Prediction
 from longdocvqa.eval.data import EvalQuestion, EvalSet, load_eval_set
 from longdocvqa.eval.prompt import TEMPLATE_ID, PromptBuilder

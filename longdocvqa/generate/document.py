@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import OCR_TASKS, QA_TASKS, LayoutDoc, PdfDoc, QARecord, Reject, Segment
 from longdocvqa.generate.base import Generator, PageImage, drop_duplicates
 from longdocvqa.generate.ocr import ocr_document

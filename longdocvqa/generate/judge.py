@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import JudgeConfig
+from longdocvqa.core.recipe_generate import JudgeConfig
 from longdocvqa.core.records import QA
 from longdocvqa.generate.prompts import MODALITY, fill, load_prompt, message_content
 from longdocvqa.llm import LLMClient, Message, text_part

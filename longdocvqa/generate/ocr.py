@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from longdocvqa.core.fingerprint import content_hash
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA, Block, BlockLabel, LayoutDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.base import make_record
 from longdocvqa.generate.prompts import fill, load_prompt

@@ -18,7 +18,7 @@ from importlib import resources
 from typing import Any
 
 from longdocvqa.core.errors import RecipeError
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA, Segment, Task
 from longdocvqa.generate.base import PageImage
 from longdocvqa.generate.checks import SECTION_NUMBERING, title_core

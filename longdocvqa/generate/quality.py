@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA_TASKS, QARecord, Reject
 
 _VERIFY_REJECTS = {"unverified": "unverified", "verify_failed": "failed"}

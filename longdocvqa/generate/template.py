@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from longdocvqa.core.fingerprint import content_hash
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA, LayoutDoc, PdfDoc, QARecord, Reject, Segment, Task
 from longdocvqa.generate.base import PageImage, item_id, make_record, verification_label
 from longdocvqa.generate.checks import check_generated, title_core

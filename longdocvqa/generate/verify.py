@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from longdocvqa.core.recipe import GenerateConfig
+from longdocvqa.core.recipe_generate import GenerateConfig
 from longdocvqa.core.records import QA, AnswerFormat
 from longdocvqa.generate.checks import normalise, parse_number
 from longdocvqa.generate.prompts import MODALITY, fill, load_prompt, message_content

@@ -7,7 +7,7 @@ evidence pages inside the document and inside the recorded segment, token length
 consistent with the images and text, task shares and counts as the card records them, no document in two splits,
 and the card's YAML itself.
 
-Owns the checks and the report (`ValidationReport`, `render_report`); printing and the exit code are the CLI's.
+Owns the checks and the report (`ValidationReport`); printing it (cli/dataset.py) and the exit code are the CLI's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -35,13 +35,8 @@ from longdocvqa.core.contract import (
 )
 from longdocvqa.core.errors import StageError
 from longdocvqa.core.records import QA
-from longdocvqa.core.safetext import printable
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import check_reachable, is_local, iter_rows, read_card_text
-
-if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.table import Table
 
 # Failure kinds, in report order.
 KINDS: tuple[str, ...] = (
@@ -461,41 +456,3 @@ def token_bounds(
     low = vision + _TOKENS_PER_TURN_MIN * len(messages)
     high = vision + text_bytes + _TOKENS_PER_TURN_MAX * len(messages) + _TEMPLATE_OVERHEAD_MAX
     return low, high
-
-
-# ---- rendering ------------------------------------------------------------------------------------------------
-
-
-def render_report(report: ValidationReport, console: Console) -> None:
-    """Print the report with Rich: rows checked, failures per kind (first N each), warnings, verdict."""
-    from rich.table import Table
-    from rich.text import Text
-
-    title = f"validate {report.target}" + (f" @ {report.revision}" if report.revision else "")
-    checked = Table(title=Text(printable(title)))
-    checked.add_column("config")
-    checked.add_column("rows checked", justify="right")
-    for config, splits in report.rows_checked.items():
-        checked.add_row(config, ", ".join(f"{s}: {n}" for s, n in sorted(splits.items())) or "0")
-    console.print(checked)
-    if report.failures:
-        console.print(_failure_table(report))
-    for warning in report.warnings:
-        console.print(Text.assemble(("warning ", "yellow"), printable(warning)))
-    failures = f": {sum(report.failure_counts.values())} failures"
-    verdict = Text.assemble(("OK", "green")) if report.ok else Text.assemble(("FAILED", "red"), failures)
-    console.print(verdict)
-
-
-def _failure_table(report: ValidationReport) -> Table:
-    from rich.table import Table
-
-    table = Table(title=f"failures (first {report.max_per_kind} per kind)")
-    for column in ("check", "config", "split", "row", "message"):
-        table.add_column(column, overflow="fold")
-    for failure in sorted(report.failures, key=lambda f: KINDS.index(f.kind) if f.kind in KINDS else len(KINDS)):
-        table.add_row(failure.kind, failure.config, failure.split, failure.row, failure.message)
-    for kind, count in report.failure_counts.items():
-        if count > report.max_per_kind:
-            table.add_row(kind, "", "", "", f"... {count - report.max_per_kind} more")
-    return table

@@ -27,7 +27,7 @@ from typing import Any, Generic
 from pydantic import BaseModel
 
 from longdocvqa.core.errors import ExternalServiceError, RecipeError
-from longdocvqa.core.recipe import EndpointConfig
+from longdocvqa.core.recipe_generate import EndpointConfig
 from longdocvqa.core.safetext import mask_secrets, register_secret
 from longdocvqa.llm.endpoints import AllDrained, Route, Router
 from longdocvqa.llm.ledger import Completion, Ledger

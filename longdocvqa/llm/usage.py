@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from longdocvqa.core.recipe import EndpointConfig
+from longdocvqa.core.recipe_generate import EndpointConfig
 
 
 @dataclass
