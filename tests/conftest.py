@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
+from recipe_helpers import recipe_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PDFS = ROOT / "tests" / "data" / "pdfs"
@@ -22,17 +22,7 @@ def write_recipe(tmp_path: Path):
     """Write a recipe YAML (demo settings updated by `overrides`) and return its path."""
 
     def _write(pool_paths: list[str], **overrides: dict) -> Path:
-        data = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
-        data["pool"]["paths"] = pool_paths
-        data["pool"]["licences"] = str(PDFS / "SOURCES.tsv")
-        for section, values in overrides.items():
-            if isinstance(values, dict):
-                data.setdefault(section, {}).update(values)
-            else:
-                data[section] = values
-        path = tmp_path / "recipe.yaml"
-        path.write_text(yaml.safe_dump(data))
-        return path
+        return recipe_file(tmp_path, pool_paths, **overrides)
 
     return _write
 

@@ -24,6 +24,7 @@ import pymupdf
 import pytest
 import yaml
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
+from recipe_helpers import recipe_file
 from typer.testing import CliRunner
 
 from longdocvqa.cli import app
@@ -59,22 +60,6 @@ def invoke(*args: Any) -> Any:
 
 def lines(text: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
-
-
-def recipe_file(folder: Path, pool_paths: list[str], **overrides: Any) -> Path:
-    """The demo recipe on `pool_paths` with `overrides` merged per section (as conftest's write_recipe)."""
-    data = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
-    data["pool"]["paths"] = pool_paths
-    data["pool"]["licences"] = str(PDFS / "SOURCES.tsv")
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data))
-    return path
 
 
 def endpoint(server: Any, **overrides: Any) -> dict[str, Any]:

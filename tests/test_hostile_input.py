@@ -22,10 +22,10 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-import yaml
 from eval_helpers import gold_answers, make_benchmark, replier
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from openai_server import ScriptedOpenAI
+from recipe_helpers import recipe_file
 
 ROOT = Path(__file__).resolve().parents[1]
 PDFS = ROOT / "tests" / "data" / "pdfs"
@@ -67,22 +67,6 @@ def error_line(proc: subprocess.CompletedProcess, code: int, *needles: str) -> s
     for needle in needles:
         assert needle in line, line
     return line
-
-
-def recipe_file(folder: Path, pool_paths: list[str], text: str = "", **overrides: Any) -> Path:
-    """The demo recipe on `pool_paths`, `overrides` merged per section; `text` appended verbatim."""
-    data = yaml.safe_load((ROOT / "recipes" / "demo.yaml").read_text())
-    data["pool"]["paths"] = pool_paths
-    data["pool"]["licences"] = str(PDFS / "SOURCES.tsv")
-    for section, values in overrides.items():
-        if isinstance(values, dict):
-            data.setdefault(section, {}).update(values)
-        else:
-            data[section] = values
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "recipe.yaml"
-    path.write_text(yaml.safe_dump(data) + text)
-    return path
 
 
 def openai_endpoint(server: ScriptedOpenAI, **overrides: Any) -> dict[str, Any]:
