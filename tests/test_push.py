@@ -65,6 +65,7 @@ def lfs_files(folder: Path) -> set[str]:
 # ---- tests ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_push_then_load_by_tag_returns_the_same_rows(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     code, results, output = run_client(
         hub,
@@ -94,6 +95,7 @@ def test_push_then_load_by_tag_returns_the_same_rows(sample: Sample, hub: FakeHu
     assert not any(TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_interrupted_push_resumes_without_reuploading(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     code, _, output = run_client(hub, tmp_path, [{"op": "push", "out_dir": str(sample.out_dir), "interrupt_after": 4}])
     assert code == INTERRUPTED_EXIT, output
@@ -108,6 +110,7 @@ def test_interrupted_push_resumes_without_reuploading(sample: Sample, hub: FakeH
     assert len(hub.repo(REPO)["commits"]) == 2
 
 
+@pytest.mark.slow
 def test_same_version_is_a_noop_and_changed_content_is_refused(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     folder = tmp_path / "out"
     (folder).mkdir()
@@ -139,6 +142,7 @@ def test_same_version_is_a_noop_and_changed_content_is_refused(sample: Sample, h
     assert "NOTES.txt" not in head and "NOTES.txt" in repo["commits"][first["commit"]]["files"]
 
 
+@pytest.mark.slow
 def test_push_refuses_a_folder_that_fails_validation(sample: Sample, tmp_path: Path) -> None:
     import shutil
 
