@@ -127,6 +127,7 @@ def test_a_two_shard_pool_on_ray_gives_the_local_folder_builds_sft_parquet(
     assert _parquet(tmp_path / "ray")[sft] == _parquet(tmp_path / "local")[sft]
 
 
+@pytest.mark.slow  # the module's autouse fixture starts a Ray cluster
 def test_a_ray_task_that_overruns_runs_out_of_memory_or_dies_is_a_failure() -> None:
     executor = RayExecutor(Limits(seconds=3, memory_mb=200), address=None, cpus=2, cpus_per_task=1)
     cases = {
