@@ -32,7 +32,13 @@ Endpoints implemented ({type} is datasets, models or spaces):
     POST /api/{type}/{ns}/{name}/tag/{rev}              409 when the tag exists
     HEAD|GET /{type-prefix}{ns}/{name}/resolve/{rev}/{path}   file bytes (Range supported), X-Repo-Commit, ETag
 
-Not implemented: auth (any token is accepted), pull requests, branches other than those commits create, repo
+Auth: a request that carries `Authorization: Bearer T` with T other than `FakeHub.token` gets 401; requests
+without the header (anonymous reads, LFS uploads to the signed URL) are served. Failures on demand: each status
+in `FakeHub.commit_failures` answers one commit POST (first in, first used, before the commit is applied), e.g.
+`[429, 500]`; a 429 carries `Retry-After: FakeHub.retry_after_s`. A commit whose header names a `parentCommit`
+other than the branch head gets 412, as on the Hub.
+
+Not implemented: pull requests, branches other than those commits create, repo
 deletion, Xet. `FakeHub.lfs_puts` and `FakeHub.requests` let tests see what the clients did.
 """
 
@@ -184,6 +190,10 @@ class Handler(BaseHTTPRequestHandler):
         return repo_type, repo_id, self.state.load(repo_type, repo_id)
 
     def route(self, table: list[tuple[str, Any]], path: str) -> bool:
+        auth = self.headers.get("Authorization")
+        if auth is not None and auth != f"Bearer {self.server.hub.token}":
+            self.error(401, "Invalid credentials in Authorization header")
+            return True
         for pattern, handler in table:
             match = re.match(pattern, path)
             if match:
@@ -431,6 +441,8 @@ class Handler(BaseHTTPRequestHandler):
         parent = repo["branches"].get(branch)
         if parent is None:
             return self.error(404, "Revision not found", "revision")
+        if self.server.hub.commit_failures:
+            return self._fail_commit(self.server.hub.commit_failures.pop(0))
         files, message = dict(repo["commits"][parent]["files"]), ""
         for line in self.body().decode().splitlines():
             if not line.strip():
@@ -439,6 +451,8 @@ class Handler(BaseHTTPRequestHandler):
             key, value = op["key"], op["value"]
             if key == "header":
                 message = value.get("summary", "")
+                if value.get("parentCommit") not in (None, parent):
+                    return self.error(412, "A commit has happened since. Please refresh and try again.")
             elif key == "file":
                 data = base64.b64decode(value["content"]) if value.get("encoding") == "base64" else value["content"]
                 data = data.encode() if isinstance(data, str) else data
@@ -458,6 +472,14 @@ class Handler(BaseHTTPRequestHandler):
         self.state.save(repo_type, repo_id, repo)
         url = f"http://{self.headers['Host']}/{PREFIX[repo_type]}{repo_id}/commit/{oid}"
         self.send(200, {"commitUrl": url, "commitOid": oid, "pullRequestUrl": None})
+
+    def _fail_commit(self, status: int) -> None:
+        if status == 429:
+            headers = {"Retry-After": str(self.server.hub.retry_after_s), "X-Error-Message": "Too many requests"}
+            return self.send(429, {"error": "Too many requests"}, headers=headers)
+        if status == 412:
+            return self.error(412, "A commit has happened since. Please refresh and try again.")
+        self.error(status, "Internal Error - We're working hard to fix this as soon as possible!")
 
     def post_tag(self, match: re.Match) -> None:
         repo_type, repo_id, repo = self.repo(match[1], match[2])
@@ -497,8 +519,11 @@ class Handler(BaseHTTPRequestHandler):
 class FakeHub:
     """A loopback Hub server on 127.0.0.1 (a free port), state in `root`; use as a context manager."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, token: str = "hf_fake_token_for_tests") -> None:
         self.state = HubState(Path(root))
+        self.token = token
+        self.commit_failures: list[int] = []  # statuses for the next commit POSTs, first in first used
+        self.retry_after_s = 1
         self.lock = threading.RLock()
         self.lfs_puts: list[str] = []
         self.requests: list[str] = []
@@ -539,7 +564,7 @@ class FakeHub:
         """Environment variables that point huggingface_hub and datasets at this server, offline otherwise."""
         return {
             "HF_ENDPOINT": self.url,
-            "HF_TOKEN": "hf_fake_token_for_tests",
+            "HF_TOKEN": self.token,
             "HF_HUB_DISABLE_XET": "1",
             "HF_HOME": str(hf_home),
             "HF_HUB_DISABLE_TELEMETRY": "1",

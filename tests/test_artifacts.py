@@ -278,6 +278,7 @@ def test_demo_builds_without_importing_torch_or_transformers(tmp_path: Path) -> 
     assert run["tokenizer_source"] == "dashscope qwen.tiktoken"
 
 
+@pytest.mark.slow
 def test_tokenizer_comes_from_the_hub_when_no_offline_source_exists(tmp_path: Path) -> None:
     """After a bare `pip install longdocvqa` (no dashscope, empty cache) the build downloads tokenizer.json."""
     from fakehub import FakeHub

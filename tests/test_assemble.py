@@ -428,6 +428,7 @@ def test_short_share_without_short_rows_is_an_error(counter, letter) -> None:
 # ---------------------------------------------------------------------------------------------- determinism
 
 
+@pytest.mark.slow
 def test_rebuild_is_byte_identical_whatever_the_input_order(counter, letter, tmp_path: Path) -> None:
     docs, qas = make_pool(letter, 150, seed=13)
     config = AssembleConfig(budget_tokens=8_000_000)

@@ -27,6 +27,7 @@ def _segments(out: Path) -> dict[str, list[tuple[int, int, str]]]:
     return result
 
 
+@pytest.mark.slow
 def test_every_bad_input_is_rejected_with_its_reason_and_good_files_succeed(mixed_pool, write_recipe, tmp_path):
     folder, expected = mixed_pool
     recipe = load_recipe(write_recipe([str(folder)], pool={"max_reject_rate": 0.9}))
@@ -42,6 +43,7 @@ def test_every_bad_input_is_rejected_with_its_reason_and_good_files_succeed(mixe
     }
 
 
+@pytest.mark.slow
 def test_error_budget_stops_the_build_with_a_clear_message(mixed_pool, write_recipe, tmp_path):
     folder, _ = mixed_pool
     recipe = load_recipe(write_recipe([str(folder)], pool={"max_reject_rate": 0.5}))
@@ -49,6 +51,7 @@ def test_error_budget_stops_the_build_with_a_clear_message(mixed_pool, write_rec
         build(recipe, tmp_path / "out", workers=1)
 
 
+@pytest.mark.slow
 def test_rerun_does_no_work_and_writes_lock_and_manifest(write_recipe, pdf_dir, tmp_path):
     recipe = load_recipe(write_recipe([str(pdf_dir / "R-data.pdf"), str(pdf_dir / "brief.pdf")]))
     first = build(recipe, tmp_path / "out", workers=1)
@@ -61,6 +64,7 @@ def test_rerun_does_no_work_and_writes_lock_and_manifest(write_recipe, pdf_dir, 
     assert (tmp_path / "out" / "recipe.lock.yaml").read_text() == recipe.to_yaml()
 
 
+@pytest.mark.slow
 def test_changed_segment_setting_reuses_layout(write_recipe, pdf_dir, tmp_path):
     recipe = load_recipe(write_recipe([str(pdf_dir / "R-data.pdf")]))
     build(recipe, tmp_path / "out", workers=1)
@@ -70,6 +74,7 @@ def test_changed_segment_setting_reuses_layout(write_recipe, pdf_dir, tmp_path):
     assert manifest["stages"]["segment"]["reused"] == 0
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_segments(write_recipe, pdf_dir, tmp_path):
     recipe_path = write_recipe([str(pdf_dir)])
     reference = tmp_path / "reference"
@@ -90,6 +95,7 @@ def test_kill_and_resume_gives_the_same_segments(write_recipe, pdf_dir, tmp_path
     assert _segments(out) == _segments(reference)
 
 
+@pytest.mark.slow
 def test_benchmark_copies_are_dropped_and_reported(write_recipe, pdf_dir, tmp_path):
     import shutil
 

@@ -17,6 +17,7 @@ runner = CliRunner()
 COMMANDS = sorted(cmd.name or cmd.callback.__name__ for cmd in app.registered_commands)
 
 
+@pytest.mark.slow
 def test_all_contract_commands_exist() -> None:
     assert {"build", "validate", "push", "inspect", "schema"} <= set(COMMANDS)
 
@@ -41,6 +42,7 @@ def test_schema_prints_the_qa_json_schema() -> None:
     assert set(schema["required"]) == {"question", "answer", "answer_format", "evidence_pages", "evidence_sources"}
 
 
+@pytest.mark.slow
 def test_bad_recipe_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     bad = tmp_path / "r.yaml"
     bad.write_text("name: x\nversion: 0.1.0\npool: {paths: [.], colour: red}\n")
@@ -49,6 +51,7 @@ def test_bad_recipe_exits_2_with_one_line_per_problem(tmp_path: Path) -> None:
     assert "pool.colour: unknown key" in result.output
 
 
+@pytest.mark.slow
 def test_python_dash_m_works() -> None:
     out = subprocess.run([sys.executable, "-m", "longdocvqa", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "build" in out.stdout
@@ -79,6 +82,7 @@ def test_inspect_lists_stages_in_pipeline_order_and_takes_the_dataset_folder(tmp
         assert "history: 2 builds since 2026-01-01T00:00:00+00:00" in result.output and "cost $0.2500" in result.output
 
 
+@pytest.mark.slow
 def test_executor_ray_without_ray_installed_exits_2_naming_the_extra(tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError, as without the extra
     demo = str(ROOT / "recipes" / "demo.yaml")

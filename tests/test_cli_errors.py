@@ -54,6 +54,7 @@ def _cases(tmp: Path) -> dict[str, tuple[list[str], int, str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     ["build: no recipe file", "build: unknown executor", "inspect: no run directory", "schema: unknown",
@@ -108,6 +109,7 @@ def test_the_layout_json_is_the_documents_blocks() -> None:
     assert page["page"] == 1 and (first["label"], first["text"]) == ("title", "R Data Import/Export")
 
 
+@pytest.mark.slow
 def test_no_resume_with_a_bad_recipe_clears_nothing(write_recipe, pdf_dir: Path, tmp_path: Path) -> None:
     """--no-resume clears finished stages only once the recipe's prompts and files check out."""
     openai = {"kind": "openai", "endpoint": {"base_url": "http://127.0.0.1:9/v1"}}

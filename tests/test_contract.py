@@ -42,12 +42,14 @@ def test_train_and_hub_build_the_same_features() -> None:
         assert list(schema.columns(config)) == list(contract.COLUMNS[config])
 
 
+@pytest.mark.slow
 def test_published_parquet_carries_the_contract_features(sample: Sample) -> None:
     for config in contract.CONFIGS:
         for split, data in load_config(sample.dataset, config).items():
             assert data.features == features_for(config), (config, split)
 
 
+@pytest.mark.slow
 def test_trainer_loads_the_published_sft_config(sample: Sample) -> None:
     from train.sft import ScriptArguments, load_sft_dataset
 
@@ -56,6 +58,7 @@ def test_trainer_loads_the_published_sft_config(sample: Sample) -> None:
     assert len(dataset) == sample_rows(sample.dataset, "sft")
 
 
+@pytest.mark.slow
 def test_trainer_refuses_a_dataset_without_num_tokens(sample: Sample, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -90,6 +93,7 @@ def sample_rows(folder: Path, config: str) -> int:
     return int(header[contract.CARD_KEY]["counts"][config]["train"])
 
 
+@pytest.mark.slow
 def test_card_header_holds_the_contract_card_metadata(sample: Sample) -> None:
     from longdocvqa.hub.card import split_card
 

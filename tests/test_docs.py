@@ -159,9 +159,12 @@ def cli_options() -> dict[str, frozenset[str]]:
 
 @cache
 def script_options() -> frozenset[str]:
-    """The options of the bench/ and scripts/ argparse scripts (docs quote them with their figures)."""
+    """The options of the bench/ and scripts/ argparse scripts (docs quote them with their figures) and the flags
+    the scripts/*.sh scripts compare an argument with (`[ "${1:-}" = "--fast" ]`)."""
     sources = [p.read_text(encoding="utf-8") for folder in ("bench", "scripts") for p in (ROOT / folder).glob("*.py")]
-    return frozenset(o for s in sources for o in re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", s))
+    shells = [p.read_text(encoding="utf-8") for p in (ROOT / "scripts").glob("*.sh")]
+    argparse = {o for s in sources for o in re.findall(r"add_argument\(\s*\"(--[\w-]+)\"", s)}
+    return frozenset(argparse | {o for s in shells for o in re.findall(r'= "(--[\w-]+)" \]', s)})
 
 
 def _option_errors(code: list[str]) -> list[str]:

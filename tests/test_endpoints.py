@@ -93,6 +93,7 @@ def test_with_every_server_drained_an_attempt_fails_unsent() -> None:
     asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_a_call_whose_servers_are_all_down_ends_as_an_endpoint_error(server: ScriptedOpenAI) -> None:
     server.policy = lambda _i, _body: "server_error"
     dead = "http://127.0.0.1:1/v1"
@@ -105,6 +106,7 @@ def test_a_call_whose_servers_are_all_down_ends_as_an_endpoint_error(server: Scr
     assert usage["errors"]["all_drained"] == 4 and server.requests == 1  # one request each, then none sent
 
 
+@pytest.mark.slow
 def test_a_refused_server_is_drained_and_every_call_answered_by_the_other(server: ScriptedOpenAI) -> None:
     dead = "http://127.0.0.1:1/v1"  # nothing listens on port 1: connection refused
     client = LLMClient(endpoint(server, base_url=[dead, server.base_url], max_concurrency=2, drain_after_failures=2))
@@ -123,6 +125,7 @@ def test_a_refused_server_is_drained_and_every_call_answered_by_the_other(server
     assert healthy["requests"] == server.requests == usage["sent"] == len(messages) and healthy["failures"] == 0
 
 
+@pytest.mark.slow
 def test_two_servers_one_failing_for_a_while(write_recipe, pdf_dir, tmp_path: Path) -> None:
     # the healthy server answers slowly, so the build lasts long enough for the failing one's probes
     failing, healthy, other = ScriptedOpenAI().start(), ScriptedOpenAI(latency_s=0.3).start(), ScriptedOpenAI().start()

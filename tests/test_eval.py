@@ -48,6 +48,7 @@ def read_predictions(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_right_answers_score_one_and_a_rerun_sends_nothing(
     server: ScriptedOpenAI, bench: Path, tmp_path: Path
 ) -> None:
@@ -79,6 +80,7 @@ def test_right_answers_score_one_and_a_rerun_sends_nothing(
     assert read_predictions(out) == rows
 
 
+@pytest.mark.slow
 def test_page_images_of_benchmark_pdfs_are_sent(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     """Image input on PDFs: pages rendered at 144 DPI (in worker threads) and sent as JPEG data URLs."""
     server.responder = replier(gold_answers())
@@ -89,6 +91,7 @@ def test_page_images_of_benchmark_pdfs_are_sent(server: ScriptedOpenAI, bench: P
     assert all(p.plan.prompt_tokens <= 12000 and len(p.plan.blocks) >= 2 for p in result.predictions)
 
 
+@pytest.mark.slow
 def test_wrong_answers_score_zero(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     server.responder = replier(wrong_answers())
     result = run_eval(config(server, bench, tmp_path / "out"), counter=counter())
@@ -96,6 +99,7 @@ def test_wrong_answers_score_zero(server: ScriptedOpenAI, bench: Path, tmp_path:
     assert all(p.score == 0.0 and p.raw_answer for p in result.predictions)
 
 
+@pytest.mark.slow
 def test_not_answerable_replies_score_only_the_unanswerable_question(
     server: ScriptedOpenAI, bench: Path, tmp_path: Path
 ) -> None:
@@ -109,6 +113,7 @@ def test_not_answerable_replies_score_only_the_unanswerable_question(
     assert {p.extracted for p in result.predictions} == {"Not answerable"}
 
 
+@pytest.mark.slow
 def test_a_judge_extracts_answers_through_the_same_ledger(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     gold = gold_answers()
 
@@ -127,6 +132,7 @@ def test_a_judge_extracts_answers_through_the_same_ledger(server: ScriptedOpenAI
     assert server.requests == 2 * len(QUESTIONS)
 
 
+@pytest.mark.slow
 def test_failed_calls_score_zero_and_are_retried_by_the_next_run(
     server: ScriptedOpenAI, bench: Path, tmp_path: Path
 ) -> None:
@@ -142,6 +148,7 @@ def test_failed_calls_score_zero_and_are_retried_by_the_next_run(
     assert second.scores["accuracy"] == 1.0 and second.scores["failed_calls"] == 0
 
 
+@pytest.mark.slow
 def test_a_killed_eval_resumes_without_paying_twice(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     """Kill the CLI mid-run (SIGKILL, nothing flushed), rerun: only the calls the ledger lacks are sent."""
     import signal
@@ -183,6 +190,7 @@ def _finished_calls(sqlite3: Any, ledger: Path) -> int:
             return 0
 
 
+@pytest.mark.slow
 def test_a_question_whose_document_is_too_long_is_skipped_and_counted(
     server: ScriptedOpenAI, bench: Path, tmp_path: Path
 ) -> None:
@@ -248,6 +256,7 @@ def test_padding_comes_from_other_documents_and_runs_out_honestly(bench: Path) -
 # ---------------------------------------------------------------------------------------------- dataset and CLI
 
 
+@pytest.mark.slow
 def test_eval_on_the_demo_build_with_page_images(server: ScriptedOpenAI, demo_build: Path, tmp_path: Path) -> None:
     """The demo build's `train` split (its only split), pages as the build rendered them, at 32K and 128K."""
     from longdocvqa.hub.load import load_config
@@ -271,6 +280,7 @@ def test_eval_on_the_demo_build_with_page_images(server: ScriptedOpenAI, demo_bu
     assert sorted(sent_images) == sorted(r["num_pages"] for r in rows)  # every page of every prompt as an image
 
 
+@pytest.mark.slow
 def test_eval_on_a_hub_repo_by_tag(server: ScriptedOpenAI, demo_build: Path, tmp_path: Path) -> None:
     """Push the demo build to the loopback Hub, then evaluate the repo at its tag (clients in child processes,
     which read the Hub's address from the environment at import, as a user's would)."""
@@ -301,6 +311,7 @@ def test_eval_on_a_hub_repo_by_tag(server: ScriptedOpenAI, demo_build: Path, tmp
     assert scores["accuracy"] == 1.0
 
 
+@pytest.mark.slow
 def test_cli_eval_help_and_run(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     help_text = runner.invoke(app, ["eval", "--help"]).output

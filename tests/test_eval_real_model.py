@@ -45,7 +45,15 @@ def test_eval_end_to_end_through_llama_cpp(tmp_path: Path) -> None:
     evaluated = [r for r in rows if not r["skipped"]]
     assert evaluated and scores["evaluated"] == len(evaluated) and scores["failed_calls"] == 0
     assert all(r["raw_answer"] and r["score"] is not None and r["prompt_tokens"] <= r["length"] for r in evaluated)
-    assert 0.0 <= scores["accuracy"] <= 1.0 and set(scores["by_length"]) == {str(n) for n in LENGTHS}
+    assert set(scores["by_length"]) == {str(n) for n in LENGTHS}
+    assert all(0.0 <= r["score"] <= 1.0 for r in evaluated)
+    # the aggregate is the mean of the per-row scores, overall and per length
+    assert scores["accuracy"] == pytest.approx(sum(r["score"] for r in evaluated) / len(evaluated), abs=1e-6)
+    for length, entry in scores["by_length"].items():
+        mine = [r["score"] for r in evaluated if str(r["length"]) == length]
+        assert entry["evaluated"] == len(mine)
+        if mine:
+            assert entry["accuracy"] == pytest.approx(sum(mine) / len(mine), abs=1e-6)
     usage = scores["run"]["usage"]["model"]
     assert usage["sent"] == 0 and usage["replayed"] == len(evaluated)  # the second run replayed every call
     assert usage["prompt_tokens"] > 500 * len(evaluated)  # the server's own count: full documents were sent

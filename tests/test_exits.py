@@ -106,6 +106,7 @@ def raced(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[in
     return out, results
 
 
+@pytest.mark.slow
 def test_two_builds_on_one_out_the_loser_exits_with_one_line_and_the_winner_validates(raced) -> None:
     out, results = raced
     assert sorted(code for code, _, _ in results) == [0, 1], [r[2][-2000:] for r in results]
@@ -118,6 +119,7 @@ def test_two_builds_on_one_out_the_loser_exits_with_one_line_and_the_winner_vali
     assert (out / "build.lock").read_text() == ""  # released
 
 
+@pytest.mark.slow
 def test_a_build_on_a_held_out_fails_at_once_naming_the_holder(tmp_path: Path) -> None:
     recipe = recipe_file(tmp_path, [str(PDFS / "R-data.pdf")])
     out = tmp_path / "out"
@@ -181,6 +183,7 @@ def test_a_lock_left_by_a_dead_build_is_waited_for_while_its_workers_let_go(tmp_
     worker.wait()
 
 
+@pytest.mark.slow
 def test_files_of_a_build_follow_the_umask(raced) -> None:
     out, _ = raced
     files = [p for p in out.rglob("*") if p.is_file()]
@@ -198,6 +201,7 @@ def test_atomic_writes_follow_a_stricter_umask(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- 2. publish keyed by what it depends on
 
 
+@pytest.mark.slow
 def test_a_rebuild_after_a_publish_setting_changes_republishes(tmp_path: Path) -> None:
     from longdocvqa.core.contract import CARD_KEY
     from longdocvqa.core.recipe import load_recipe
@@ -232,6 +236,7 @@ def test_a_rebuild_after_a_publish_setting_changes_republishes(tmp_path: Path) -
 # ---------------------------------------------------------------- 3. bounded replies
 
 
+@pytest.mark.slow
 def test_runaway_replies_are_refused_unread_never_stored_nor_resent(server, tmp_path: Path) -> None:
     server.huge_mb = 30
     server.policy = lambda index, _body: "huge" if index % 2 else "huge_chunked"
@@ -250,7 +255,8 @@ def test_runaway_replies_are_refused_unread_never_stored_nor_resent(server, tmp_
                           text=True, cwd=ROOT, timeout=900)  # fmt: skip
     assert "Traceback" not in proc.stderr
     peak_kb = int(proc.stderr.split("PEAK_KB")[1].split()[0])
-    assert peak_kb < 3 * 1024 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
+    # measured 202-211 MB (docs/measured.md, docs/testing-notes.md): the bound is about 2x that, not 15x
+    assert peak_kb < 450 * 1024, f"peak RSS {peak_kb / 1024:.0f} MB"
     assert proc.returncode == 1
     (error,) = [line for line in lines(proc.stderr) if line.startswith("error:")]
     failed = re.search(r"generate: (\d+) of (\d+) questions failed", error)
@@ -265,6 +271,7 @@ def test_runaway_replies_are_refused_unread_never_stored_nor_resent(server, tmp_
     assert [k for k, _ in kinds] == ["reply_too_large"] and kinds[0][1] <= 300
 
 
+@pytest.mark.slow
 def test_a_long_invalid_reply_is_sent_back_cut_in_the_reask(server) -> None:
     from llm_fixtures import closing
     from llm_fixtures import endpoint as llm_endpoint
@@ -336,6 +343,7 @@ BAD_RECIPES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", sorted(BAD_RECIPES))
 def test_a_bad_recipe_exits_2_with_one_line_before_any_work(case: str, tmp_path: Path) -> None:
     text, expected = BAD_RECIPES[case]
@@ -348,6 +356,7 @@ def test_a_bad_recipe_exits_2_with_one_line_before_any_work(case: str, tmp_path:
     assert not out.exists()  # found before any work
 
 
+@pytest.mark.slow
 def test_a_pool_list_that_includes_itself_exits_2(tmp_path: Path) -> None:
     (tmp_path / "a.txt").write_text("b.txt\n")
     (tmp_path / "b.txt").write_text(f"{PDFS / 'R-data.pdf'}\na.txt\n")
@@ -360,6 +369,7 @@ def test_a_pool_list_that_includes_itself_exits_2(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- 5. fail loudly
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("kind", "reason"),
     [("server_error", "endpoint_error"), ("empty", "endpoint_error"), ("hang", "endpoint_error"),
@@ -379,6 +389,7 @@ def test_an_endpoint_failing_every_call_stops_the_build_with_exit_1(server, tmp_
     assert (tmp_path / "out" / "rejects.jsonl").read_text().count(reason) == 3  # kept for the user to read
 
 
+@pytest.mark.slow
 def test_a_build_stopped_by_the_generation_budget_keeps_finished_documents(server, tmp_path: Path) -> None:
     def recipe(names: list[str]) -> Path:
         return recipe_file(
@@ -405,6 +416,7 @@ def test_a_build_stopped_by_the_generation_budget_keeps_finished_documents(serve
     assert len(list((out / "stages" / "generate").glob("*/*/*.json"))) == 3
 
 
+@pytest.mark.slow
 def test_an_empty_pool_exits_1_with_the_reason(tmp_path: Path) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -414,6 +426,7 @@ def test_an_empty_pool_exits_1_with_the_reason(tmp_path: Path) -> None:
     assert f"pool: no PDF found in {empty}" in line
 
 
+@pytest.mark.slow
 def test_a_build_that_publishes_nothing_exits_1_with_the_reason(tmp_path: Path) -> None:
     recipe = recipe_file(tmp_path, [str(PDFS / "R-data.pdf")], assemble={"min_tokens": 1, "max_tokens": 2})
     result = invoke("build", recipe, "--out", tmp_path / "out", "--workers", "1")
@@ -425,6 +438,7 @@ def test_a_build_that_publishes_nothing_exits_1_with_the_reason(tmp_path: Path) 
 # ---------------------------------------------------------------- 6. safe text
 
 
+@pytest.mark.slow
 def test_names_with_markup_and_control_characters_are_printed_escaped_and_stored_clean(tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -450,6 +464,7 @@ def test_names_with_markup_and_control_characters_are_printed_escaped_and_stored
     assert row["file_name"] == "ctl [31m.pdf" and row["title"] == "Evil [2J Title"
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads every folder: an unreadable folder cannot be made")
 def test_an_unreadable_subfolder_gets_a_reject_line(tmp_path: Path) -> None:
     pool = tmp_path / "pool"
@@ -475,6 +490,7 @@ def _offline_hub_env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, **hub, "HF_TOKEN": "hf_fake_token_for_tests", "HF_HUB_DISABLE_TELEMETRY": "1"}
 
 
+@pytest.mark.slow
 def test_push_to_an_unreachable_hub_is_one_line(raced, tmp_path: Path) -> None:
     out, _ = raced
     proc = run_cli("push", out, "--repo", "org/name", env=_offline_hub_env(tmp_path))

@@ -40,6 +40,7 @@ def _scanned_copy(src: Path, out: Path, scanned: int, pages: int) -> list[str]:
     return texts
 
 
+@pytest.mark.slow
 def test_image_only_pages_are_transcribed_by_the_vlm(server, write_recipe, pdf_dir, tmp_path) -> None:
     path = tmp_path / "scan.pdf"
     texts = _scanned_copy(pdf_dir / "R-data.pdf", path, scanned=3, pages=12)
@@ -65,6 +66,7 @@ def test_image_only_pages_are_transcribed_by_the_vlm(server, write_recipe, pdf_d
     assert server.requests == requests  # stored and ledgered: nothing is asked twice
 
 
+@pytest.mark.slow
 def test_endpoint_outage_is_retried_on_the_next_run_without_repaying(server, write_recipe, pdf_dir, tmp_path):
     names = ["R-data.pdf", "etoolbox.pdf"]
     recipe = load_recipe(write_recipe(
@@ -95,6 +97,7 @@ def test_endpoint_outage_is_retried_on_the_next_run_without_repaying(server, wri
     assert new_requests == first["stages"]["generate"]["dropped"]["endpoint_error"]  # only the failed calls
 
 
+@pytest.mark.slow
 def test_generation_split_over_processes_matches_one_process(server, write_recipe, pdf_dir, tmp_path) -> None:
     names = ["R-data.pdf", "etoolbox.pdf", "mathtools.pdf", "R-FAQ.pdf"]
 
@@ -123,6 +126,7 @@ def test_generation_split_over_processes_matches_one_process(server, write_recip
     assert server.requests == 2 * sent  # resumed from the stored stage: no call is made again
 
 
+@pytest.mark.slow
 def test_a_wrong_key_stops_a_build_split_over_processes(server, write_recipe, pdf_dir, tmp_path) -> None:
     recipe = load_recipe(write_recipe(
         [str(pdf_dir / n) for n in ("R-data.pdf", "etoolbox.pdf")], decontaminate={"within_pool": False},

@@ -111,6 +111,7 @@ def _layout_running(out: Path, proc: subprocess.Popen[bytes]) -> bool:
     return len(done) >= 1 and bool(_descendants(proc.pid))
 
 
+@pytest.mark.slow
 def test_sigkill_during_layout_leaves_no_process_and_resume_matches(write_recipe, pdf_dir, tmp_path) -> None:
     recipe = write_recipe([str(pdf_dir / n) for n in NAMES], decontaminate={"within_pool": False})
     build(load_recipe(recipe), tmp_path / "reference", workers=2)
@@ -133,6 +134,7 @@ def _generation_recipe(write_recipe, pdf_dir, server):
     )
 
 
+@pytest.mark.slow
 def test_sigkill_during_generation_leaves_no_process_and_resume_matches(
     server, write_recipe, pdf_dir, tmp_path
 ) -> None:
@@ -149,6 +151,7 @@ def test_sigkill_during_generation_leaves_no_process_and_resume_matches(
     assert _dataset(out) == _dataset(tmp_path / "reference") and _dataset(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("given_out", [True, False], ids=["--out", "default folder"])
 def test_ctrl_c_exits_130_with_one_line_naming_the_run_folder_and_no_process_left(
     server, write_recipe, pdf_dir, tmp_path, given_out: bool

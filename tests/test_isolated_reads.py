@@ -68,6 +68,7 @@ def _example_docs(out: Path) -> set[str]:
     return set(pq.read_table(shard, columns=["doc_id"]).column("doc_id").to_pylist())
 
 
+@pytest.mark.slow
 def test_a_crash_reading_page_texts_at_decontamination_is_one_reject(write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     doomed = paths[1]
@@ -82,6 +83,7 @@ def test_a_crash_reading_page_texts_at_decontamination_is_one_reject(write_recip
     assert _published_docs(out) == {paths[0].name}
 
 
+@pytest.mark.slow
 def test_reading_past_the_time_limit_at_decontamination_is_a_timeout(write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     doomed = paths[0]
@@ -96,6 +98,7 @@ def test_reading_past_the_time_limit_at_decontamination_is_a_timeout(write_recip
     assert _published_docs(out) == {paths[1].name} and manifest["examples"] > 0
 
 
+@pytest.mark.slow
 def test_a_crash_rendering_pages_for_generation_is_one_reject(server, write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     doomed = paths[1]
@@ -115,6 +118,7 @@ def test_a_crash_rendering_pages_for_generation_is_one_reject(server, write_reci
     assert _published_docs(out) == {paths[0].name}  # rendered at generation, published from the page cache
 
 
+@pytest.mark.slow
 def test_a_crash_rendering_pages_for_publishing_is_one_reject_each(write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     doomed = paths[0]  # the template generator renders nothing: publish is the first to render pages
@@ -128,6 +132,7 @@ def test_a_crash_rendering_pages_for_publishing_is_one_reject_each(write_recipe,
     assert manifest["examples"] > 0 and _example_docs(out) == {file_sha256(paths[1])}
 
 
+@pytest.mark.slow
 def test_a_benchmark_pdf_that_crashes_its_reader_is_reported_unreadable(write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     bench = tmp_path / "bench"
@@ -145,6 +150,7 @@ def test_a_benchmark_pdf_that_crashes_its_reader_is_reported_unreadable(write_re
     assert manifest["stages"]["decontaminate"]["kept"] == 2 and manifest["examples"] > 0
 
 
+@pytest.mark.slow
 def test_rendering_past_the_memory_limit_at_publishing_is_too_big(write_recipe, pdf_dir, tmp_path, monkeypatch):
     paths = _copies(pdf_dir, tmp_path / "pool")
     doomed = paths[1]

@@ -13,6 +13,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 
 import pymupdf
+import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 
 from longdocvqa.core.recipe import load_recipe
@@ -49,6 +50,7 @@ def _rejects(out: Path) -> list[dict]:
     return [json.loads(line) for line in (out / "rejects.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_page_that_cannot_be_rendered_at_publish_is_one_reject(write_recipe, pdf_dir, tmp_path) -> None:
     paths = _copies(pdf_dir, tmp_path / "pool")
     recipe = load_recipe(write_recipe([str(p) for p in paths], decontaminate={"within_pool": False}))
@@ -63,6 +65,7 @@ def test_a_page_that_cannot_be_rendered_at_publish_is_one_reject(write_recipe, p
     assert manifest["examples"] > 0  # the other document's examples are published
 
 
+@pytest.mark.slow
 def test_a_document_unreadable_at_decontamination_is_one_reject(write_recipe, pdf_dir, tmp_path) -> None:
     paths = _copies(pdf_dir, tmp_path / "pool")
     recipe = load_recipe(write_recipe([str(p) for p in paths], decontaminate={"within_pool": True}))
@@ -78,6 +81,7 @@ def test_a_document_unreadable_at_decontamination_is_one_reject(write_recipe, pd
     assert len(sha) == 64 and not list((out / "cache" / "decontaminate").rglob(f"{sha}.npy"))  # no empty entry
 
 
+@pytest.mark.slow
 def test_generation_over_the_per_document_limit_is_rejected_and_retried(server, write_recipe, pdf_dir, tmp_path):
     paths = _copies(pdf_dir, tmp_path / "pool")
     endpoint = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 120.0,

@@ -23,6 +23,8 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "longdocvqa"
 PACKAGE = "longdocvqa"
@@ -307,6 +309,7 @@ def folder_graph(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
     return folders
 
 
+@pytest.mark.slow  # imports every module in fresh interpreters: ~40 s on the loaded 2-core machine
 def test_folders_import_each_other_without_a_cycle() -> None:
     graph = {m: i | import_graph(type_only=True)[m] for m, i in import_graph().items()}
     assert find_cycles(folder_graph(graph)) == []
@@ -362,6 +365,7 @@ def test_train_imports_nothing_from_the_package() -> None:
         assert PACKAGE not in external, path
 
 
+@pytest.mark.slow  # imports every module in fresh interpreters: ~40 s on the loaded 2-core machine
 def test_eval_sits_beside_the_pipeline() -> None:
     """`longdocvqa eval` reuses the floor and the adapters but never the stages, the runner or the CLI."""
     graph = {m: i | import_graph(type_only=True)[m] for m, i in import_graph().items()}

@@ -30,6 +30,7 @@ def user_version(path: Path) -> int:
         db.close()
 
 
+@pytest.mark.slow
 def test_a_ledger_from_before_migrations_opens_replays_and_records(server: ScriptedOpenAI, tmp_path: Path) -> None:
     path = tmp_path / "llm_calls.sqlite"
     shutil.copyfile(SCHEMA0, path)

@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
 from llm_fixtures import scripted_server  # noqa: F401  (registers the `server` fixture)
 from openai_server import ScriptedOpenAI
 from test_interrupt import _kill_and_check, _start, _wait_for
@@ -69,6 +70,7 @@ def test_shards_replay_each_other_once_their_writer_is_gone_and_merge_into_the_l
     assert merge_shards(main) == 0 and _calls(main) == 2
 
 
+@pytest.mark.slow
 def test_two_client_processes_write_two_shards_merged_into_one_ledger_and_a_rerun_calls_nothing(
     server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
 ) -> None:
@@ -98,6 +100,7 @@ def test_two_client_processes_write_two_shards_merged_into_one_ledger_and_a_reru
     assert dataset and _parquet(out) == dataset and again["stages"]["generate"]["kept"] > 0
 
 
+@pytest.mark.slow
 def test_shards_a_killed_build_left_behind_are_replayed_and_merged_on_resume(
     server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
 ) -> None:

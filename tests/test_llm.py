@@ -48,6 +48,7 @@ def ask(client: LLMClient, messages=MESSAGES, **kwargs):
     return closing(client.ask(messages, QA, **options), client)
 
 
+@pytest.mark.slow
 def test_json_schema_request_and_parse(server: ScriptedOpenAI) -> None:
     answer = ask(make_client(server))
     assert answer.ok and answer.value is not None
@@ -59,24 +60,28 @@ def test_json_schema_request_and_parse(server: ScriptedOpenAI) -> None:
     assert body["max_tokens"] == 1024 and body["seed"] == 0 and body["temperature"] == 0.0
 
 
+@pytest.mark.slow
 def test_text_mode_reads_evidence_then_json(server: ScriptedOpenAI) -> None:
     answer = ask(make_client(server, response_mode="text"))
     assert "response_format" not in server.bodies[0]
     assert answer.ok and answer.evidence_description.startswith("Page 7")
 
 
+@pytest.mark.slow
 def test_json_object_mode(server: ScriptedOpenAI) -> None:
     answer = ask(make_client(server, response_mode="json_object"))
     assert server.bodies[0]["response_format"] == {"type": "json_object"}
     assert answer.ok
 
 
+@pytest.mark.slow
 def test_extra_body_is_passed_through(server: ScriptedOpenAI) -> None:
     ask(make_client(server, extra_body={"top_k": 20, "chat_template_kwargs": {"enable_thinking": False}}))
     assert server.bodies[0]["top_k"] == 20
     assert server.bodies[0]["chat_template_kwargs"] == {"enable_thinking": False}
 
 
+@pytest.mark.slow
 def test_server_errors_are_retried(server: ScriptedOpenAI) -> None:
     server.push("server_error", "server_error")
     client = make_client(server)
@@ -86,6 +91,7 @@ def test_server_errors_are_retried(server: ScriptedOpenAI) -> None:
     assert client.ledger.count("errors") == 2 and client.ledger.count("calls") == 1
 
 
+@pytest.mark.slow
 def test_retry_after_is_a_floor_for_the_backoff(server: ScriptedOpenAI) -> None:
     server.retry_after = "1"
     server.push("rate_limit")
@@ -103,6 +109,7 @@ def test_retry_after_header_forms() -> None:
     assert retry_after_s({}) is None
 
 
+@pytest.mark.slow
 def test_transient_retries_are_bounded(server: ScriptedOpenAI) -> None:
     server.push(*["server_error"] * 10)
     answer = ask(make_client(server, max_retries=2))
@@ -111,6 +118,7 @@ def test_transient_retries_are_bounded(server: ScriptedOpenAI) -> None:
     assert "server_error" in answer.detail
 
 
+@pytest.mark.slow
 def test_truncated_body_and_timeout_are_transient(server: ScriptedOpenAI) -> None:
     server.hang_s = 3.0
     server.push("truncated", "hang")
@@ -120,6 +128,7 @@ def test_truncated_body_and_timeout_are_transient(server: ScriptedOpenAI) -> Non
     assert client.errors["connection"] == 1 and client.errors["timeout"] == 1
 
 
+@pytest.mark.slow
 def test_wrong_key_or_url_stops_the_build(server: ScriptedOpenAI) -> None:
     server.push("auth_error")
     with pytest.raises(ExternalServiceError, match="HTTP 401"):
@@ -130,6 +139,7 @@ def test_wrong_key_or_url_stops_the_build(server: ScriptedOpenAI) -> None:
         ask(bad)
 
 
+@pytest.mark.slow
 def test_missing_base_url_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch, server: ScriptedOpenAI) -> None:
     monkeypatch.delenv("LDV_TEST_URL", raising=False)
     with pytest.raises(RecipeError, match="LDV_TEST_URL"):
@@ -138,6 +148,7 @@ def test_missing_base_url_is_a_recipe_error(monkeypatch: pytest.MonkeyPatch, ser
     assert ask(LLMClient(endpoint(server, base_url=None, base_url_env="LDV_TEST_URL"))).ok
 
 
+@pytest.mark.slow
 def test_aimd_shrinks_on_429_and_recovers(server: ScriptedOpenAI) -> None:
     server.latency_s = 0.02
     server.push(*["rate_limit"] * 12)
@@ -153,6 +164,7 @@ def test_aimd_shrinks_on_429_and_recovers(server: ScriptedOpenAI) -> None:
     assert client.limiter.limit > client.limiter.min_limit_seen  # additive increase after the 429s stopped
 
 
+@pytest.mark.slow
 def test_invalid_output_is_reasked_with_the_error_appended(server: ScriptedOpenAI) -> None:
     server.push("invalid_json")
     client = make_client(server)
@@ -166,6 +178,7 @@ def test_invalid_output_is_reasked_with_the_error_appended(server: ScriptedOpenA
     assert client.outcomes == {"invalid_json": 1, "ok": 1}
 
 
+@pytest.mark.slow
 def test_invalid_output_is_dropped_with_its_reason(server: ScriptedOpenAI) -> None:
     server.push("schema_violation", "schema_violation", "schema_violation")
     answer = ask(make_client(server), max_invalid_retries=2)
@@ -173,12 +186,14 @@ def test_invalid_output_is_dropped_with_its_reason(server: ScriptedOpenAI) -> No
     assert "answer_format" in answer.detail and server.requests == 3
 
 
+@pytest.mark.slow
 def test_length_cut_reply_is_reported_as_truncated(server: ScriptedOpenAI) -> None:
     server.push("length")
     answer = ask(make_client(server), max_invalid_retries=0)
     assert answer.reason == "truncated"
 
 
+@pytest.mark.slow
 def test_semantic_check_failure_is_reasked(server: ScriptedOpenAI) -> None:
     def check(qa: QA) -> Invalid | None:
         return Invalid("evidence_outside_segment", "pages outside") if qa.evidence_pages[0] > 100 else None
@@ -189,6 +204,7 @@ def test_semantic_check_failure_is_reasked(server: ScriptedOpenAI) -> None:
     assert "rejected (evidence_outside_segment)" in server.bodies[1]["messages"][-1]["content"]
 
 
+@pytest.mark.slow
 def test_ledger_replays_finished_calls_without_http(server: ScriptedOpenAI, tmp_path: Path) -> None:
     path = tmp_path / "llm_calls.sqlite"
     server.push("invalid_json")
@@ -202,6 +218,7 @@ def test_ledger_replays_finished_calls_without_http(server: ScriptedOpenAI, tmp_
     assert usage["sent"] == 0 and usage["replayed"] == 2 and usage["prompt_tokens"] > 0
 
 
+@pytest.mark.slow
 def test_ledger_never_stores_the_api_key(server: ScriptedOpenAI, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("LDV_TEST_KEY", "sk-very-secret-key-123")
     path = tmp_path / "calls.sqlite"
@@ -212,6 +229,7 @@ def test_ledger_never_stores_the_api_key(server: ScriptedOpenAI, tmp_path: Path,
     assert rows == [("scripted", "test@v1", "extract-single", "ok", rows[0][4])] and rows[0][4] > 0
 
 
+@pytest.mark.slow
 def test_request_key_covers_what_changes_the_reply(server: ScriptedOpenAI) -> None:
     client = make_client(server)
     params = client._params(0.0)
@@ -224,6 +242,7 @@ def test_request_key_covers_what_changes_the_reply(server: ScriptedOpenAI) -> No
     assert key == other_url.request_key(MESSAGES, "t@v1", None, params)  # where the model runs is not content
 
 
+@pytest.mark.slow
 def test_identical_concurrent_calls_are_sent_once(server: ScriptedOpenAI) -> None:
     server.latency_s = 0.05
     client = make_client(server)
@@ -235,6 +254,7 @@ def test_identical_concurrent_calls_are_sent_once(server: ScriptedOpenAI) -> Non
     assert server.requests == 1 and len({a.value.question for a in answers}) == 1
 
 
+@pytest.mark.slow
 def test_usage_counts_tokens_and_cost_per_task(server: ScriptedOpenAI) -> None:
     client = make_client(server, price_input_per_mtok=2.0, price_output_per_mtok=10.0)
     ask(client, task="reasoning")
@@ -245,6 +265,7 @@ def test_usage_counts_tokens_and_cost_per_task(server: ScriptedOpenAI) -> None:
     assert entry["cost_usd"] == pytest.approx(expected, abs=1e-6) and usage["cost_usd"] == entry["cost_usd"]
 
 
+@pytest.mark.slow
 def test_images_are_sent_as_small_jpeg_data_urls(server: ScriptedOpenAI, tmp_path: Path) -> None:
     png = io.BytesIO()
     Image.new("RGB", (1224, 1584), "white").save(png, format="PNG")
@@ -288,6 +309,7 @@ def test_response_format_modes() -> None:
     assert response_format(QA, "json_schema")["json_schema"]["name"] == "QA"
 
 
+@pytest.mark.slow
 def test_a_flood_of_calls_is_admitted_a_few_at_a_time(server: ScriptedOpenAI) -> None:
     server.latency_s = 0.01
     client = make_client(server, max_concurrency=4)

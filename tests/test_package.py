@@ -83,6 +83,7 @@ def test_a_starter_from_the_demo_builds_from_another_folder(tmp_path: Path) -> N
     assert loaded.pool.paths == [str(PDFS)] and loaded.name == "mine"
 
 
+@pytest.mark.slow
 def test_build_takes_a_bundled_name_and_a_file_of_that_name_wins(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,6 +113,7 @@ def test_a_bundled_recipe_without_its_pdfs_says_where_to_get_them(tmp_path: Path
     assert "tests/data/pdfs" in result.stderr and "recipe new" in result.stderr
 
 
+@pytest.mark.slow
 def test_documents_config_embeds_each_pdf_decodably(demo_build: Path) -> None:
     import pyarrow.parquet as pq
     from datasets import load_dataset
@@ -128,6 +130,7 @@ def test_documents_config_embeds_each_pdf_decodably(demo_build: Path) -> None:
     assert "the source PDF itself" in card
 
 
+@pytest.mark.slow
 def test_validate_fails_on_one_changed_pdf_byte(demo_build: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 
@@ -145,6 +148,7 @@ def test_validate_fails_on_one_changed_pdf_byte(demo_build: Path, tmp_path: Path
     assert cli("validate", str(demo_build / "dataset"), cwd=tmp_path).returncode == 0
 
 
+@pytest.mark.slow
 def test_row_groups_are_bounded_by_bytes(demo_build: Path, tmp_path: Path) -> None:
     import pyarrow.parquet as pq
 

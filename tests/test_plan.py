@@ -112,6 +112,7 @@ def test_a_stream_short_of_its_share_draws_its_next_units() -> None:
     assert more == planner.more(plan, deficits, 1)  # the same seeded order every time
 
 
+@pytest.mark.slow
 def test_dry_run_prints_calls_prompt_tokens_and_cost_per_task(write_recipe, pdf_dir, tmp_path) -> None:
     from typer.testing import CliRunner
 

@@ -92,6 +92,7 @@ def test_a_loopback_server_build_from_shards_sends_the_same_requests_as_from_a_f
     assert _parquet_sha(tmp_path / "shards", "sft") == _parquet_sha(tmp_path / "folder", "sft")
 
 
+@pytest.mark.slow
 def test_corrupt_and_non_pdf_members_are_one_line_rejects_naming_the_member(write_recipe, pdf_dir, tmp_path):
     data = (pdf_dir / "R-data.pdf").read_bytes()
     shard = _shard(tmp_path / "bad.tar", {

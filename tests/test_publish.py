@@ -235,6 +235,7 @@ def load(folder: Path, config: str, tmp_path: Path, **kwargs: Any) -> Any:
 # ---- tests ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_sft_round_trip_keeps_pages_messages_and_ids(sample: Sample, tmp_path: Path) -> None:
     data = load(sample.dataset, "sft", tmp_path, decode_images=False)
     by_id = {e["id"]: e for e in sample.examples}
@@ -256,6 +257,7 @@ def test_sft_round_trip_keeps_pages_messages_and_ids(sample: Sample, tmp_path: P
         assert row["qa_id"] == (example["qa_id"] or None)  # short data: no qa row
 
 
+@pytest.mark.slow
 def test_document_example_messages_are_typed_blocks(sample: Sample, tmp_path: Path) -> None:
     data = load(sample.dataset, "sft", tmp_path, decode_images=False, split="test")
     user = data[0]["messages"][0]["content"]
@@ -267,6 +269,7 @@ def test_document_example_messages_are_typed_blocks(sample: Sample, tmp_path: Pa
     assert user[-1]["type"] == "text" and user[-1]["text"].startswith("\nWhat does page")
 
 
+@pytest.mark.slow
 def test_sft_images_decode_to_pil_pages(sample: Sample, tmp_path: Path) -> None:
     data = load(sample.dataset, "sft", tmp_path, split="test")
     row = data[0]
@@ -275,6 +278,7 @@ def test_sft_images_decode_to_pil_pages(sample: Sample, tmp_path: Path) -> None:
     assert str(data.features["images"]) == "List(Image(mode=None, decode=True))"
 
 
+@pytest.mark.slow
 def test_qa_and_documents_round_trip(sample: Sample, tmp_path: Path) -> None:
     qa = load(sample.dataset, "qa", tmp_path)
     got = {row["id"]: qa_record_from_row(row) for split in qa for row in qa[split]}
@@ -294,6 +298,7 @@ def test_qa_and_documents_round_trip(sample: Sample, tmp_path: Path) -> None:
         assert row["licence"] == rows[by_sha[row["doc_sha256"]]]["licence"]
 
 
+@pytest.mark.slow
 def test_streaming_gives_the_same_rows(sample: Sample, tmp_path: Path) -> None:
     eager = load(sample.dataset, "sft", tmp_path, decode_images=False)
     streamed = load(sample.dataset, "sft", tmp_path, decode_images=False, streaming=True)
@@ -303,6 +308,7 @@ def test_streaming_gives_the_same_rows(sample: Sample, tmp_path: Path) -> None:
     assert first["images"][0].size[0] > 0  # decoded PIL page when streaming too
 
 
+@pytest.mark.slow
 def test_splits_are_by_document(sample: Sample, tmp_path: Path) -> None:
     seen: dict[str, set[str]] = {}
     for config, key in (("sft", "doc_id"), ("qa", "doc_sha256"), ("documents", "sha256")):
@@ -318,6 +324,7 @@ def test_splits_are_by_document(sample: Sample, tmp_path: Path) -> None:
     assert {s for splits in seen.values() for s in splits} == {"train", "test"}
 
 
+@pytest.mark.slow
 def test_card_header_declares_configs_info_and_processor_settings(sample: Sample) -> None:
     header, body = split_card((sample.dataset / "README.md").read_text())
     configs = {c["config_name"]: c for c in header["configs"]}
@@ -337,6 +344,7 @@ def test_card_header_declares_configs_info_and_processor_settings(sample: Sample
     assert abs(sum(meta["task_shares"].values()) - 1) < 1e-5
 
 
+@pytest.mark.slow
 def test_card_body_reports_the_build(tmp_path: Path) -> None:
     build = BuildReport(
         drops_by_reason={"pool/too_short": 4, "generate/invalid_json": 1},
@@ -373,6 +381,7 @@ def test_card_body_reports_the_build(tmp_path: Path) -> None:
     assert "## Examples" in body
 
 
+@pytest.mark.slow
 def test_rebuild_is_byte_identical(sample: Sample, tmp_path: Path) -> None:
     again = build_sample(tmp_path / "again")
     files = sorted(p.relative_to(sample.dataset) for p in sample.dataset.rglob("*") if p.is_file())
@@ -411,6 +420,7 @@ def test_shards_bounded_by_bytes_with_small_row_groups(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("*.partial"))
 
 
+@pytest.mark.slow
 def test_rows_reach_disk_while_examples_stream(tmp_path: Path) -> None:
     """Memory stays bounded: row groups are on disk before the examples iterator is exhausted."""
     sample = build_sample(tmp_path / "first")
@@ -434,6 +444,7 @@ def test_rows_reach_disk_while_examples_stream(tmp_path: Path) -> None:
     assert len(set(sizes_seen)) >= 3  # grew several times, one row group (2 rows) at a time
 
 
+@pytest.mark.slow
 def test_bad_examples_become_rejects_not_errors(tmp_path: Path) -> None:
     sample = build_sample(tmp_path / "first")
     good = sample.examples[0]
@@ -468,6 +479,7 @@ def test_bad_examples_become_rejects_not_errors(tmp_path: Path) -> None:
     assert summary.counts["sft"] == {"train": 7, "test": 3}
 
 
+@pytest.mark.slow
 def test_card_yaml_is_what_datasets_reads(sample: Sample) -> None:
     from datasets.info import DatasetInfosDict
     from datasets.utils.metadata import MetadataConfigs

@@ -65,6 +65,7 @@ def lfs_files(folder: Path) -> set[str]:
 # ---- tests ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_push_then_load_by_tag_returns_the_same_rows(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     code, results, output = run_client(
         hub,
@@ -94,6 +95,7 @@ def test_push_then_load_by_tag_returns_the_same_rows(sample: Sample, hub: FakeHu
     assert not any(TOKEN.encode() in p.read_bytes() for p in tmp_path.rglob("*") if p.is_file())
 
 
+@pytest.mark.slow
 def test_interrupted_push_resumes_without_reuploading(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     code, _, output = run_client(hub, tmp_path, [{"op": "push", "out_dir": str(sample.out_dir), "interrupt_after": 4}])
     assert code == INTERRUPTED_EXIT, output
@@ -108,6 +110,7 @@ def test_interrupted_push_resumes_without_reuploading(sample: Sample, hub: FakeH
     assert len(hub.repo(REPO)["commits"]) == 2
 
 
+@pytest.mark.slow
 def test_same_version_is_a_noop_and_changed_content_is_refused(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
     folder = tmp_path / "out"
     (folder).mkdir()
@@ -139,6 +142,7 @@ def test_same_version_is_a_noop_and_changed_content_is_refused(sample: Sample, h
     assert "NOTES.txt" not in head and "NOTES.txt" in repo["commits"][first["commit"]]["files"]
 
 
+@pytest.mark.slow
 def test_push_refuses_a_folder_that_fails_validation(sample: Sample, tmp_path: Path) -> None:
     import shutil
 
@@ -151,6 +155,68 @@ def test_push_refuses_a_folder_that_fails_validation(sample: Sample, tmp_path: P
     (folder / "README.md").write_text(text)
     with pytest.raises(PushRefused, match=r"fails validation \(card_counts: 1\); run `longdocvqa validate"):
         push_dataset(tmp_path, REPO, failures=failure_counts)  # refused before any Hub request: no server is running
+
+
+def cli_push(
+    hub: FakeHub, tmp_path: Path, out_dir: Path, *args: str, token: str = TOKEN
+) -> subprocess.CompletedProcess:
+    """`python -m longdocvqa push OUT --repo REPO ARGS` pointed at `hub`, as a user runs it."""
+    env = {**os.environ, **hub.client_env(tmp_path / "hf-home"), "HF_TOKEN": token}
+    command = [sys.executable, "-m", "longdocvqa", "push", str(out_dir), "--repo", REPO, *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+
+
+def version_commits(hub: FakeHub) -> list[str]:
+    """Commits other than the repo's initial one."""
+    repo = hub.repo(REPO) or {"commits": {}}
+    return [oid for oid, commit in repo["commits"].items() if commit["parent"] is not None]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("failures", [[429], [500, 500]], ids=["429-retry-after", "500-twice"])
+def test_cli_push_retries_a_throttled_or_failing_commit(
+    sample: Sample, hub: FakeHub, tmp_path: Path, failures: list[int]
+) -> None:
+    hub.commit_failures = list(failures)
+    proc = cli_push(hub, tmp_path, sample.out_dir, "--tag", "v9", "--public")
+    assert proc.returncode == 0, proc.stderr
+    assert hub.commit_failures == []  # every injected failure was met, then the commit went through
+    commit_posts = [r for r in hub.requests if r.startswith(f"POST /api/datasets/{REPO}/commit/")]
+    assert len(commit_posts) == len(failures) + 1
+    [commit] = version_commits(hub)  # one version commit, not one per try
+    repo = hub.repo(REPO)
+    assert repo["tags"] == {"v9": commit} and repo["private"] is False
+    assert f"pushed: {REPO}@v9" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("failures", "status"), [([500, 500, 500], 500), ([412], 412)], ids=["persistent-500", "412-conflict"]
+)
+def test_cli_push_fails_in_one_line_and_publishes_nothing(
+    sample: Sample, hub: FakeHub, tmp_path: Path, failures: list[int], status: int
+) -> None:
+    hub.commit_failures = list(failures)
+    proc = cli_push(hub, tmp_path, sample.out_dir, "--tag", "v9")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert hub.commit_failures == []  # 412 is not retried; 500 is, until the attempts run out
+    lines = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("uploaded ")]
+    assert len(lines) == 1 and f"HTTP {status}" in lines[0] and REPO in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr and TOKEN not in proc.stdout + proc.stderr
+    repo = hub.repo(REPO)
+    assert version_commits(hub) == [] and repo["tags"] == {}  # no partial version, no tag
+    again = cli_push(hub, tmp_path, sample.out_dir, "--tag", "v9")  # the Hub recovered: a rerun publishes
+    assert again.returncode == 0, again.stderr
+    assert list(hub.repo(REPO)["tags"]) == ["v9"] and len(version_commits(hub)) == 1
+
+
+@pytest.mark.slow
+def test_cli_push_with_a_wrong_token_fails_in_one_line(sample: Sample, hub: FakeHub, tmp_path: Path) -> None:
+    proc = cli_push(hub, tmp_path, sample.out_dir, token="hf_not_the_right_token")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    [line] = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "HTTP 401" in line and "hf_not_the_right_token" not in proc.stdout + proc.stderr
+    assert hub.repo(REPO) is None
 
 
 # ---- the child process ------------------------------------------------------------------------------------------

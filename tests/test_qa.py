@@ -195,6 +195,7 @@ def _assert_valid_rows(records: list[QARecord]) -> None:
         ).id  # fmt: skip
 
 
+@pytest.mark.slow
 def test_text_mode_generation_and_free_rerun(server: ScriptedOpenAI, tmp_path: Path) -> None:
     config = generate_config(server, questions_per_segment=2, exemplars="builtin://exemplars_v1.jsonl")
     records, rejects, client = run(config, tmp_path / "llm_calls.sqlite")
@@ -208,6 +209,7 @@ def test_text_mode_generation_and_free_rerun(server: ScriptedOpenAI, tmp_path: P
     assert server.requests == sent and again == records and client2.usage()["replayed"] == 6
 
 
+@pytest.mark.slow
 def test_second_question_sees_the_first(server: ScriptedOpenAI) -> None:
     config = generate_config(server, questions_per_segment=2, tasks=["reasoning"])
     records, _, _ = run(config, None)
@@ -215,6 +217,7 @@ def test_second_question_sees_the_first(server: ScriptedOpenAI) -> None:
     assert records[0].question in second_prompt and "write a different one" in second_prompt
 
 
+@pytest.mark.slow
 def test_image_mode_sends_labelled_jpeg_pages(server: ScriptedOpenAI) -> None:
     doc, layout, (segment,) = real_document()
     config = generate_config(server, input_mode="images", max_pixels=300_000)
@@ -231,6 +234,7 @@ def test_image_mode_sends_labelled_jpeg_pages(server: ScriptedOpenAI) -> None:
             assert image.width * image.height <= 300_000
 
 
+@pytest.mark.slow
 def test_mixed_failures_end_in_valid_qa_or_counted_drops(server: ScriptedOpenAI, tmp_path: Path) -> None:
     server.hang_s = 2.0
     server.random_failures(0.3, seed=1, kinds=(*qa_mod_kinds(), "hang"))
@@ -257,6 +261,7 @@ def qa_mod_kinds() -> tuple[str, ...]:
             "truncated", "length")  # fmt: skip
 
 
+@pytest.mark.slow
 def test_semantic_failures_are_reasked_then_dropped(server: ScriptedOpenAI) -> None:
     server.push("no_anchor", "bad_evidence", "bad_evidence")
     config = generate_config(server, tasks=["extract-single"], max_invalid_retries=1)
@@ -267,6 +272,7 @@ def test_semantic_failures_are_reasked_then_dropped(server: ScriptedOpenAI) -> N
     assert len(records) == 1 and rejects == []
 
 
+@pytest.mark.slow
 def test_verification_agrees_or_drops(server: ScriptedOpenAI) -> None:
     config = generate_config(server, verify={"enabled": True})
     records, rejects, client = run(config, None)
@@ -326,6 +332,7 @@ def test_ocr_targets_come_from_layout_blocks() -> None:
     assert run(config, None)[0] == records  # deterministic from seed + document
 
 
+@pytest.mark.slow
 def test_ocr_backend_transcribes_a_page(server: ScriptedOpenAI) -> None:
     doc, layout, _ = real_document()
     image = page_images(doc, layout, server, 400_000)(20)
@@ -339,6 +346,7 @@ def test_ocr_backend_transcribes_a_page(server: ScriptedOpenAI) -> None:
 # ----------------------------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow
 def test_build_with_the_loopback_server_then_rerun_makes_no_request(server, write_recipe, pdf_dir, tmp_path) -> None:
     """A recipe pointing at the scripted server builds QA for the three tasks from page images; reruns are free."""
     import json

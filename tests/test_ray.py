@@ -49,6 +49,7 @@ def _ray_build(recipe: Recipe, out: Path) -> dict:
         return build(recipe, out, workers=2, executor=executor)
 
 
+@pytest.mark.slow
 def test_demo_build_under_executor_ray_is_byte_identical_to_local(demo_build: Path, tmp_path: Path) -> None:
     """The command line, as CI runs it: its own local Ray with --workers 2 CPUs, shut down when the build ends."""
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
@@ -79,6 +80,7 @@ def _loopback_recipe(
     ))  # fmt: skip
 
 
+@pytest.mark.slow
 def test_loopback_build_on_ray_actors_equals_local_and_a_rerun_calls_nothing(
     server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
 ) -> None:
@@ -101,6 +103,7 @@ def test_loopback_build_on_ray_actors_equals_local_and_a_rerun_calls_nothing(
     assert _parquet(tmp_path / "ray") == _parquet(tmp_path / "local")
 
 
+@pytest.mark.slow
 def test_a_two_shard_pool_on_ray_gives_the_local_folder_builds_sft_parquet(
     server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
 ) -> None:
@@ -124,6 +127,7 @@ def test_a_two_shard_pool_on_ray_gives_the_local_folder_builds_sft_parquet(
     assert _parquet(tmp_path / "ray")[sft] == _parquet(tmp_path / "local")[sft]
 
 
+@pytest.mark.slow  # the module's autouse fixture starts a Ray cluster
 def test_a_ray_task_that_overruns_runs_out_of_memory_or_dies_is_a_failure() -> None:
     executor = RayExecutor(Limits(seconds=3, memory_mb=200), address=None, cpus=2, cpus_per_task=1)
     cases = {

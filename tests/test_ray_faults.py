@@ -41,6 +41,17 @@ def _recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path) -> Recipe:
     ))  # fmt: skip
 
 
+def jobs_running_on(node: object) -> int:
+    """Per-document jobs in flight on a Ray node: processes its Ray workers forked (isolate.py forks one per job)."""
+    import psutil
+
+    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)  # type: ignore[attr-defined]
+    try:
+        return sum(len(worker.children(recursive=True)) for worker in raylet.children())
+    except psutil.NoSuchProcess:
+        return 0
+
+
 @pytest.fixture(name="cluster")
 def two_node_cluster() -> Iterator[Cluster]:
     """A head node and one worker node, 1 CPU each, with the driver connected to the head."""
@@ -54,15 +65,20 @@ def two_node_cluster() -> Iterator[Cluster]:
         cluster.shutdown()
 
 
+@pytest.mark.slow
 def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
     cluster: Cluster, demo_build: Path, tmp_path: Path
 ) -> None:
     out, worker = tmp_path / "out", next(iter(cluster.worker_nodes))
     recipe = load_recipe(ROOT / "recipes" / "demo.yaml")
 
-    def kill_at_first_layout() -> None:
-        while not any((out / "stages" / "layout").glob("*/*/*.json")):
-            time.sleep(0.05)
+    at_kill: dict[str, int] = {}
+
+    def kill_at_first_layout() -> None:  # once a layout job is in flight on the worker: that job is lost with it
+        while not any((out / "stages" / "layout").glob("*/*/*.json")) or not jobs_running_on(worker):
+            time.sleep(0.02)
+        at_kill["in_flight"] = jobs_running_on(worker)
+        at_kill["done"] = len(list((out / "stages" / "layout").glob("*/*/*.json")))
         cluster.remove_node(worker)
 
     killer = threading.Thread(target=kill_at_first_layout, daemon=True)
@@ -72,6 +88,8 @@ def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
     killer.join(timeout=60)
     assert not killer.is_alive() and sum(n["Alive"] for n in ray.nodes()) == 1
     assert manifest["stages"]["layout"]["kept"] == manifest["documents"] > 0  # no document lost with the node
+    # a job was running on the worker when it died, and documents were left: the lost job ran again on the head
+    assert at_kill["in_flight"] >= 1 and at_kill["done"] < manifest["documents"], at_kill
 
     def parquet(run: Path) -> dict[str, bytes]:
         return {str(p.relative_to(run)): p.read_bytes() for p in sorted((run / "dataset").rglob("*.parquet"))}
@@ -79,6 +97,7 @@ def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
     assert parquet(out) == parquet(demo_build) and parquet(out)
 
 
+@pytest.mark.slow
 def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
     cluster: Cluster, server: ScriptedOpenAI, write_recipe, pdf_dir: Path, tmp_path: Path
 ) -> None:
@@ -107,6 +126,7 @@ def test_a_node_killed_mid_generation_costs_only_the_calls_in_flight(
     assert rerun["examples"] == first["examples"]
 
 
+@pytest.mark.slow
 def test_the_executor_joins_the_cluster_named_by_ray_address_and_leaves_it_running(monkeypatch) -> None:
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 3, "include_dashboard": False})
     try:

@@ -42,6 +42,7 @@ def trainer_processor(demo: tuple[dict[str, Any], list[dict[str, Any]]], tmp_pat
     return build_offline_processor(meta["min_pixels"], meta["max_pixels"], tmp_path_factory.mktemp("tok"))
 
 
+@pytest.mark.slow
 def test_build_and_trainer_tokenizers_give_the_same_ids(demo, trainer_processor) -> None:
     meta, rows = demo
     build_tokenizer = tokens.TokenCounter.load(meta["tokenizer"], meta["min_pixels"], meta["max_pixels"]).tokenizer
@@ -53,6 +54,7 @@ def test_build_and_trainer_tokenizers_give_the_same_ids(demo, trainer_processor)
         assert ours == theirs, text[:200]
 
 
+@pytest.mark.slow
 def test_trainer_processor_counts_each_rows_num_tokens(demo, trainer_processor) -> None:
     from PIL import Image
 

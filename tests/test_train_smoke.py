@@ -7,6 +7,7 @@ from a real PDF), without and with `packing_vlm`; the loss must go down and the 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -70,6 +71,7 @@ def test_sft_script_trains_and_saves(tmp_path: Path, sft_folder: Path, tokenizer
     assert_reloads(tmp_path / "out", 4_000_000.0)
 
 
+@pytest.mark.slow
 def test_offline_tokenizer_matches_official_qwen_ids(tokenizer_cache: Path) -> None:
     processor = build_offline_processor(3136, 50176, tokenizer_cache)
     text = "<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>What is this?<|im_end|>\n"
@@ -119,4 +121,8 @@ def test_gpu_check_cpu_dry_run(tmp_path: Path) -> None:
     exact = report["packing"][0]
     assert exact["packed"] == pytest.approx(exact["per_example"], abs=1e-5)
     assert abs(exact["packed_3row"] - exact["per_example"]) > 1e-4
-    assert report["throughput"][0]["tokens_per_s"] > 0
+    [row] = report["throughput"]  # one row length asked for: one row, filled to at most its 512 tokens
+    assert 0 < row["row_tokens"] <= 512 and row["documents"] == 1
+    assert len(row["losses"]) == 2 and all(math.isfinite(loss) and loss > 0 for loss in row["losses"])  # warm-up + 1
+    assert math.isfinite(row["step_s"]) and row["step_s"] > 0
+    assert row["tokens_per_s"] == pytest.approx(row["row_tokens"] / row["step_s"])

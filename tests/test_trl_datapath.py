@@ -97,6 +97,7 @@ def build_model(tokenizer: Any) -> Any:
     return Qwen2_5_VLForConditionalGeneration(config)
 
 
+@pytest.mark.slow
 def test_sft_config_trains_one_step_in_trl_without_conversion(sample: Sample, tmp_path: Path) -> None:
     import torch
     from datasets import load_dataset

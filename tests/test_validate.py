@@ -51,6 +51,7 @@ def failures(report: ValidationReport, kind: str) -> list[tuple[str, str, str]]:
     return [(f.config, f.row, f.message) for f in report.failures if f.kind == kind]
 
 
+@pytest.mark.slow
 def test_fresh_build_passes(sample: Sample) -> None:
     report = validate_dataset(str(sample.dataset))
     assert report.ok, report.failures
@@ -63,6 +64,7 @@ def test_fresh_build_passes(sample: Sample) -> None:
     assert data["ok"] is True and data["failure_counts"] == {}
 
 
+@pytest.mark.slow
 def test_wrong_evidence_page_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     target = {}
@@ -78,6 +80,7 @@ def test_wrong_evidence_page_is_named(sample: Sample, tmp_path: Path) -> None:
     assert (config, row) == ("qa", target["id"]) and "evidence page 999 outside the document" in message
 
 
+@pytest.mark.slow
 def test_evidence_outside_segment_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(folder, "qa", "test", lambda rows: [{**rows[0], "evidence_pages": [12]}, *rows[1:]])
@@ -86,6 +89,7 @@ def test_evidence_outside_segment_is_named(sample: Sample, tmp_path: Path) -> No
     assert config == "qa" and "outside the recorded segment 2-9" in message
 
 
+@pytest.mark.slow
 def test_missing_document_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     removed = {}
@@ -103,6 +107,7 @@ def test_missing_document_is_named(sample: Sample, tmp_path: Path) -> None:
     assert "card_counts" in report.failure_counts  # the card still counts the dropped document
 
 
+@pytest.mark.slow
 def test_image_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     target = {}
@@ -118,6 +123,7 @@ def test_image_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
     assert failures(report, "placeholders")[0][1] == target["id"]  # 33 image blocks for 32 images
 
 
+@pytest.mark.slow
 def test_duplicated_id_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(folder, "sft", "test", lambda rows: [rows[0], {**rows[1], "id": rows[0]["id"]}, *rows[2:]])
@@ -127,6 +133,7 @@ def test_duplicated_id_is_named(sample: Sample, tmp_path: Path) -> None:
     assert config == "sft" and row in first_test_id and "already used" in message
 
 
+@pytest.mark.slow
 def test_card_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
 
@@ -142,6 +149,7 @@ def test_card_count_mismatch_is_named(sample: Sample, tmp_path: Path) -> None:
     assert ("qa", "dataset_info records 7 train + 3 test rows, the data has 6 train + 3 test") in messages
 
 
+@pytest.mark.slow
 def test_task_share_and_token_window_are_checked(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     edit_card(folder, lambda h: h["longdocvqa"].update(max_tokens=1000, task_shares={"reasoning": 1.0}))
@@ -155,6 +163,7 @@ def test_task_share_and_token_window_are_checked(sample: Sample, tmp_path: Path)
     }
 
 
+@pytest.mark.slow
 def test_impossible_token_count_is_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     target = {}
@@ -169,6 +178,7 @@ def test_impossible_token_count_is_named(sample: Sample, tmp_path: Path) -> None
     assert (config, row) == ("sft", target["id"]) and message.startswith("num_tokens 150 ")
 
 
+@pytest.mark.slow
 def test_exact_recount_catches_an_off_by_one_length(sample: Sample, tmp_path: Path) -> None:
     a = sample.recipe.assemble
     if exact_token_counter(a.tokenizer, a.min_pixels, a.max_pixels) is None:
@@ -180,6 +190,7 @@ def test_exact_recount_catches_an_off_by_one_length(sample: Sample, tmp_path: Pa
     assert "but the recount gives" in message and not report.warnings
 
 
+@pytest.mark.slow
 def test_schema_and_split_leak_are_named(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     rewrite_rows(
@@ -196,6 +207,7 @@ def test_schema_and_split_leak_are_named(sample: Sample, tmp_path: Path) -> None
     assert (config, row) == ("documents", test_doc["sha256"]) and "listed in 'train' and again in 'test'" in message
 
 
+@pytest.mark.slow
 def test_unreadable_card_and_missing_data_fail(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     (folder / "README.md").write_text("---\nconfigs: [unclosed\n---\n")
@@ -204,6 +216,7 @@ def test_unreadable_card_and_missing_data_fail(sample: Sample, tmp_path: Path) -
     assert validate_dataset(str(tmp_path / "nothing-here")).failure_counts.get("card") == 1
 
 
+@pytest.mark.slow
 def test_failures_are_capped_per_kind_but_all_counted(sample: Sample, tmp_path: Path) -> None:
     from rich.console import Console
 
@@ -227,6 +240,7 @@ def test_token_bounds_without_a_tokenizer() -> None:
     assert (low, high) == (4 + 2 + 8, 4 + 2 + 6 + 16 + 64)
 
 
+@pytest.mark.slow
 def test_truncated_shard_is_a_load_failure(sample: Sample, tmp_path: Path) -> None:
     folder = copy_sample(sample, tmp_path / "ds")
     shard = sorted((folder / "data" / "qa").glob("train-*.parquet"))[0]

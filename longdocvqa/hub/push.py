@@ -10,6 +10,10 @@ the Hub answers "already stored" for objects it holds, so a push rerun after an 
 missing and still ends in a single commit (huggingface_hub's `upload_large_folder` resumes too, but commits in
 batches under its own message, which would break "one commit per version").
 
+The commit is retried when the Hub answers 429 (after its Retry-After, capped) or 5xx (backing off), at most
+COMMIT_ATTEMPTS times; any other refusal (412: the branch moved meanwhile) and the last failure end the push with
+one line. The tag is created only after the commit succeeded, so a failed push leaves no new commit and no tag.
+
 Tags are immutable here: pushing a version whose tag exists with other content is refused; the same content is a
 no-op. The token comes from `token`, else HF_TOKEN or the standard `huggingface_hub` login; it is never printed,
 logged or written.
@@ -18,6 +22,7 @@ logged or written.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +41,10 @@ if TYPE_CHECKING:
 REPO_TYPE = "dataset"
 IGNORED_REMOTE = (".gitattributes",)
 _GIT_HASH_MAX_BYTES = 10_000_000  # regular (non-LFS) files are at most 10 MB on the Hub
+COMMIT_ATTEMPTS = 3
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+_BACKOFF_BASE_S = 1.0
+_RETRY_AFTER_MAX_S = 60.0
 
 
 class PushRefused(LongDocVQAError):
@@ -85,8 +94,9 @@ def push_dataset(
     try:
         return _push(folder, repo, tag, private, token, message, progress)
     except HfHubHTTPError as exc:
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise ExternalServiceError(f"{repo}: Hub request failed (HTTP {status}): {_first_line(exc)}") from None
+        status = _status(exc)
+        hint = "; the branch moved during the push, rerun it" if status == 412 else ""
+        raise ExternalServiceError(f"{repo}: Hub request failed (HTTP {status}): {_first_line(exc)}{hint}") from None
     except Exception as exc:  # a refused, reset or timed-out connection is one line, not a traceback
         error = unreachable(repo, exc)
         if error is None:
@@ -188,8 +198,35 @@ def upload(
             progress(addition.path_in_repo)
     stale = sorted(set(remote_files(api, repo, "main")) - set(local))
     deletions = [CommitOperationDelete(path_in_repo=path) for path in stale]
-    info = api.create_commit(repo, operations=[*additions, *deletions], commit_message=message, repo_type=REPO_TYPE)
-    return str(info.oid)
+    return commit_with_retry(api, repo, [*additions, *deletions], message)
+
+
+def commit_with_retry(api: HfApi, repo: str, operations: list[Any], message: str) -> str:
+    """`create_commit`, retried on 429 / 5xx (module docstring); returns the commit oid."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    for attempt in range(1, COMMIT_ATTEMPTS + 1):
+        try:
+            info = api.create_commit(repo, operations=operations, commit_message=message, repo_type=REPO_TYPE)
+            return str(info.oid)
+        except HfHubHTTPError as exc:
+            if attempt == COMMIT_ATTEMPTS or _status(exc) not in RETRY_STATUSES:
+                raise
+            time.sleep(_retry_wait_s(exc, attempt))
+    raise AssertionError("unreachable")
+
+
+def _status(exc: Any) -> int | str:
+    response = getattr(exc, "response", None)
+    return response.status_code if response is not None else "?"
+
+
+def _retry_wait_s(exc: Any, attempt: int) -> float:
+    """Seconds before the next try: the server's Retry-After (seconds form) when given, else 1, 2, 4 ... s."""
+    header = exc.response.headers.get("Retry-After", "") if exc.response is not None else ""
+    if header.strip().isdigit():
+        return min(float(header), _RETRY_AFTER_MAX_S)
+    return _BACKOFF_BASE_S * 2 ** (attempt - 1)
 
 
 def _first_line(exc: Exception) -> str:
