@@ -227,16 +227,17 @@ class Interrupted(Exception):
 
 
 def _rows(target: str | Path, config: str, revision: str | None = None) -> dict[str, Any]:
-    """Every row of a config, JSON-comparable: page images by sha256 of their bytes."""
+    """Every row of a config, JSON-comparable: page images and embedded PDFs by sha256 of their bytes."""
     import hashlib
 
-    from datasets import Image, List, load_dataset
+    from datasets import Image, List, Pdf, load_dataset
 
     kwargs = {"revision": revision} if revision else {}
     data = load_dataset(str(target), config, **kwargs)
     out = {}
     for split in data:
         rows = data[split].cast_column("images", List(Image(decode=False))) if config == "sft" else data[split]
+        rows = rows.cast_column("pdf", Pdf(decode=False)) if config == "documents" else rows
         out[split] = [_plain(row, hashlib) for row in rows]
     return out
 
@@ -244,6 +245,8 @@ def _rows(target: str | Path, config: str, revision: str | None = None) -> dict[
 def _plain(row: dict[str, Any], hashlib: Any) -> dict[str, Any]:
     if "images" in row:
         row = {**row, "images": [hashlib.sha256(image["bytes"]).hexdigest() for image in row["images"]]}
+    if row.get("pdf"):
+        row = {**row, "pdf": hashlib.sha256(row["pdf"]["bytes"]).hexdigest()}
     return row
 
 

@@ -14,10 +14,11 @@ from typing import Annotated, Any
 import typer
 
 from longdocvqa.cli.output import console, fail, plain
+from longdocvqa.core.contract import row_json_schema
 from longdocvqa.core.errors import LongDocVQAError, RecipeError, RejectedInput
 from longdocvqa.core.recipe import Recipe
 from longdocvqa.documents import layoutview
-from longdocvqa.generate import qa_json_schema, qa_record_json_schema
+from longdocvqa.generate import qa_json_schema
 
 _BLOCK_CHARS = 100  # a block's text shown on one line, cut with "..." beyond this
 
@@ -29,7 +30,7 @@ def schema(
 ) -> None:
     """Print the JSON Schema of the QA record or of the recipe."""
 
-    schemas = {"qa": qa_json_schema, "qa-row": qa_record_json_schema, "recipe": Recipe.model_json_schema}
+    schemas = {"qa": qa_json_schema, "qa-row": lambda: row_json_schema("qa"), "recipe": Recipe.model_json_schema}
     if what not in schemas:
         fail(RecipeError(f"unknown schema {what!r}; choose one of {', '.join(schemas)}"))
     typer.echo(json.dumps(schemas[what](), indent=2))

@@ -102,6 +102,34 @@ COLUMNS: dict[str, dict[str, ColumnType]] = {
 }
 
 
+_JSON_TYPES = {"string": "string", "int32": "integer", "int64": "integer", "float64": "number"}
+
+
+def row_json_schema(config: str) -> dict[str, Any]:
+    """JSON Schema of one published row of `config` as a reader gets it (every column present, each nullable;
+    images and PDFs as their {bytes, path} structs), derived from `COLUMNS` (`longdocvqa schema qa-row`)."""
+    columns = COLUMNS[config]
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": f"a published `{config}` row",
+        "type": "object",
+        "properties": {name: _column_schema(column) for name, column in columns.items()},
+        "required": list(columns),
+        "additionalProperties": False,
+    }
+
+
+def _column_schema(column: ColumnType) -> dict[str, Any]:
+    if isinstance(column, list):
+        return {"type": ["array", "null"], "items": _column_schema(column[0])}
+    if isinstance(column, dict):
+        fields = {name: _column_schema(inner) for name, inner in column.items()}
+        return {"type": ["object", "null"], "properties": fields, "additionalProperties": False}
+    if column in ("image", "pdf"):
+        return {"type": ["object", "null"], "properties": {"bytes": {}, "path": {"type": ["string", "null"]}}}
+    return {"type": [_JSON_TYPES[column], "null"]}
+
+
 class QARow(QARecord):
     """A `qa` config row as a record: the QA with its provenance plus the token length of its example."""
 

@@ -34,7 +34,7 @@ from longdocvqa.core.contract import (
     qa_record_from_row,
 )
 from longdocvqa.core.errors import StageError
-from longdocvqa.core.records import QA
+from longdocvqa.core.records import OCR_TASKS, QA
 from longdocvqa.hub.card import split_card
 from longdocvqa.hub.load import check_reachable, is_local, iter_rows, read_card_text
 
@@ -313,12 +313,15 @@ def _check_licence(report: ValidationReport, row: dict[str, Any], doc: DocEntry,
 
 
 def schema_problems(record: dict[str, Any]) -> list[str]:
-    """JSON Schema errors of a qa record against QARow and, for its QA part, against QA (the generator's model)."""
+    """JSON Schema errors of a qa record against QARow and, for the QA part of a generated QA, against QA (the
+    generator's model: at most 16 evidence pages, which an ocr-full target of a whole segment can exceed)."""
     import jsonschema
 
     problems = []
-    qa_part = {key: record.get(key) for key in QA.model_fields}
-    for schema, data in ((_schema(QARow), record), (_schema(QA), qa_part)):
+    checks: list[tuple[dict[str, Any], dict[str, Any]]] = [(_schema(QARow), record)]
+    if record.get("task") not in OCR_TASKS:  # an OCR target is a transcription, not a generated QA (every page)
+        checks.append((_schema(QA), {key: record.get(key) for key in QA.model_fields}))
+    for schema, data in checks:
         for error in jsonschema.Draft202012Validator(schema).iter_errors(data):
             where = "/".join(str(p) for p in error.absolute_path) or "(row)"
             problems.append(f"{where}: {error.message[:200]}")
