@@ -45,6 +45,7 @@ _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
+_OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
 
 
@@ -266,7 +267,7 @@ def _is_formula(line: RawLine) -> bool:
     if line.mono or TEX_MACRO.search(text) or len(text) > 160:
         return False
     stripped = text.replace(" ", "")
-    if PRIVATE_USE.search(stripped):  # math-extension glyphs (big braces, radicals)
+    if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
         return True
     if len(stripped) < 3:
         return False
