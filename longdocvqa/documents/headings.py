@@ -27,6 +27,8 @@ PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _SPACES = re.compile(r"\s+")
+_CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
+_SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]")  # "... as possible. In": prose, not a title
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
 
@@ -69,8 +71,10 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     if line.math or PRIVATE_USE.search(text):  # pieces of a display formula
         return None
     numbered = _NUMBERED.match(text)
-    if not numbered and (line.mono or TEX_MACRO.search(text) or first_page):
+    if not numbered and (line.mono or TEX_MACRO.search(text) or first_page or _is_prose(text)):
         return None
+    if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
+        return None  # "24 \DeclareOption{...}": a numbered line of a code listing
     if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
         return None
     if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):
@@ -85,6 +89,11 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
         return 2 if ratio >= 1.3 else 3
     return None
+
+
+def _is_prose(text: str) -> bool:
+    """Two sentences in one line ("... as possible. In"): prose, unless a question title ("... bottoms. Why?")."""
+    return bool(_SENTENCE_BREAK.search(text)) and not text.rstrip('”"').endswith("?")
 
 
 def is_toc_page(levels: Sequence[int | None]) -> bool:

@@ -45,6 +45,7 @@ _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
+_OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
 
 
@@ -221,12 +222,26 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
         near = centre < page.height_pt * _PAGE_NUMBER_SHARE or centre > page.height_pt * (1 - _PAGE_NUMBER_SHARE)
         if near and _PAGE_NUMBER.match(line.text.strip()):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
+    _drop_line_numbers(lines, out)
     rows = [(lines[i].bbox[1] + lines[i].bbox[3]) / 2 for i in out if _PAGE_NUMBER.match(lines[i].text.strip())]
     for i, line in enumerate(lines):
         centre = (line.bbox[1] + line.bbox[3]) / 2
         if i not in out and _in_margin(line, page) and any(abs(centre - row) < 3 for row in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
     return out
+
+
+def _drop_line_numbers(lines: Sequence[RawLine], out: dict[int, str]) -> None:
+    """Bare numbers stacked in one margin band are line numbers of a listing or an edition, not page numbers:
+    only the outermost one (the page number, if any) stays header/footer."""
+    for band in ("header", "footer"):
+        numbers = [i for i, label in out.items() if label == band and _PAGE_NUMBER.match(lines[i].text.strip())]
+        if len(numbers) < 2:
+            continue
+        keep = (min if band == "header" else max)(numbers, key=lambda i: lines[i].bbox[1])
+        for i in numbers:
+            if i != keep:
+                del out[i]
 
 
 def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> tuple[str, int | None]:
@@ -252,7 +267,7 @@ def _is_formula(line: RawLine) -> bool:
     if line.mono or TEX_MACRO.search(text) or len(text) > 160:
         return False
     stripped = text.replace(" ", "")
-    if PRIVATE_USE.search(stripped):  # math-extension glyphs (big braces, radicals)
+    if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
         return True
     if len(stripped) < 3:
         return False
