@@ -8,7 +8,7 @@ earlier questions kept): checks only, checks + verification, checks + rubric jud
 reports the share of planted QA published in the `qa` config, and the share of clean QA kept relative to checks
 only. Targets with verification on: at most 2% of planted errors published, at least 95% of clean QA kept.
 
-    PYTHONPATH=. .venv/bin/python bench/quality.py --pdfs /work/shared/pdfs --share 0.4 --out /tmp/quality
+    PYTHONPATH=. .venv/bin/python bench/quality.py --pdfs ../shared/pdfs --share 0.4 --out /tmp/quality
 """
 
 from __future__ import annotations
@@ -203,7 +203,7 @@ def markdown(result: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--pdfs", default="/work/shared/pdfs")
+    parser.add_argument("--pdfs", default=str(Path(__file__).resolve().parents[2] / "shared" / "pdfs"))
     parser.add_argument("--share", type=float, default=0.4, help="share of generation items given a planted error")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--seed", type=int, default=0)

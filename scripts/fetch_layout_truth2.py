@@ -42,10 +42,8 @@ MIN_PAGES, MAX_PAGES, MAX_MB, MIN_OUTLINE = 8, 400, 6.0, 3
 def used_names() -> set[str]:
     """File names already used by the project (first truth set, shared pool, hostile corpus)."""
     names = {p.name for p in (ROOT / "tests/data").rglob("*.pdf") if "layout2" not in p.parts}
-    shared = ROOT.parent / "shared/pdfs"
-    if not shared.is_dir():
-        shared = Path("/work/shared/pdfs")
-    names |= {p.name for p in shared.rglob("*.pdf")}
+    shared = ROOT.parent / "shared/pdfs"  # the shared pool beside the checkout, when there is one
+    names |= {p.name for p in shared.rglob("*.pdf")} if shared.is_dir() else set()
     hostile = ROOT / "tests/data/hostile/SOURCES.tsv"
     if hostile.is_file():
         names |= {line.split("\t")[0].rsplit("/", 1)[-1] for line in hostile.read_text().splitlines()}
