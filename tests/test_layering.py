@@ -23,8 +23,6 @@ import ast
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "longdocvqa"
 PACKAGE = "longdocvqa"
@@ -137,6 +135,13 @@ def import_graph(pkg: Path = PKG, type_only: bool = False) -> dict[str, set[str]
     """{module: modules of the package it imports at run time} (`type_only`: those under `if TYPE_CHECKING:`)."""
     modules = package_modules(pkg)
     return {name: imports_of(path, name, modules)[1 if type_only else 0] for name, path in modules.items()}
+
+
+def full_import_graph() -> dict[str, set[str]]:
+    """{module: modules it imports}, run-time and TYPE_CHECKING imports together (each module parsed twice, not
+    once per module of the package: building the typing graph inside the comprehension made this quadratic)."""
+    typing_only = import_graph(type_only=True)
+    return {module: imported | typing_only[module] for module, imported in import_graph().items()}
 
 
 # ---- the checker --------------------------------------------------------------------------------------------------
@@ -309,9 +314,8 @@ def folder_graph(graph: Mapping[str, Iterable[str]]) -> dict[str, set[str]]:
     return folders
 
 
-@pytest.mark.slow  # imports every module in fresh interpreters: ~40 s on the loaded 2-core machine
 def test_folders_import_each_other_without_a_cycle() -> None:
-    graph = {m: i | import_graph(type_only=True)[m] for m, i in import_graph().items()}
+    graph = full_import_graph()
     assert find_cycles(folder_graph(graph)) == []
 
 
@@ -365,10 +369,9 @@ def test_train_imports_nothing_from_the_package() -> None:
         assert PACKAGE not in external, path
 
 
-@pytest.mark.slow  # imports every module in fresh interpreters: ~40 s on the loaded 2-core machine
 def test_eval_sits_beside_the_pipeline() -> None:
     """`longdocvqa eval` reuses the floor and the adapters but never the stages, the runner or the CLI."""
-    graph = {m: i | import_graph(type_only=True)[m] for m, i in import_graph().items()}
+    graph = full_import_graph()
     assert {"eval.data", "eval.prompt", "eval.score", "eval.report", "eval.run"} <= graph.keys()
     stages = {name for name, _ in LAYERS}.difference(("floor", "domain", "services"))
     for module, imported in graph.items():
