@@ -31,7 +31,7 @@ SMALL = [{**q, "evidence_pages": "[1]"} for q in QUESTIONS if q["doc_id"] == "la
 def test_eval_end_to_end_through_llama_cpp(tmp_path: Path) -> None:
     bench = make_benchmark(tmp_path / "bench", excerpts=EXCERPTS, questions=SMALL)
     out = tmp_path / "out"
-    with xserve.llama_server(threads=2) as url:
+    with xserve.llama_server() as url:
         args = ["eval", str(bench), "--base-url", url, "--model", xserve.MODEL_ALIAS, "--out", str(out),
                 "--lengths", ",".join(map(str, LENGTHS)), "--input", "text", "--max-tokens", "16",
                 "--max-concurrency", "1", "--timeout-s", "600"]  # fmt: skip

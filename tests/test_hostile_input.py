@@ -196,7 +196,9 @@ def test_a_key_echoed_by_the_server_is_masked_on_stderr_in_the_ledger_and_every_
     assert ledgers
     with sqlite3.connect(ledgers[0]) as db:
         details = [row[0] for row in db.execute("SELECT detail FROM errors")]
-    assert details and all("sk-...WXYZ" in d and SECRET not in d for d in details)
+    # every 401 names the key masked; a call that timed out instead (a loaded machine) holds no key at all
+    assert any("sk-...WXYZ" in d for d in details), details
+    assert all(SECRET not in d and ("sk-...WXYZ" in d or "HTTP 401" not in d) for d in details), details
     assert SECRET.encode() not in every_byte(out)  # runs.jsonl, manifest.json, rejects.jsonl, caches, ledger
     bench = make_benchmark(tmp_path / "bench", excerpts={"R-data.pdf": 3}, questions=[
         {"doc_id": "R-data.pdf", "question": "Which manual?", "answer": "R", "answer_format": "Str",

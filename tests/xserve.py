@@ -48,8 +48,12 @@ def _free_port() -> int:
 
 
 @contextmanager
-def llama_server(threads: int = 2, n_ctx: int = 8192, ready_timeout_s: float = 60.0) -> Iterator[str]:
-    """Run the server in a child process; yields its base URL (".../v1")."""
+def llama_server(threads: int | None = None, n_ctx: int = 8192, ready_timeout_s: float = 60.0) -> Iterator[str]:
+    """Run the server in a child process; yields its base URL (".../v1"). `threads` defaults to 2, or 1 under
+    pytest-xdist: the other worker keeps the second core busy, and llama.cpp's threads wait on each other in a
+    spin, so two threads sharing one core made a grammar-bound reply about 10x slower than one thread."""
+    if threads is None:
+        threads = 1 if os.environ.get("PYTEST_XDIST_WORKER") else 2
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, __file__, str(port), str(threads), str(n_ctx)],
