@@ -4,7 +4,10 @@ moved to the other with nothing lost or paid twice, and the URLs kept out of the
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -136,21 +139,30 @@ def test_two_servers_one_failing_for_a_while(write_recipe, pdf_dir, tmp_path: Pa
             app.stop()
 
 
-def _recipe(write_recipe, pdf_dir: Path, base_url: str | list[str]):
+def _recipe_file(write_recipe, pdf_dir: Path, base_url: str | list[str]) -> Path:
     ep = {"base_url": base_url, "model": "scripted", "api_key_env": None, "timeout_s": 5.0, "max_retries": 6,
           "max_concurrency": 1, "drain_after_failures": 2, "drain_cooldown_s": 0.05}  # fmt: skip
-    return load_recipe(write_recipe(
+    return write_recipe(
         [str(pdf_dir / n) for n in ("R-data.pdf", "etoolbox.pdf")],
         decontaminate={"within_pool": False}, assemble={"budget_tokens": None},
         generate={"generator": {"kind": "openai", "endpoint": ep}, "input_mode": "text"},
-    ))  # fmt: skip
+    )  # fmt: skip
+
+
+def _recipe(write_recipe, pdf_dir: Path, base_url: str | list[str]):
+    return load_recipe(_recipe_file(write_recipe, pdf_dir, base_url))
 
 
 def _two_servers_build(failing, healthy, other, write_recipe, pdf_dir: Path, tmp_path: Path) -> None:
     failing.push(*["server_error"] * 4)  # its first four requests fail, then it recovers
-    recipe = _recipe(write_recipe, pdf_dir, [failing.base_url, healthy.base_url])
+    recipe_path = _recipe_file(write_recipe, pdf_dir, [failing.base_url, healthy.base_url])
+    recipe = load_recipe(recipe_path)
     out = tmp_path / "out"
-    stats = build(recipe, out, workers=1)["stages"]["generate"]
+    # the build with two servers runs through the CLI, as a user runs it: `longdocvqa build`, manifest.json
+    command = [sys.executable, "-m", "longdocvqa", "build", str(recipe_path), "--out", str(out), "--workers", "1"]
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    stats = json.loads((out / "manifest.json").read_text())["stages"]["generate"]
     reference = build(_recipe(write_recipe, pdf_dir, other.base_url), tmp_path / "ref", workers=1)
     assert "incomplete_documents" not in stats and stats.get("dropped", {}).get("endpoint_error", 0) == 0
     assert stats["by_task"] == reference["stages"]["generate"]["by_task"] and stats["kept"] >= 6

@@ -113,18 +113,25 @@ def test_not_answerable_replies_score_only_the_unanswerable_question(
     assert {p.extracted for p in result.predictions} == {"Not answerable"}
 
 
-@pytest.mark.slow
-def test_a_judge_extracts_answers_through_the_same_ledger(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
-    gold = gold_answers()
+def free_form_then_judged(gold: dict[str, str]):
+    """The answering model writes a sentence around the right answer; asked as the judge (its extraction
+    prompt), the server pulls the answer out of the response it is shown."""
 
     def respond(body: dict) -> str:
         prompt = body["messages"][-1]["content"]
         if isinstance(prompt, str) and prompt.startswith("You read a model's free-form answer"):
             question = prompt.split("\nQuestion: ")[-1].split("\nResponse: ")[0]
-            return f"Extracted answer: {gold[question]}\nAnswer format: String"
+            response = prompt.split("\nResponse: ")[-1]
+            extracted = gold[question] if gold[question] in response else "Fail to answer"
+            return f"Extracted answer: {extracted}\nAnswer format: String"
         return f"After reading the document, I believe it is {gold[asked_question(body)]}, as page 1 shows."
 
-    server.responder = respond
+    return respond
+
+
+@pytest.mark.slow
+def test_a_judge_extracts_answers_through_the_same_ledger(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
+    server.responder = free_form_then_judged(gold_answers())
     judge = endpoint(server.base_url, "judge", None, max_retries=0)
     result = run_eval(config(server, bench, tmp_path / "out", judge=judge, lengths=[8192]), counter=counter())
     assert result.scores["accuracy"] == 1.0
@@ -332,3 +339,24 @@ def test_cli_eval_help_and_run(server: ScriptedOpenAI, bench: Path, tmp_path: Pa
     server.push("auth_error")
     refused = runner.invoke(app, [*args[:-2], "--input", "text", "--lengths", "4096"])
     assert refused.exit_code == 1 and "HTTP 401" in " ".join(refused.output.split())
+
+
+@pytest.mark.slow
+def test_cli_eval_with_a_judge_scores_free_form_answers(server: ScriptedOpenAI, bench: Path, tmp_path: Path) -> None:
+    """`eval --judge-base-url/--judge-model` through the CLI: a sentence around the right answer scores 0 by
+    rule-based matching alone and 1 once the judge has extracted the answer from it."""
+    server.responder = free_form_then_judged(gold_answers())
+    runner = CliRunner()
+    common = ["eval", str(bench), "--base-url", server.base_url, "--model", "scripted", "--lengths", "8192",
+              "--input", "text"]  # fmt: skip
+    plain = runner.invoke(app, [*common, "--out", str(tmp_path / "plain")])
+    assert plain.exit_code == 0, plain.output
+    unjudged = json.loads((tmp_path / "plain" / "scores.json").read_text())
+    assert unjudged["accuracy"] < 1.0 and "judge" not in unjudged["run"]["usage"]
+    sent = server.requests
+    judged = runner.invoke(app, [*common, "--out", str(tmp_path / "judged"), "--judge-base-url", server.base_url,
+                                 "--judge-model", "judge"])  # fmt: skip
+    assert judged.exit_code == 0, judged.output
+    scores = json.loads((tmp_path / "judged" / "scores.json").read_text())
+    assert scores["accuracy"] == 1.0 and scores["run"]["usage"]["judge"]["sent"] == len(QUESTIONS)
+    assert server.requests - sent == 2 * len(QUESTIONS)  # each question answered once and judged once
