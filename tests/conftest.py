@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -81,10 +82,46 @@ def mixed_pool(tmp_path: Path) -> tuple[Path, dict[str, str]]:
 
 @pytest.fixture(scope="session")
 def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The README's demo build (recipes/demo.yaml on the bundled PDFs), made once per test session."""
+    """The README's demo build (recipes/demo.yaml on the bundled PDFs), made once per test run: under
+    pytest-xdist the first worker that needs it builds it in the run's shared temporary folder, under a file
+    lock, and the others wait and read it (a `.done` marker says the build finished)."""
+    from filelock import FileLock
+
     from longdocvqa.core.recipe import load_recipe
     from longdocvqa.pipeline import build
 
-    out = tmp_path_factory.mktemp("demo")
-    build(load_recipe(ROOT / "recipes" / "demo.yaml"), out, workers=2)
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # every worker's basetemp sits in this run's one folder
+    out = shared / "demo-build"
+    with FileLock(str(shared / "demo-build.lock")):
+        if not (shared / "demo-build.done").is_file():
+            shutil.rmtree(out, ignore_errors=True)  # a build cut off by an earlier failure starts afresh
+            build(load_recipe(ROOT / "recipes" / "demo.yaml"), out, workers=2)
+            (shared / "demo-build.done").touch()
     return out
+
+
+# Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadgroup`) a test module runs on one worker, so its
+# module-scoped fixtures (servers, clusters) start once; the modules that start a Ray cluster share one group,
+# so two clusters never compete for the two cores and the object store at once.
+RAY_MODULES = {"test_ray.py", "test_ray_faults.py"}
+
+
+# Fixtures that run a build or start a server: a test using one must be marked `slow`, so that
+# `scripts/test.sh --fast` stays the quick loop (checked at collection, not left to memory).
+HEAVY_FIXTURES = {"server", "serve", "demo_build", "built", "reference", "cluster", "base_url", "hub", "sample"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    unmarked = [
+        f"{item.nodeid} uses {sorted(HEAVY_FIXTURES.intersection(item.fixturenames))}"  # type: ignore[attr-defined]
+        for item in items
+        if item.get_closest_marker("slow") is None and HEAVY_FIXTURES.intersection(getattr(item, "fixturenames", ()))
+    ]
+    if unmarked:
+        raise pytest.UsageError("mark these @pytest.mark.slow (they build or start a server):\n" + "\n".join(unmarked))
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            name = item.path.name
+            item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))

@@ -129,6 +129,7 @@ def dataset_copy(built: Path, folder: Path, page_bytes: Any = None, doc_id: str 
 # ---------------------------------------------------------------- 1. text in, text out, clean (and 2. extra_body)
 
 
+@pytest.mark.slow
 def test_control_characters_and_markup_from_the_model_file_names_and_licences_are_not_stored_or_published(
     server: ScriptedOpenAI, tmp_path: Path
 ) -> None:
@@ -178,6 +179,7 @@ def test_control_characters_and_markup_from_the_model_file_names_and_licences_ar
 # ---------------------------------------------------------------- 2. secrets
 
 
+@pytest.mark.slow
 def test_a_key_echoed_by_the_server_is_masked_on_stderr_in_the_ledger_and_every_file(
     server: ScriptedOpenAI, tmp_path: Path
 ) -> None:
@@ -265,6 +267,7 @@ def test_eval_options_out_of_range_are_one_line_without_a_pydantic_dump(
     assert "pydantic" not in line and "validation error" not in line
 
 
+@pytest.mark.slow
 def test_eval_rejects_evidence_pages_outside_the_document(server: ScriptedOpenAI, tmp_path: Path) -> None:
     good = {"doc_id": "R-data.pdf", "question": "Which manual is this document?", "answer": "R Data Import/Export",
             "answer_format": "Str", "evidence_pages": "[1]"}  # fmt: skip
@@ -291,6 +294,7 @@ def test_a_fifo_or_device_in_pool_paths_is_rejected_by_type(tmp_path: Path) -> N
         one_line(run_cli("build", recipe, "--dry-run", timeout=120), 2, str(path), kind)
 
 
+@pytest.mark.slow
 def test_virtual_file_systems_are_never_walked(tmp_path: Path) -> None:
     recipe = recipe_file(tmp_path / "proc", ["/proc"])
     one_line(run_cli("build", recipe, "--dry-run", timeout=120), 2, "/proc", "virtual file system 'proc'")
@@ -324,6 +328,7 @@ def test_a_latin1_licence_tsv_is_exit_2_naming_the_file(tmp_path: Path) -> None:
     one_line(run_cli("build", recipe, "--out", tmp_path / "out", timeout=120), 2, str(licences), "not UTF-8")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("repo", ["../../etc", "org/a\x1b[31mb", "org/name/extra"])
 def test_push_to_a_repo_id_that_is_not_one_is_exit_2(repo: str, built: Path) -> None:
     line = one_line(run_cli("push", built, "--repo", repo, timeout=120), 2, "--repo", "not a Hub repo id")
@@ -351,6 +356,7 @@ def test_inspect_on_a_garbage_manifest_is_one_line(text: str, tmp_path: Path) ->
     one_line(run_cli("inspect", tmp_path, timeout=120), 1, "manifest.json", "not a run manifest")
 
 
+@pytest.mark.slow
 def test_validate_push_and_eval_on_a_dataset_whose_images_do_not_decode(built: Path, tmp_path: Path) -> None:
     dataset = dataset_copy(built, tmp_path, page_bytes=lambda _data: b"\xff\xd8\xff\xe0 not a JPEG at all")
     proc = run_cli("validate", dataset, "--json", timeout=300)
@@ -365,6 +371,7 @@ def test_validate_push_and_eval_on_a_dataset_whose_images_do_not_decode(built: P
 # ---------------------------------------------------------------- 6. validate decodes every image, checks doc_id
 
 
+@pytest.mark.slow
 def test_validate_catches_a_page_jpeg_cut_short_and_an_unknown_doc_id(built: Path, tmp_path: Path) -> None:
     from PIL import Image
 
@@ -390,6 +397,7 @@ def test_validate_catches_a_page_jpeg_cut_short_and_an_unknown_doc_id(built: Pat
 # ---------------------------------------------------------------- 7. onnxruntime's device id
 
 
+@pytest.mark.slow
 def test_a_build_in_a_fresh_home_leaves_no_onnxruntime_device_id(tmp_path: Path) -> None:
     home = tmp_path / "home"
     home.mkdir()

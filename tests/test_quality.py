@@ -86,6 +86,7 @@ def run(config, ledger: Path | None = None, name: str = "R-data.pdf") -> tuple[l
     return asyncio.run(go())
 
 
+@pytest.mark.slow
 def test_the_verifier_catches_a_wrong_generator(serve) -> None:
     server = serve(SwappingServer)
     records, rejects = run(generate_config(server, verify={"enabled": True}))
@@ -94,6 +95,7 @@ def test_the_verifier_catches_a_wrong_generator(serve) -> None:
     assert server.schema_errors == []
 
 
+@pytest.mark.slow
 def test_a_verifier_that_echoes_the_generator_would_let_the_wrong_qa_through(serve) -> None:
     """What the test above guards against: the old circular verifier (its own answers from memory) agrees."""
     server = serve(SwappingServer)
@@ -102,6 +104,7 @@ def test_a_verifier_that_echoes_the_generator_would_let_the_wrong_qa_through(ser
     assert len(records) == 3 and rejects == []
 
 
+@pytest.mark.slow
 def test_the_verifier_agrees_with_a_right_generator(serve) -> None:
     server = serve()
     records, rejects = run(generate_config(server, verify={"enabled": True}), name="etoolbox.pdf")
@@ -111,6 +114,7 @@ def test_the_verifier_agrees_with_a_right_generator(serve) -> None:
     assert {t: q["verification"]["agreement_rate"] for t, q in quality.items()} == dict.fromkeys(TASKS, 1.0)
 
 
+@pytest.mark.slow
 def test_the_judge_scores_from_the_pages_and_drops_wrong_qa_naming_the_rubric(serve, tmp_path) -> None:
     right, wrong = serve(), serve(SwappingServer)
     judge = {"enabled": True, "endpoint": {"base_url": right.base_url, "model": "judge", "api_key_env": None}}
@@ -132,6 +136,7 @@ def test_the_judge_scores_from_the_pages_and_drops_wrong_qa_naming_the_rubric(se
     assert run(config, ledger=tmp_path / "ledger.sqlite")[0] == records and right.requests == asked  # replayed
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("choice", ["relabel", "drop"])
 def test_multi_page_qa_answerable_from_one_page_is_relabelled_or_dropped(serve, choice: str) -> None:
     server = serve(OnePageServer)
@@ -154,6 +159,7 @@ def test_multi_page_qa_answerable_from_one_page_is_relabelled_or_dropped(serve, 
     }
 
 
+@pytest.mark.slow
 def test_multi_page_qa_that_needs_its_pages_is_kept(serve) -> None:
     server = serve()
     config = generate_config(server, tasks=["extract-multi"], verify={"enabled": True, "multi_page": "drop"})
@@ -166,6 +172,7 @@ def test_multi_page_qa_that_needs_its_pages_is_kept(serve) -> None:
     assert len(calls) == 1 + pages  # the verification, then one call per evidence page (none was enough)
 
 
+@pytest.mark.slow
 def test_schema_mode_replies_are_checked_against_the_schema_sent(serve) -> None:
     server = serve()
     schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
@@ -178,6 +185,7 @@ def test_schema_mode_replies_are_checked_against_the_schema_sent(serve) -> None:
     assert server.schema_errors == [bad for bad in server.schema_errors if "answr" in bad or "int is" in bad]
 
 
+@pytest.mark.slow
 def test_a_loopback_build_reports_agreement_judge_and_calls_by_role(serve, write_recipe, pdf_dir, tmp_path) -> None:
     server = serve()
     endpoint = {"base_url": server.base_url, "model": "scripted-vlm", "api_key_env": None, "timeout_s": 10.0,
@@ -208,6 +216,7 @@ def test_a_loopback_build_reports_agreement_judge_and_calls_by_role(serve, write
     assert server.requests == asked
 
 
+@pytest.mark.slow
 def test_the_planted_error_benchmark_meets_its_targets_on_three_pdfs(pdf_dir, tmp_path) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
     from quality import run_bench

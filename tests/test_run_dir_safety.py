@@ -103,6 +103,7 @@ def test_a_foreign_out_folder_is_refused_and_left_untouched(recipe, tmp_path) ->
         assert tree(foreign) == before  # nothing deleted, overwritten or added
 
 
+@pytest.mark.slow
 def test_run_directories_are_marked_and_earlier_ones_still_resume(reference, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(reference / "out", out)
@@ -158,6 +159,7 @@ def _written_since(stages: Path, since_ns: int) -> bool:
     return any(found)
 
 
+@pytest.mark.slow
 def test_no_resume_interrupted_keeps_the_published_dataset(reference, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(reference / "out", out)
@@ -179,6 +181,7 @@ def test_no_resume_interrupted_keeps_the_published_dataset(reference, tmp_path) 
 # ---------------------------------------------------------------- 3. no write through a planted link
 
 
+@pytest.mark.slow
 def test_links_planted_at_the_staging_folders_are_never_followed(recipe, tmp_path) -> None:
     out, outside_partial, outside_old = tmp_path / "out", tmp_path / "elsewhere-1", tmp_path / "elsewhere-2"
     for folder in (out, outside_partial, outside_old):
@@ -221,6 +224,7 @@ def _fill(folder: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("mount"), reason="needs root to mount a tmpfs")
 def test_a_full_disk_during_layout_is_retried_after_space_returns(reference, tmp_path) -> None:
     out = tmp_path / "out"
@@ -252,6 +256,7 @@ def _records(out: Path, stage: str) -> list[Path]:
     return sorted((out / "stages" / stage).glob("*/*/*.json"))
 
 
+@pytest.mark.slow
 def test_tampered_records_caches_ledger_and_dataset_are_repaired(reference, tmp_path) -> None:
     out = tmp_path / "out"
     shutil.copytree(reference / "out", out)
@@ -290,12 +295,14 @@ def test_tampered_records_caches_ledger_and_dataset_are_repaired(reference, tmp_
 # ---------------------------------------------------------------- 6. one line for a bad environment
 
 
+@pytest.mark.slow
 def test_unwritable_home_is_one_line_or_works(recipe, tmp_path) -> None:
     proc = build(recipe, tmp_path / "out", env={"HOME": "/proc/version"})
     assert proc.returncode in (0, 1), proc.stderr
     assert proc.returncode == 0 or len(error_lines(proc)) == 1
 
 
+@pytest.mark.slow
 def test_rejects_caused_by_a_bad_isolation_limit_are_not_permanent(write_recipe, pdf_dir, tmp_path) -> None:
     """A limit too small rejects every document (timeout); one past what the kernel takes (10**30 MB; d29a bounds
     the field, exit 2) must not crash the workers; once the recipe is fixed the build publishes every document."""
