@@ -267,6 +267,9 @@ def dashscope_tiktoken_path() -> Path | None:
     return path if path.is_file() else None
 
 
+_CONVERTED: dict[str, Any] = {}  # converted file -> its Tokenizer, loaded once per process (encoding never mutates it)
+
+
 def _tokenizer_from_dashscope(name: str, cache: Path) -> Any:
     from tokenizers import Tokenizer
 
@@ -284,7 +287,10 @@ def _tokenizer_from_dashscope(name: str, cache: Path) -> Any:
         partial = target.with_suffix(f".{os.getpid()}.partial")
         tokenizer.save(str(partial))
         os.replace(partial, target)
-    return Tokenizer.from_file(str(target))
+    key = str(target)
+    if key not in _CONVERTED:  # parsing the 150K-entry file costs ~0.5 s; plan and assemble both need it
+        _CONVERTED[key] = Tokenizer.from_file(key)
+    return _CONVERTED[key]
 
 
 def bytes_to_unicode() -> dict[int, str]:
