@@ -40,12 +40,14 @@ _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and fo
 _REPEAT_SHARE = 0.25  # a margin line seen on >= 25% of pages is a running header/footer
 _CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+(\.[0-9]+)?[.:]", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
-_PAGE_NUMBER = re.compile(r"^(page\s*)?[0-9ivxlc]{1,6}(\s*(/|of)\s*[0-9]+)?$", re.IGNORECASE)
+_PAGE_NUMBER = re.compile(r"^([-–—]\s*)?((page|seite)\s*)?[0-9ivxlc]{1,6}(\s*(/|of|von)\s*[0-9]+)?(\s*[-–—])?$", re.I)
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
 _OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
+_RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
+_WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an equation has one-letter variables
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
 
 
@@ -228,7 +230,22 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
         centre = (line.bbox[1] + line.bbox[3]) / 2
         if i not in out and _in_margin(line, page) and any(abs(centre - row) < 3 for row in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
+    _furniture_rows(lines, page, out)
     return out
+
+
+def _furniture_rows(lines: Sequence[RawLine], page: RawPage, out: dict[int, str]) -> None:
+    """A line on the baseline of a header or footer, within a quarter of the page's edge and in no much larger font, is
+    part of it: a running section title beside a repeated package name, a chapter name beside a page number set a
+    little further in (a slide's larger frame title beside its navigation bar is not)."""
+    rows = [((lines[i].bbox[1] + lines[i].bbox[3]) / 2, lines[i].size) for i in out]
+    if not rows:
+        return
+    for i, line in enumerate(lines):
+        centre = (line.bbox[1] + line.bbox[3]) / 2
+        near = centre < page.height_pt * _PAGE_NUMBER_SHARE or centre > page.height_pt * (1 - _PAGE_NUMBER_SHARE)
+        if i not in out and near and any(abs(centre - y) < 3 and line.size <= size * 1.3 for y, size in rows):
+            out[i] = "header" if centre < page.height_pt / 2 else "footer"
 
 
 def _drop_line_numbers(lines: Sequence[RawLine], out: dict[int, str]) -> None:
@@ -271,7 +288,13 @@ def _is_formula(line: RawLine) -> bool:
         return True
     if len(stripped) < 3:
         return False
-    if line.math or len(text) <= 60 and _SHORT_EQUATION.match(text):
+    if (
+        line.math
+        or len(text) <= 60
+        and _SHORT_EQUATION.match(text)
+        or _RELATION.search(text)
+        and not _WORD.search(text)
+    ):
         return True
     return sum(map(_MATH_CHARS.__contains__, stripped)) / len(stripped) > 0.25
 
@@ -322,10 +345,22 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     _flush(current, current_label, blocks)
     for box in figures:
         label = "figure" if rounded(box) not in ctx.running_figures else "header"
+        label = "formula" if label == "figure" and _boxed_formula(box, lines) else label
         blocks.append(Block(label=label, bbox=box, text=" ".join(figure_text[box]), order=0))  # type: ignore[arg-type]
     _promote_title(page, blocks)
     _follow_captions(blocks)  # aligned text is a table whatever its caption says: not passed in
     return _ordered(_merge_formulas(blocks + unruled))
+
+
+def _boxed_formula(box: Box, lines: Sequence[RawLine]) -> bool:
+    """A drawing whose text is mostly display maths is a formula with a frame or arrows drawn round it."""
+    inside = [line for line in lines if within(line.bbox, box)]
+    if not inside or any(line.mono or TEX_MACRO.search(line.text) for line in inside):
+        return False
+    text = " ".join(line.text for line in inside)  # a tableau's cells, each a line, and the = between them
+    return (
+        sum(map(_is_formula, inside)) >= 0.5 * len(inside) or bool(_RELATION.search(text)) and not _WORD.search(text)
+    )
 
 
 def _unruled_tables(
@@ -355,24 +390,15 @@ def _follow_captions(blocks: list[Block]) -> None:
 
 
 def _merge_formulas(blocks: list[Block]) -> list[Block]:
-    """Pieces of one display formula (a fraction's parts, a big operator, the equation number) -> one block."""
+    """Pieces of a display formula (a limit, an exponent, the equation number) that came out as text are formula
+    pieces too. Each piece stays its own block, as the hand-labelled truth draws them: one box round a formula and
+    its number would span the empty gap between them."""
     formulas = [b for b in blocks if b.label == "formula"]
-    rest = [b for b in blocks if b.label != "formula"]
-    merged: list[Block] = []
-    for block in sorted(formulas, key=lambda b: b.bbox[1]):
-        host = next((b for b in merged if overlaps(b.bbox, block.bbox, 3)), None)
-        if host is None:
-            merged.append(block)
-        else:
-            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
-    kept = []
-    for block in rest:
-        host = next((f for f in merged if _formula_part(block, f)), None)
-        if host is None:
-            kept.append(block)
-        else:
-            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
-    return kept + merged
+    if formulas:
+        for block in blocks:
+            if any(_formula_part(block, f) for f in formulas):
+                block.label = "formula"
+    return blocks
 
 
 def _formula_part(block: Block, formula: Block) -> bool:
@@ -383,7 +409,7 @@ def _formula_part(block: Block, formula: Block) -> bool:
     if len(text) <= 3 and overlaps(block.bbox, formula.bbox, 3):
         return True
     row = min(block.bbox[3], formula.bbox[3]) - max(block.bbox[1], formula.bbox[1]) > 0
-    return row and bool(_EQUATION_NUMBER.match(text))
+    return row and all(_EQUATION_NUMBER.match(part) for part in text.split())
 
 
 def _continues(prev: RawLine, line: RawLine, body_size: float, prev_label: str, label: str) -> bool:
