@@ -28,6 +28,7 @@ _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
+_CODE_START = re.compile(r"[%#{}<>/;=]")  # what a line of code starts with, a title never
 _SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]")  # "... as possible. In": prose, not a title
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
@@ -75,6 +76,8 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
         return None  # "24 \DeclareOption{...}": a numbered line of a code listing
+    if numbered and _CODE_START.match(text[numbered.end() - 1 :]):
+        return None  # "13 % <!COPYRIGHT>": a numbered comment line of a listing, in any font
     if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
         return None
     if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):

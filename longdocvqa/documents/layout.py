@@ -162,11 +162,14 @@ def _running_figures(figures: dict[int, list[Box]], pages: Sequence[RawPage]) ->
 
 
 def _body_font_size(pages: Sequence[RawPage]) -> float:
-    """The font size that carries the most characters."""
+    """The font size that carries the most characters of prose (monospace code listings, often set smaller and
+    sometimes longer than the prose, do not count unless there is nothing else)."""
     weights: Counter[float] = Counter()
+    code: Counter[float] = Counter()
     for page in pages:
         for line in page.lines:
-            weights[round(line.size)] += len(line.text)
+            (code if line.mono else weights)[round(line.size)] += len(line.text)
+    weights = weights or code
     return float(weights.most_common(1)[0][0]) if weights else 10.0
 
 
