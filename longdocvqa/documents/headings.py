@@ -29,6 +29,7 @@ TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
 _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
 _CODE_START = re.compile(r"[%#{}<>/;=]")  # what a line of code starts with, a title never
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
 _SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]")  # "... as possible. In": prose, not a title
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
@@ -80,9 +81,10 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None  # "13 % <!COPYRIGHT>": a numbered comment line of a listing, in any font
     if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
         return None
-    if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):
-        return None
     ratio = line.size / body_size
+    large = ratio >= 1.3 and len(text) < 60 and _has_word(text)  # "fontspec-code-load.dtx" as a part title
+    if not (text[0].isupper() or text[0].isdigit() or large) or _lower_case_prose(text, numbered, large):
+        return None
     if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
         return None  # "1. Encoding" in body size is a numbered list item, not a section
     if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
@@ -92,6 +94,19 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
         return 2 if ratio >= 1.3 else 3
     return None
+
+
+def _lower_case_prose(text: str, numbered: re.Match[str] | None, large: bool) -> bool:
+    """No capital letter at all: prose, unless numbered with a word after the number ("4.1 draw") or set much
+    larger than the body (a file name as a part title)."""
+    if any(c.isupper() for c in text if c.isalpha()):
+        return False
+    return not (numbered and _has_word(text[numbered.end() - 1 :]) or large)
+
+
+def _has_word(text: str) -> bool:
+    """A run of two or more letters that is not one letter repeated (music and symbol fonts give "hhh")."""
+    return any(len(set(word.lower())) > 1 for word in _LETTERS.findall(text))
 
 
 def _is_prose(text: str) -> bool:
