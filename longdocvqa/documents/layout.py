@@ -176,8 +176,16 @@ def _body_font_size(pages: Sequence[RawPage]) -> float:
 def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
     """Rows (rounded centre y, +-2) that end in a bare page number at the right: table-of-contents entries."""
     rows: set[int] = set()
+    margin: list[RawLine] = []
     for line in lines:
-        if line.text.strip().isdigit() and line.bbox[0] > page.width_pt * 0.6 and not _in_margin(line, page):
+        if line.text.strip().isdigit() and line.bbox[0] > page.width_pt * 0.6:
+            if _in_margin(line, page):
+                margin.append(line)
+                continue
+            centre = round((line.bbox[1] + line.bbox[3]) / 2)
+            rows.update(range(centre - 2, centre + 3))
+    if len(rows) >= 15:  # three entries or more: a contents page, whose entries also reach into the margin bands
+        for line in margin:
             centre = round((line.bbox[1] + line.bbox[3]) / 2)
             rows.update(range(centre - 2, centre + 3))
     return rows
