@@ -46,6 +46,7 @@ _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
 _OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
+_LEADER = re.compile(r"(\. ?){6,}")
 _RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
 _WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an equation has one-letter variables
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
@@ -246,16 +247,22 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
 
 
 def _furniture_rows(lines: Sequence[RawLine], page: RawPage, out: dict[int, str]) -> None:
-    """A line on the baseline of a header or footer, within a quarter of the page's edge and in no much larger font, is
-    part of it: a running section title beside a repeated package name, a chapter name beside a page number set a
-    little further in (a slide's larger frame title beside its navigation bar is not)."""
-    rows = [((lines[i].bbox[1] + lines[i].bbox[3]) / 2, lines[i].size) for i in out]
-    if not rows:
+    """A line on the baseline of a header or footer that is the page's first or last row, within a quarter of
+    the page's edge and in no much larger font, is part of it: a running section title beside a repeated package
+    name, a chapter name beside a page number set a little further in (a slide's larger frame title beside its
+    navigation bar is not)."""
+    if not out:
         return
+    centres = [(line.bbox[1] + line.bbox[3]) / 2 for line in lines]
+    edges = (min(centres), max(centres))  # only the page's first and last rows: a data listing repeats words too
+    rows = [(centres[i], lines[i].size) for i in out if any(abs(centres[i] - edge) < 3 for edge in edges)]
+    common = sorted(line.size for line in lines)[len(lines) // 2] * 1.15  # no larger than most text: no part title
     for i, line in enumerate(lines):
-        centre = (line.bbox[1] + line.bbox[3]) / 2
+        centre = centres[i]
         near = centre < page.height_pt * _PAGE_NUMBER_SHARE or centre > page.height_pt * (1 - _PAGE_NUMBER_SHARE)
-        if i not in out and near and any(abs(centre - y) < 3 and line.size <= size * 1.3 for y, size in rows):
+        if i in out or not near or line.size > common:
+            continue
+        if any(abs(centre - y) < 3 and line.size <= size * 1.3 for y, size in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
 
 
@@ -292,8 +299,8 @@ def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> t
 def _is_formula(line: RawLine) -> bool:
     """Display maths: math fonts or math symbols dominate; never monospace and never TeX source."""
     text = line.text
-    if line.mono or TEX_MACRO.search(text) or len(text) > 160:
-        return False
+    if line.mono or TEX_MACRO.search(text) or len(text) > 160 or _LEADER.search(text):
+        return False  # code, TeX source, or a contents/index entry (its dot leader is often set in a math font)
     stripped = text.replace(" ", "")
     if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
         return True
@@ -502,8 +509,10 @@ _COMMENT = re.compile(r"^(%|#|//|--\s|;)")  # a cell that starts a code comment:
 def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) -> list[tuple[Box, str]]:
     """Tables drawn without a grid: at least 3 rows of two or more cells (pieces on one baseline far apart, which
     `merge_line_pieces` left apart), close below each other, whose cells start at the same 2+ column positions.
-    Not two columns of prose (every cell wide), nor aligned display maths, nor code with comments aligned."""
+    Not two columns of prose (every cell wide), aligned display maths, code with comments aligned, a log's
+    repeated prefix, nor notes in the margin beside the text."""
     rows = _rows(lines)
+    text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0] if lines else 0
     out: list[tuple[Box, str]] = []
     start = 0
     while start < len(rows):
@@ -515,7 +524,7 @@ def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) ->
             run.pop()
         while run and len(run[0]) < 2:
             run.pop(0)
-        if _is_table(run, page):
+        if _is_table(run, page) and min(row[0].bbox[0] for row in run) > text_left - 12:  # not notes in the margin
             cells = [ln for row in run for ln in row]
             out.append((_union_lines(cells), " ".join(ln.text for ln in cells)))
         start = end
@@ -548,6 +557,8 @@ def _is_table(run: Sequence[Sequence[RawLine]], page: RawPage) -> bool:
         return False
     if any(_CODE_CELL.search(ln.text) for ln in cells) or _numbered(multi, 0) or _numbered(multi, -1):
         return False  # source code, or numbered lines of a listing or an edition
+    if len({row[0].text for row in multi}) < 0.5 * len(multi):
+        return False  # one prefix repeated down the rows ("(latexbug) ..."): a log, not a table's first column
     left = min(row[0].bbox[0] for row in multi)
     if sum(abs(row[0].bbox[0] - left) <= 3 for row in multi) < 0.6 * len(multi):
         return False  # a table's first column starts at its left edge
