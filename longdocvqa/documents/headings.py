@@ -77,6 +77,8 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
         return None  # "24 \DeclareOption{...}": a numbered line of a code listing
+    if numbered and _is_prose(text[numbered.end() - 1 :]):
+        return None  # "4 and 10. This style is ...": a wrapped sentence that starts with a number
     if numbered and _CODE_START.match(text[numbered.end() - 1 :]):
         return None  # "13 % <!COPYRIGHT>": a numbered comment line of a listing, in any font
     if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
@@ -121,14 +123,22 @@ def is_toc_page(levels: Sequence[int | None]) -> bool:
 
 
 def rank_levels(pages: Sequence[Page]) -> None:
-    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3."""
-    unnumbered = [b for p in pages for b in p.blocks if b.label == "section" and not _NUMBERED.match(b.text)]
+    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3 (an index
+    letter stays at 3)."""
+    unnumbered = [b for p in pages for b in p.blocks
+                  if b.label == "section" and not _NUMBERED.match(b.text) and not _index_letter(b.text)]  # fmt: skip
     sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
     numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
                        for b in p.blocks)  # fmt: skip
     offset = 1 if numbered_top else 0  # numbered chapters own level 1; unnumbered headings sit below them
     for block in unnumbered:
         block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
+
+
+def _index_letter(text: str) -> bool:
+    """An index's letter ("C"): it keeps level 3 from `heading_level`, whatever its size ranks."""
+    text = text.strip()
+    return len(text) == 1 and text.isupper()
 
 
 def heading_continues(prev: RawLine, line: RawLine) -> bool:
