@@ -46,6 +46,7 @@ _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
 _OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
+_BULLETS = set("•·∙◦⋆∗")  # marks of a list or a dot diagram, also set in math fonts
 _LEADER = re.compile(r"(\. ?){6,}")
 _RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
 _WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an equation has one-letter variables
@@ -304,8 +305,8 @@ def _is_formula(line: RawLine) -> bool:
     stripped = text.replace(" ", "")
     if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
         return True
-    if len(stripped) < 3:
-        return False
+    if len(stripped) < 3:  # a lone bracket or operator glyph of a display is maths; a lone letter or digit is not
+        return line.math and not stripped.isalnum() and not _BULLETS.issuperset(stripped)
     if (
         line.math
         or len(text) <= 60
