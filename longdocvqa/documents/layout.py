@@ -415,8 +415,11 @@ def _merge_formulas(blocks: list[Block]) -> list[Block]:
     formulas = [b for b in blocks if b.label == "formula"]
     if formulas:
         for block in blocks:
-            if any(_formula_part(block, f) for f in formulas):
-                block.label = "formula"
+            if block.label in ("paragraph", "list") and (
+                len(block.text.strip()) <= 3 or block.text.lstrip()[:1] in "(["
+            ):
+                if any(_formula_part(block, f) for f in formulas):
+                    block.label = "formula"
     return blocks
 
 
@@ -513,7 +516,9 @@ def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) ->
     Not two columns of prose (every cell wide), aligned display maths, code with comments aligned, a log's
     repeated prefix, nor notes in the margin beside the text."""
     rows = _rows(lines)
-    text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0] if lines else 0
+    if sum(len(row) >= 2 for row in rows) < 3:
+        return []  # most pages
+    text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0]
     out: list[tuple[Box, str]] = []
     start = 0
     while start < len(rows):
