@@ -6,7 +6,8 @@ Two backends produce the same `LayoutDoc`:
   headings (never plain body-size lines); lines in the top/bottom band that repeat across pages, and
   bare page numbers there, are headers/footers; images and non-rule drawings group into figures;
   footnotes are marker-led small lines below a short footnote rule; monospace lines and TeX macros
-  are paragraphs (code), never formulas; PyMuPDF's ruled-table finder gives tables.
+  are paragraphs (code), never formulas; PyMuPDF's ruled-table finder gives tables, and rows of cells
+  aligned in columns without a grid are tables too.
 - `pymupdf-layout`: PyMuPDF 2's built-in ONNX layout model labels regions; the outline, when
   present, still confirms section titles.
 Image-only (scanned) pages are flagged, not dropped: their text comes later from an OCR backend.
