@@ -26,6 +26,7 @@ _FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introd
 PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
+PROSE_WORD = re.compile(r"[^\W\d_]{4,}")  # shared with layout.py: a word, where maths has one-letter symbols
 _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
 _CODE_START = re.compile(r"[%#{}<>/;=]")  # what a line of code starts with, a title never
@@ -70,8 +71,8 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
         return 1
-    if line.math or PRIVATE_USE.search(text):  # pieces of a display formula
-        return None
+    if line.math and not PROSE_WORD.search(text) or PRIVATE_USE.search(text):  # pieces of a display formula
+        return None  # (a word of four letters is text, whatever its font: some documents set all in a math font)
     numbered = _NUMBERED.match(text)
     if not numbered and (line.mono or TEX_MACRO.search(text) or first_page or _is_prose(text)):
         return None
@@ -95,6 +96,8 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return 1
     if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
         return 2 if ratio >= 1.3 else 3
+    if line.bold and ratio >= 1.0 and len(text) < 60 and not line.mono:
+        return 3
     return None
 
 

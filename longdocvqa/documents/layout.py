@@ -27,6 +27,7 @@ from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Page, RawLin
 from longdocvqa.documents.figures import Box, figure_boxes, overlaps, rounded, union, within
 from longdocvqa.documents.headings import (
     PRIVATE_USE,
+    PROSE_WORD,
     TEX_MACRO,
     heading_continues,
     heading_level,
@@ -310,6 +311,7 @@ def _is_formula(line: RawLine) -> bool:
         return line.math and not stripped.isalnum() and not _BULLETS.issuperset(stripped)
     if (
         line.math
+        and len(PROSE_WORD.findall(text)) < 2  # two words: text set in a math font
         or len(text) <= 60
         and _SHORT_EQUATION.match(text)
         or _RELATION.search(text)
