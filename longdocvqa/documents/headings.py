@@ -88,8 +88,8 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     large = ratio >= 1.3 and len(text) < 60 and _has_word(text)  # "fontspec-code-load.dtx" as a part title
     if not (text[0].isupper() or text[0].isdigit() or large) or _lower_case_prose(text, numbered, large):
         return None
-    if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
-        return None  # "1. Encoding" in body size is a numbered list item, not a section
+    if numbered and re.match(r"^\d+\.\s", text) and ratio < 1.3:
+        return None  # "1. Encoding" under 1.3x body size: an enumerated item (an exercise, a FAQ question)
     if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
         return min(numbered.group(1).count(".") + 1, 3)
     if ratio >= 1.6:
