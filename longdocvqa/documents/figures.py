@@ -1,7 +1,8 @@
 """Figures: a page's images and drawings grouped into figure boxes, and the box geometry the layout rules share.
 
 A group of images and non-rule drawings within a few points of each other is one figure, unless it is a thin rule,
-a frame round a code box (nothing drawn inside its border), or a box mostly filled with text; drawings inside a
+a frame round a code box (nothing drawn inside its border), a box mostly filled with text, or a small drawing
+inside a text line; drawings inside a
 ruled table belong to the table. Used by layout.py (the heuristic backend), which takes the figures' text out of
 the flowing lines and labels a figure repeated on many pages (a slide deck's logo) as a header.
 Does not own: reading images and drawings from the PDF (render.py) or labelling (layout.py).
@@ -27,7 +28,7 @@ def figure_boxes(page: RawPage, lines: Sequence[RawLine]) -> list[Box]:
     groups = _group_boxes(list(page.image_boxes) + candidates)
     figures = []
     for box in groups:
-        if box[2] - box[0] < _MIN_FIGURE_PT or box[3] - box[1] < _MIN_FIGURE_PT:
+        if box[2] - box[0] < _MIN_FIGURE_PT or box[3] - box[1] < _MIN_FIGURE_PT or _inline(box, lines):
             continue
         has_image = any(overlaps(img, box) for img in page.image_boxes)
         inner = sum(within(c, box) and not _on_border(c, box) for c in candidates)
@@ -35,6 +36,18 @@ def figure_boxes(page: RawPage, lines: Sequence[RawLine]) -> list[Box]:
         if has_image or inner >= 3 and share < 0.5 or inner >= 1 and share < 0.1:
             figures.append(box)
     return figures
+
+
+def _inline(box: Box, lines: Sequence[RawLine]) -> bool:
+    """A drawing no taller than two lines of text, on the row of a text line and touching it (a circle round a
+    letter, a boxed key): part of the text, not a figure."""
+    cy = (box[1] + box[3]) / 2
+    for line in lines:
+        height = line.bbox[3] - line.bbox[1]
+        if line.bbox[1] <= cy <= line.bbox[3] and box[3] - box[1] <= 2.2 * height and box[2] - box[0] <= 4 * height:
+            if line.bbox[0] - height <= box[0] and box[2] <= line.bbox[2] + 3 * height:
+                return True
+    return False
 
 
 def _on_border(part: Box, box: Box, slack: float = 2.0) -> bool:

@@ -26,8 +26,11 @@ _FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introd
 PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
 _DOT_LEADER = re.compile(r"(\.\s?){4,}|…{2,}|\s\d+$")
 TEX_MACRO = re.compile(r"\\[A-Za-z@]{2,}")
+PROSE_WORD = re.compile(r"[^\W\d_]{4,}")  # shared with layout.py: a word, where maths has one-letter symbols
 _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
+_CODE_START = re.compile(r"[%#{}<>/;=]")  # what a line of code starts with, a title never
+_LETTERS = re.compile(r"[^\W\d_]{2,}")
 _SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]")  # "... as possible. In": prose, not a title
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
@@ -68,27 +71,47 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
         return 1
-    if line.math or PRIVATE_USE.search(text):  # pieces of a display formula
-        return None
+    if line.math and not PROSE_WORD.search(text) or PRIVATE_USE.search(text):  # pieces of a display formula
+        return None  # (a word of four letters is text, whatever its font: some documents set all in a math font)
     numbered = _NUMBERED.match(text)
     if not numbered and (line.mono or TEX_MACRO.search(text) or first_page or _is_prose(text)):
         return None
     if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
         return None  # "24 \DeclareOption{...}": a numbered line of a code listing
+    if numbered and _is_prose(text[numbered.end() - 1 :]):
+        return None  # "4 and 10. This style is ...": a wrapped sentence that starts with a number
+    if numbered and _CODE_START.match(text[numbered.end() - 1 :]):
+        return None  # "13 % <!COPYRIGHT>": a numbered comment line of a listing, in any font
     if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
         return None
-    if not (text[0].isupper() or text[0].isdigit()) or not any(c.isupper() for c in text if c.isalpha()):
-        return None
     ratio = line.size / body_size
-    if numbered and re.match(r"^\d+\.\s", text) and ratio < _HEADING_SIZE_RATIO:
-        return None  # "1. Encoding" in body size is a numbered list item, not a section
+    large = ratio >= 1.3 and len(text) < 60 and _has_word(text)  # "fontspec-code-load.dtx" as a part title
+    if not (text[0].isupper() or text[0].isdigit() or large) or _lower_case_prose(text, numbered, large):
+        return None
+    if numbered and re.match(r"^\d+\.\s", text) and ratio < 1.3:
+        return None  # "1. Encoding" under 1.3x body size: an enumerated item (an exercise, a FAQ question)
     if numbered and (line.bold or ratio >= 1.05) and len(text) < 90:
         return min(numbered.group(1).count(".") + 1, 3)
     if ratio >= 1.6:
         return 1
     if ratio >= _HEADING_SIZE_RATIO and len(text) < 90:
         return 2 if ratio >= 1.3 else 3
+    if line.bold and ratio >= 1.0 and len(text) < 60 and not line.mono:
+        return 3
     return None
+
+
+def _lower_case_prose(text: str, numbered: re.Match[str] | None, large: bool) -> bool:
+    """No capital letter at all: prose, unless numbered with a word after the number ("4.1 draw") or set much
+    larger than the body (a file name as a part title)."""
+    if any(c.isupper() for c in text if c.isalpha()):
+        return False
+    return not (numbered and _has_word(text[numbered.end() - 1 :]) or large)
+
+
+def _has_word(text: str) -> bool:
+    """A run of two or more letters that is not one letter repeated (music and symbol fonts give "hhh")."""
+    return any(len(set(word.lower())) > 1 for word in _LETTERS.findall(text))
 
 
 def _is_prose(text: str) -> bool:
@@ -103,14 +126,22 @@ def is_toc_page(levels: Sequence[int | None]) -> bool:
 
 
 def rank_levels(pages: Sequence[Page]) -> None:
-    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3."""
-    unnumbered = [b for p in pages for b in p.blocks if b.label == "section" and not _NUMBERED.match(b.text)]
+    """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3 (an index
+    letter stays at 3)."""
+    unnumbered = [b for p in pages for b in p.blocks
+                  if b.label == "section" and not _NUMBERED.match(b.text) and not _index_letter(b.text)]  # fmt: skip
     sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
     numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
                        for b in p.blocks)  # fmt: skip
     offset = 1 if numbered_top else 0  # numbered chapters own level 1; unnumbered headings sit below them
     for block in unnumbered:
         block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
+
+
+def _index_letter(text: str) -> bool:
+    """An index's letter ("C"): it keeps level 3 from `heading_level`, whatever its size ranks."""
+    text = text.strip()
+    return len(text) == 1 and text.isupper()
 
 
 def heading_continues(prev: RawLine, line: RawLine) -> bool:

@@ -6,7 +6,8 @@ Two backends produce the same `LayoutDoc`:
   headings (never plain body-size lines); lines in the top/bottom band that repeat across pages, and
   bare page numbers there, are headers/footers; images and non-rule drawings group into figures;
   footnotes are marker-led small lines below a short footnote rule; monospace lines and TeX macros
-  are paragraphs (code), never formulas; PyMuPDF's ruled-table finder gives tables.
+  are paragraphs (code), never formulas; PyMuPDF's ruled-table finder gives tables, and rows of cells
+  aligned in columns without a grid are tables too.
 - `pymupdf-layout`: PyMuPDF 2's built-in ONNX layout model labels regions; the outline, when
   present, still confirms section titles.
 Image-only (scanned) pages are flagged, not dropped: their text comes later from an OCR backend.
@@ -26,6 +27,7 @@ from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Page, RawLin
 from longdocvqa.documents.figures import Box, figure_boxes, overlaps, rounded, union, within
 from longdocvqa.documents.headings import (
     PRIVATE_USE,
+    PROSE_WORD,
     TEX_MACRO,
     heading_continues,
     heading_level,
@@ -40,12 +42,16 @@ _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and fo
 _REPEAT_SHARE = 0.25  # a margin line seen on >= 25% of pages is a running header/footer
 _CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+(\.[0-9]+)?[.:]", re.IGNORECASE)
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
-_PAGE_NUMBER = re.compile(r"^(page\s*)?[0-9ivxlc]{1,6}(\s*(/|of)\s*[0-9]+)?$", re.IGNORECASE)
+_PAGE_NUMBER = re.compile(r"^([-–—]\s*)?((page|seite)\s*)?[0-9ivxlc]{1,6}(\s*(/|of|von)\s*[0-9]+)?(\s*[-–—])?$", re.I)
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
 _MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
 _OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
+_BULLETS = set("•·∙◦⋆∗")  # marks of a list or a dot diagram, also set in math fonts
+_LEADER = re.compile(r"(\. ?){6,}")
+_RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
+_WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an equation has one-letter variables
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
 
 
@@ -160,19 +166,30 @@ def _running_figures(figures: dict[int, list[Box]], pages: Sequence[RawPage]) ->
 
 
 def _body_font_size(pages: Sequence[RawPage]) -> float:
-    """The font size that carries the most characters."""
+    """The font size that carries the most characters of prose (monospace code listings, often set smaller and
+    sometimes longer than the prose, do not count unless there is nothing else)."""
     weights: Counter[float] = Counter()
+    code: Counter[float] = Counter()
     for page in pages:
         for line in page.lines:
-            weights[round(line.size)] += len(line.text)
+            (code if line.mono else weights)[round(line.size)] += len(line.text)
+    weights = weights or code
     return float(weights.most_common(1)[0][0]) if weights else 10.0
 
 
 def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
     """Rows (rounded centre y, +-2) that end in a bare page number at the right: table-of-contents entries."""
     rows: set[int] = set()
+    margin: list[RawLine] = []
     for line in lines:
-        if line.text.strip().isdigit() and line.bbox[0] > page.width_pt * 0.6 and not _in_margin(line, page):
+        if line.text.strip().isdigit() and line.bbox[0] > page.width_pt * 0.6:
+            if _in_margin(line, page):
+                margin.append(line)
+                continue
+            centre = round((line.bbox[1] + line.bbox[3]) / 2)
+            rows.update(range(centre - 2, centre + 3))
+    if len(rows) >= 15:  # three entries or more: a contents page, whose entries also reach into the margin bands
+        for line in margin:
             centre = round((line.bbox[1] + line.bbox[3]) / 2)
             rows.update(range(centre - 2, centre + 3))
     return rows
@@ -228,7 +245,28 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
         centre = (line.bbox[1] + line.bbox[3]) / 2
         if i not in out and _in_margin(line, page) and any(abs(centre - row) < 3 for row in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
+    _furniture_rows(lines, page, out)
     return out
+
+
+def _furniture_rows(lines: Sequence[RawLine], page: RawPage, out: dict[int, str]) -> None:
+    """A line on the baseline of a header or footer that is the page's first or last row, within a quarter of
+    the page's edge and in no much larger font, is part of it: a running section title beside a repeated package
+    name, a chapter name beside a page number set a little further in (a slide's larger frame title beside its
+    navigation bar is not)."""
+    if not out:
+        return
+    centres = [(line.bbox[1] + line.bbox[3]) / 2 for line in lines]
+    edges = (min(centres), max(centres))  # only the page's first and last rows: a data listing repeats words too
+    rows = [(centres[i], lines[i].size) for i in out if any(abs(centres[i] - edge) < 3 for edge in edges)]
+    common = sorted(line.size for line in lines)[len(lines) // 2] * 1.15  # no larger than most text: no part title
+    for i, line in enumerate(lines):
+        centre = centres[i]
+        near = centre < page.height_pt * _PAGE_NUMBER_SHARE or centre > page.height_pt * (1 - _PAGE_NUMBER_SHARE)
+        if i in out or not near or line.size > common:
+            continue
+        if any(abs(centre - y) < 3 and line.size <= size * 1.3 for y, size in rows):
+            out[i] = "header" if centre < page.height_pt / 2 else "footer"
 
 
 def _drop_line_numbers(lines: Sequence[RawLine], out: dict[int, str]) -> None:
@@ -264,14 +302,21 @@ def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> t
 def _is_formula(line: RawLine) -> bool:
     """Display maths: math fonts or math symbols dominate; never monospace and never TeX source."""
     text = line.text
-    if line.mono or TEX_MACRO.search(text) or len(text) > 160:
-        return False
+    if line.mono or TEX_MACRO.search(text) or len(text) > 160 or _LEADER.search(text):
+        return False  # code, TeX source, or a contents/index entry (its dot leader is often set in a math font)
     stripped = text.replace(" ", "")
     if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
         return True
-    if len(stripped) < 3:
-        return False
-    if line.math or len(text) <= 60 and _SHORT_EQUATION.match(text):
+    if len(stripped) < 3:  # a lone bracket or operator glyph of a display is maths; a lone letter or digit is not
+        return line.math and not stripped.isalnum() and not _BULLETS.issuperset(stripped)
+    if (
+        line.math
+        and len(PROSE_WORD.findall(text)) < 2  # two words: text set in a math font
+        or len(text) <= 60
+        and _SHORT_EQUATION.match(text)
+        or _RELATION.search(text)
+        and not _WORD.search(text)
+    ):
         return True
     return sum(map(_MATH_CHARS.__contains__, stripped)) / len(stripped) > 0.25
 
@@ -286,6 +331,9 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     taken = [t.bbox for t in page.tables] + figures
     figure_text: dict[Box, list[str]] = {box: [] for box in figures}
     furniture = _page_furniture(lines, page, ctx.margins)
+    unruled = [Block(label="table", bbox=box, text=text, order=0)
+               for box, text in _unruled_tables(lines, page, furniture, taken, ctx.body_size)]  # fmt: skip
+    taken += [b.bbox for b in unruled]
     footnote_top = _footnote_top(page, lines, ctx.body_size)
     levels = [None if ctx.has_outline else heading_level(ln, ctx.body_size, page.index == 1) for ln in lines]
     if is_toc_page(levels):
@@ -319,10 +367,35 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     _flush(current, current_label, blocks)
     for box in figures:
         label = "figure" if rounded(box) not in ctx.running_figures else "header"
+        label = "formula" if label == "figure" and _boxed_formula(box, lines) else label
         blocks.append(Block(label=label, bbox=box, text=" ".join(figure_text[box]), order=0))  # type: ignore[arg-type]
     _promote_title(page, blocks)
-    _follow_captions(blocks)
-    return _ordered(_merge_formulas(blocks))
+    _follow_captions(blocks)  # aligned text is a table whatever its caption says: not passed in
+    return _ordered(_merge_formulas(blocks + unruled))
+
+
+def _boxed_formula(box: Box, lines: Sequence[RawLine]) -> bool:
+    """A drawing whose text is mostly display maths is a formula with a frame or arrows drawn round it."""
+    inside = [line for line in lines if within(line.bbox, box)]
+    if not inside or any(line.mono or TEX_MACRO.search(line.text) for line in inside):
+        return False
+    text = " ".join(line.text for line in inside)  # a tableau's cells, each a line, and the = between them
+    return (
+        sum(map(_is_formula, inside)) >= 0.5 * len(inside) or bool(_RELATION.search(text)) and not _WORD.search(text)
+    )
+
+
+def _unruled_tables(
+    lines: Sequence[RawLine], page: RawPage, furniture: dict[int, str], taken: Sequence[Box], body_size: float
+) -> list[tuple[Box, str]]:
+    """`aligned_tables` over the lines not yet in a ruled table or figure; a page number never joins a table."""
+    free = [
+        line
+        for i, line in enumerate(lines)
+        if not (i in furniture and _PAGE_NUMBER.match(line.text.strip()))
+        and not any(within(line.bbox, box) for box in taken)
+    ]
+    return aligned_tables(free, page, body_size)
 
 
 def _follow_captions(blocks: list[Block]) -> None:
@@ -339,24 +412,18 @@ def _follow_captions(blocks: list[Block]) -> None:
 
 
 def _merge_formulas(blocks: list[Block]) -> list[Block]:
-    """Pieces of one display formula (a fraction's parts, a big operator, the equation number) -> one block."""
+    """Pieces of a display formula (a limit, an exponent, the equation number) that came out as text are formula
+    pieces too. Each piece stays its own block, as the hand-labelled truth draws them: one box round a formula and
+    its number would span the empty gap between them."""
     formulas = [b for b in blocks if b.label == "formula"]
-    rest = [b for b in blocks if b.label != "formula"]
-    merged: list[Block] = []
-    for block in sorted(formulas, key=lambda b: b.bbox[1]):
-        host = next((b for b in merged if overlaps(b.bbox, block.bbox, 3)), None)
-        if host is None:
-            merged.append(block)
-        else:
-            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
-    kept = []
-    for block in rest:
-        host = next((f for f in merged if _formula_part(block, f)), None)
-        if host is None:
-            kept.append(block)
-        else:
-            host.bbox, host.text = union(host.bbox, block.bbox), f"{host.text} {block.text}"
-    return kept + merged
+    if formulas:
+        for block in blocks:
+            if block.label in ("paragraph", "list") and (
+                len(block.text.strip()) <= 3 or block.text.lstrip()[:1] in "(["
+            ):
+                if any(_formula_part(block, f) for f in formulas):
+                    block.label = "formula"
+    return blocks
 
 
 def _formula_part(block: Block, formula: Block) -> bool:
@@ -367,7 +434,7 @@ def _formula_part(block: Block, formula: Block) -> bool:
     if len(text) <= 3 and overlaps(block.bbox, formula.bbox, 3):
         return True
     row = min(block.bbox[3], formula.bbox[3]) - max(block.bbox[1], formula.bbox[1]) > 0
-    return row and bool(_EQUATION_NUMBER.match(text))
+    return row and all(_EQUATION_NUMBER.match(part) for part in text.split())
 
 
 def _continues(prev: RawLine, line: RawLine, body_size: float, prev_label: str, label: str) -> bool:
@@ -437,3 +504,98 @@ def _model_blocks(page: RawPage, entries: Sequence[OutlineEntry]) -> list[Block]
             label = "section"
         blocks.append(Block(label=label, bbox=box.bbox, text=box.text, order=0, level=level))  # type: ignore[arg-type]
     return _ordered(blocks)
+
+
+# ------------------------------------------------------------------------------------------ unruled tables
+
+_LINE_NUMBER = re.compile(r"^(\d+)[A-Za-z]?$")
+_CODE_CELL = re.compile(r"[{}&;$]|\\\\")  # braces, alignment tabs, row ends: a table's source, not a table
+_COMMENT = re.compile(r"^(%|#|//|--\s|;)")  # a cell that starts a code comment: a listing, not a table
+
+
+def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) -> list[tuple[Box, str]]:
+    """Tables drawn without a grid: at least 3 rows of two or more cells (pieces on one baseline far apart, which
+    `merge_line_pieces` left apart), close below each other, whose cells start at the same 2+ column positions.
+    Not two columns of prose (every cell wide), aligned display maths, code with comments aligned, a log's
+    repeated prefix, nor notes in the margin beside the text."""
+    rows = _rows(lines)
+    if sum(len(row) >= 2 for row in rows) < 3:
+        return []  # most pages
+    text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0]
+    out: list[tuple[Box, str]] = []
+    start = 0
+    while start < len(rows):
+        end = start + 1
+        while end < len(rows) and _row_gap(rows[end - 1], rows[end]) <= body_size * 1.2:
+            end += 1
+        run = rows[start:end]
+        while run and len(run[-1]) < 2:  # a table ends on a row of cells
+            run.pop()
+        while run and len(run[0]) < 2:
+            run.pop(0)
+        if _is_table(run, page) and min(row[0].bbox[0] for row in run) > text_left - 12:  # not notes in the margin
+            cells = [ln for row in run for ln in row]
+            out.append((_union_lines(cells), " ".join(ln.text for ln in cells)))
+        start = end
+    return out
+
+
+def _rows(lines: Sequence[RawLine]) -> list[list[RawLine]]:
+    """Lines grouped into rows by vertical centre (3 pt), top to bottom, each row left to right."""
+    rows: list[list[RawLine]] = []
+    centre = -1e9
+    for line in sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2):
+        mid = (line.bbox[1] + line.bbox[3]) / 2
+        if rows and mid - centre <= 3:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+            centre = mid
+    return [sorted(row, key=lambda ln: ln.bbox[0]) for row in rows]
+
+
+def _is_table(run: Sequence[Sequence[RawLine]], page: RawPage) -> bool:
+    multi = [row for row in run if len(row) >= 2]
+    if len(multi) < 3 or len(multi) < 0.5 * len(run) or _row_gap(run[0], run[-1]) > 0.5 * page.height_pt:
+        return False  # too few rows of cells; or columns over most of the page: an index, not a table
+    cells = [ln for row in multi for ln in row]
+    if sum(ln.math for ln in cells) > 0.3 * len(cells) or any(_COMMENT.match(ln.text) for ln in cells):
+        return False
+    wide = sum(all(ln.bbox[2] - ln.bbox[0] > page.width_pt * 0.3 for ln in row) for row in multi)
+    if wide >= 0.5 * len(multi):  # two columns of prose
+        return False
+    if any(_CODE_CELL.search(ln.text) for ln in cells) or _numbered(multi, 0) or _numbered(multi, -1):
+        return False  # source code, or numbered lines of a listing or an edition
+    if len({row[0].text for row in multi}) < 0.5 * len(multi):
+        return False  # one prefix repeated down the rows ("(latexbug) ..."): a log, not a table's first column
+    left = min(row[0].bbox[0] for row in multi)
+    if sum(abs(row[0].bbox[0] - left) <= 3 for row in multi) < 0.6 * len(multi):
+        return False  # a table's first column starts at its left edge
+    edges = {(_edge(c, edge), edge) for row in multi for c in row[1:] for edge in (0, 1, 2)}
+    return any(_aligned(multi, x, edge) for x, edge in edges)
+
+
+def _row_gap(above: Sequence[RawLine], below: Sequence[RawLine]) -> float:
+    return min(ln.bbox[1] for ln in below) - max(ln.bbox[3] for ln in above)
+
+
+def _numbered(rows: Sequence[Sequence[RawLine]], cell: int) -> bool:
+    """Most rows' first (0) or last (-1) cell is a number, rising down the rows: line numbers."""
+    numbers = [int(m.group(1)) for row in rows if (m := _LINE_NUMBER.match(row[cell].text.strip()))]
+    rising = sum(b > a for a, b in zip(numbers, numbers[1:], strict=False))
+    return len(numbers) >= 0.5 * len(rows) and rising >= 0.8 * (len(numbers) - 1)
+
+
+def _edge(line: RawLine, edge: int) -> float:
+    """Left (0), centre (1) or right (2) x of a line."""
+    return line.bbox[0] if edge == 0 else line.bbox[2] if edge == 2 else (line.bbox[0] + line.bbox[2]) / 2
+
+
+def _aligned(rows: Sequence[Sequence[RawLine]], x: float, edge: int) -> bool:
+    """A column: most rows have a cell after their first whose `edge` sits at `x` (3 pt)."""
+    return sum(any(abs(_edge(c, edge) - x) <= 3 for c in row[1:]) for row in rows) >= 0.6 * len(rows)
+
+
+def _union_lines(lines: Sequence[RawLine]) -> Box:
+    x0s, y0s, x1s, y1s = zip(*(ln.bbox for ln in lines), strict=True)
+    return (min(x0s), min(y0s), max(x1s), max(y1s))

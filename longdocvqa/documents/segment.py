@@ -41,10 +41,16 @@ def _headings(layout: LayoutDoc) -> list[tuple[int, str, int]]:
     heads = []
     for page in layout.pages:
         for block in sorted(page.blocks, key=lambda b: b.order):
-            if block.label == "section" and page.index > 1 and not _CONTENTS.match(block.text.strip()):
+            if block.label == "section" and page.index > 1 and not _navigation(block.text.strip()):
                 level = block.level if block.level is not None else rank.get(block.font_size or 0, 3)
                 heads.append((level, block.text.strip(), page.index))
     return heads
+
+
+def _navigation(title: str) -> bool:
+    """A table of contents, an index, or one of an index's letters ("C"): where a reader looks things up, not
+    where a section of the text starts."""
+    return bool(_CONTENTS.match(title)) or len(title) == 1 and title.isupper()
 
 
 def top_pages(layout: LayoutDoc) -> set[int]:
