@@ -110,19 +110,31 @@ def outline(path: str | Path) -> list[tuple[int, str, int]]:
     """The PDF outline (bookmarks) as (level, title, 1-based page); empty when there is none."""
     doc = open_pdf(path)
     try:
-        toc = doc.get_toc(simple=True)
-        return [(int(lvl), clean_metadata(str(title)), int(page)) for lvl, title, page, *_ in toc]
+        return _outline(doc)
     finally:
         doc.close()
+
+
+def _outline(doc: Any) -> list[tuple[int, str, int]]:
+    toc = doc.get_toc(simple=True)
+    return [(int(lvl), clean_metadata(str(title)), int(page)) for lvl, title, page, *_ in toc]
 
 
 def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = False) -> list[RawPage]:
     """Text lines with font size and weight, image boxes, ruled tables and optional model boxes, per page.
 
     Text is clean (text.clean) and end-of-line hyphenation is undone where the joined word occurs in the document."""
+    return raw_document(path, find_tables, layout_model)[0]
+
+
+def raw_document(
+    path: str | Path, find_tables: bool = True, layout_model: bool = False
+) -> tuple[list[RawPage], list[tuple[int, str, int]]]:
+    """`raw_pages` and `outline` of one PDF, opening it once."""
     doc = open_pdf(path)
     try:
         pages = [_raw_page(page, find_tables, layout_model) for page in doc]
+        toc = _outline(doc)
     finally:
         doc.close()
     words = vocabulary(line.text for page in pages for line in page.lines)
@@ -130,18 +142,13 @@ def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = F
         texts = dehyphenate_lines([line.text for line in page.lines], words)
         page.lines = [line if t == line.text else replace(line, text=t)
                       for line, t in zip(page.lines, texts, strict=True) if t]  # fmt: skip
-    return pages
+    return pages, toc
 
 
 def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     pymupdf = _pymupdf()
     data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
-    lines: list[RawLine] = []
-    for block in data["blocks"]:
-        for line in block.get("lines", ()):
-            raw = _raw_line(line)
-            if raw is not None:
-                lines.append(raw)
+    lines = [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := _raw_line(line))]
     images = _image_boxes(page)
     graphics, rules, grids = _drawings(page)
     tables = _tables(page, grids) if find_tables and grids else []
@@ -157,16 +164,19 @@ def _raw_line(line: dict[str, Any]) -> RawLine | None:
     spans = line["spans"]
     if len(spans) == 1:  # most lines: one font, no per-span counting
         main = spans[0]
-        text = clean(main["text"]).strip()
+        text = main["text"]
+        if not (text.isascii() and text.isprintable()):  # text.clean's own test, without the call
+            text = clean(text)
+        text = text.strip()
         if not text:
             return None
-        mono, math = _font_kind(main["font"], main["flags"])
+        mono, math, bold = _font_kind(main["font"], main["flags"])
     else:
         text = clean("".join(s["text"] for s in spans)).strip()
         if not text:
             return None
         main, mono, math = _main_span(spans)
-    bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
+        bold = _font_kind(main["font"], main["flags"])[2]
     x0, y0, x1, y1 = line["bbox"]
     return RawLine((round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text, round(main["size"], 2), bold,
                    mono, math)  # fmt: skip
@@ -179,7 +189,7 @@ def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]
         length = len(span["text"].strip())
         if not length:
             continue
-        is_mono, is_math = _font_kind(span["font"], span["flags"])
+        is_mono, is_math, _ = _font_kind(span["font"], span["flags"])
         chars, mono, math = chars + length, mono + length * is_mono, math + length * is_math
         if main is None or len(span["text"]) > len(main["text"]):
             main = span
@@ -188,9 +198,10 @@ def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]
 
 
 @functools.lru_cache(maxsize=4096)
-def _font_kind(font: str, flags: int) -> tuple[bool, bool]:
-    """(monospace, math font) for a span's font name and flags."""
-    return bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font)), bool(_MATH_FONT.search(font))
+def _font_kind(font: str, flags: int) -> tuple[bool, bool, bool]:
+    """(monospace, math font, bold) for a span's font name and flags."""
+    mono = bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font))
+    return mono, bool(_MATH_FONT.search(font)), bool(flags & _BOLD_FLAG) or "bold" in font.lower()
 
 
 def _image_boxes(page: Any) -> list[Box]:
