@@ -1,6 +1,6 @@
 """Where the heuristic layout backend's CPU time goes, against the bare `get_text("dict")` loop of bench/layout.py.
 
-Usage: python bench/layout_speed.py [--pool DIR]   (default ../shared/pdfs)
+Usage: python bench/layout_speed.py [--pool DIR] [--drawings]   (default ../shared/pdfs)
 For each PDF, in one run and one process (CPU time, time.process_time):
 - bare: bench/layout.py's loop (open, get_text("dict") with raw_pages' flags on every page, close);
 - PyMuPDF floor: every PyMuPDF call parse_document makes (open, text, image boxes, the drawing test and drawings,
@@ -70,10 +70,30 @@ def part_seconds(path: Path, parts: Counter[str]) -> None:
     parts["(render.raw_document, all of it)"] += whole
 
 
+def drawing_seconds(path: Path, steps: Counter[str]) -> None:
+    """The drawing step of each page both ways, back to back: always `get_cdrawings`, or `_may_draw` first."""
+    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    doc = render.open_pdf(path)
+    for page in doc:
+        page.get_text("dict", flags=flags)  # as in raw_pages: fonts are loaded before the drawings are read
+        start = time.process_time()
+        render._drawings(page)
+        steps["always"] += time.process_time() - start
+        start = time.process_time()
+        if render._may_draw(page):
+            render._drawings(page)
+        else:
+            steps["skipped"] += 1
+        steps["tested"] += time.process_time() - start
+    doc.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, default=ROOT.parent / "shared/pdfs")
-    pdfs = sorted(parser.parse_args().pool.rglob("*.pdf"))
+    parser.add_argument("--drawings", action="store_true", help="also time the drawing step with and without the test")
+    args = parser.parse_args()
+    pdfs = sorted(args.pool.rglob("*.pdf"))
     parse_document(str(ROOT / "tests/data/pdfs/brief.pdf"), "warm-up", LayoutConfig())
     totals: Counter[str] = Counter()
     parts: Counter[str] = Counter()
@@ -96,6 +116,12 @@ def main() -> None:
           f" = {bare / totals['ours']:.2f}x")  # fmt: skip
     for name, seconds in parts.items():
         print(f"    {name:<36} {seconds:6.2f} s")
+    if args.drawings:
+        steps: Counter[str] = Counter()
+        for pdf in pdfs:
+            drawing_seconds(pdf, steps)
+        print(f"  drawing step: always {steps['always']:.2f} s, tested first "
+              f"{steps['tested']:.2f} s ({steps['skipped']:.0f} pages skipped)")  # fmt: skip
     allowed = bare / 0.6 - totals["floor"]
     print(f"  at 0.60x, our Python may take {allowed:.2f} s in all; it takes {totals['ours'] - totals['floor']:.2f} s")
 
