@@ -55,3 +55,13 @@ def test_tags_scale_with_the_page_and_keep_a_contrasting_text() -> None:
     assert layoutview._tag_spot((100, 100, 300, 150), (80, 20), (600, 800), []) == (18, 100, 98, 120)  # left of it
     inside = layoutview._tag_spot((0, 0, 300, 150), (80, 20), (600, 800), [])  # no room left or above: in the corner
     assert inside == (0, 0, 80, 20)
+
+
+def test_a_small_page_is_drawn_large_enough_to_read(tmp_path: Path) -> None:
+    slides = PDF.parent / "beamerexample-lecture-beamer-version.pdf"  # 363 x 272 pt slides
+    result = runner.invoke(app, ["layout", str(slides), "--pages", "5", "--png", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    image = Image.open(tmp_path / "beamerexample-lecture-beamer-version-p5.png")
+    assert image.width >= layoutview._MIN_WIDTH_PX
+    counts = {colour: n for n, colour in image.convert("RGB").getcolors(maxcolors=1 << 20)}
+    assert counts.get(layoutview.COLOURS["list"], 0) >= 300 and counts.get(layoutview.COLOURS["figure"], 0) >= 300

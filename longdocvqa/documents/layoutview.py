@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -23,15 +24,17 @@ from longdocvqa.documents.segment import sample_segments
 Box = tuple[float, float, float, float]
 
 # One colour per label (RGB): matplotlib's tab10 palette, made to be told apart (also by most colour-blind readers),
-# and a dark grey for footers, so that no two labels share a colour.
+# with its grey tinted slate for headers and a dark olive for footers, so that no two labels share a colour and no
+# label's colour is a pure grey (the shade anti-aliased black text leaves on white).
 COLOURS = {
     "title": (214, 39, 40), "section": (255, 127, 14), "paragraph": (31, 119, 180), "list": (23, 190, 207),
-    "table": (44, 160, 44), "figure": (148, 103, 189), "caption": (188, 189, 34), "header": (127, 127, 127),
-    "footer": (64, 64, 64), "footnote": (227, 119, 194), "formula": (140, 86, 75),
+    "table": (44, 160, 44), "figure": (148, 103, 189), "caption": (188, 189, 34), "header": (105, 115, 135),
+    "footer": (70, 70, 40), "footnote": (227, 119, 194), "formula": (140, 86, 75),
 }  # fmt: skip
 PNG_DPI = 144  # 10 pt text is 20 px high: readable on a screen without zooming
+_MIN_WIDTH_PX = 1100  # a small page (a slide, 363 pt wide) is drawn larger than PNG_DPI, to this width
 _TINT_ALPHA = 36  # of 255: a block's area shows in its colour, the text under it stays black on near-white
-_LINES_PER_TAG = 90  # a tag's text is 1/90 of the page height: 17 px on a US-Letter page at 144 DPI
+_TAG_PT = 9.0  # a tag's text is as high as 9 pt text on the page: 18 px at 144 DPI, below body text on most pages
 
 
 def parse_pages(spec: str | None, num_pages: int) -> list[int]:
@@ -73,16 +76,19 @@ def layout_json(layout: LayoutDoc, pages: list[int]) -> dict[str, Any]:
 
 
 def draw_page(path: str | Path, layout: LayoutDoc, index: int, dpi: int = PNG_DPI) -> bytes:
-    """PNG of page `index` for a person checking its layout: every block outlined and lightly tinted in its label's
-    colour, tagged "<reading order> <label>" on a filled tag of that colour (beside the block where the margin has
-    room, else above it, else inside its corner), and a legend of the page's labels below the page."""
+    """PNG of page `index` for a person checking its layout, at `dpi` (or the DPI that makes a small page
+    _MIN_WIDTH_PX wide): every block outlined and lightly tinted in its label's colour, tagged "<reading order>
+    <label>" on a filled tag of that colour (beside the block where the margin has room, else above it, else inside
+    its corner), and a legend of the page's labels below the page."""
     from PIL import Image, ImageDraw
 
+    width_pt = max(layout.pages[index - 1].width_pt, 1.0)
+    dpi = max(dpi, math.ceil(_MIN_WIDTH_PX * 72 / width_pt))
     page = Image.open(io.BytesIO(render.render_page(path, index, dpi=dpi, fmt="png"))).convert("RGB")
     blocks = sorted(layout.pages[index - 1].blocks, key=lambda b: b.order)
-    scale = page.width / max(layout.pages[index - 1].width_pt, 1.0)  # the render may have lowered the DPI
+    scale = page.width / width_pt  # pixels per point; the render may have lowered the DPI to cap the pixels
     boxes: list[Box] = [(b.bbox[0] * scale, b.bbox[1] * scale, b.bbox[2] * scale, b.bbox[3] * scale) for b in blocks]
-    font = _font(max(11, page.height // _LINES_PER_TAG))
+    font = _font(max(12, round(scale * _TAG_PT)))
     tint = Image.new("RGBA", page.size, (0, 0, 0, 0))
     shade = ImageDraw.Draw(tint)
     for block, box in zip(blocks, boxes, strict=True):
@@ -121,22 +127,25 @@ def _ink(colour: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def _tag_spot(box: Box, size: tuple[float, float], page: tuple[int, int], taken: Sequence[Box]) -> Box:
-    """Where a tag of `size` goes: left of the block, top-aligned, where that covers no other block or tag; else
-    above its top-left corner; else inside that corner (on the block's own first words)."""
+    """Where a tag of `size` goes: left of the block (top-aligned), above its top-left corner, above and to the right,
+    or inside that corner, each moved inside the page; the first that covers the least of the block itself, other
+    blocks and tags placed before (the margin beside a block is usually empty)."""
     w, h = size
     x0, y0 = box[0], box[1]
-    candidates = [(x0 - w - 2, y0), (x0, y0 - h - 1), (x0 + w + 2, y0 - h - 1)]
-    for cx, cy in candidates:
+    best: tuple[float, Box] | None = None
+    for cx, cy in ((x0 - w - 2, y0), (x0, y0 - h - 1), (x0 + w + 2, y0 - h - 1), (x0, y0)):
+        cx, cy = min(max(cx, 0.0), page[0] - w), min(max(cy, 0.0), page[1] - h)
         spot = (cx, cy, cx + w, cy + h)
-        inside = cx >= 0 and cy >= 0 and cx + w <= page[0] and cy + h <= page[1]
-        if inside and not any(_meets(spot, other) for other in taken):
-            return spot
-    cx, cy = min(max(x0, 0), page[0] - w), min(max(y0, 0), page[1] - h)
-    return (cx, cy, cx + w, cy + h)
+        covered = sum(_overlap(spot, other) for other in [box, *taken])
+        if best is None or covered < best[0]:
+            best = (covered, spot)
+    assert best is not None
+    return best[1]
 
 
-def _meets(a: Sequence[float], b: Sequence[float]) -> bool:
-    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+def _overlap(a: Sequence[float], b: Sequence[float]) -> float:
+    """Area shared by two boxes."""
+    return max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
 
 
 def _with_legend(page: Any, labels: list[str], font: Any) -> Any:
