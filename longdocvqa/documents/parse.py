@@ -14,5 +14,5 @@ from longdocvqa.documents.layout import parse_layout
 
 def parse_document(path: str, sha: str, cfg: LayoutConfig) -> LayoutDoc:
     """Raw page content -> labelled layout for one PDF."""
-    raw = render.raw_pages(path, find_tables=cfg.find_tables, layout_model=cfg.backend == "pymupdf-layout")
-    return parse_layout(sha, raw, render.outline(path), cfg)
+    raw, outline = render.raw_document(path, cfg.find_tables, layout_model=cfg.backend == "pymupdf-layout")
+    return parse_layout(sha, raw, outline, cfg)

@@ -28,6 +28,11 @@ _BOLD_FLAG = 16
 _MONO_FLAG = 8
 _MONO_FONT = re.compile(r"mono|courier|cmtt|sfmono|consol|inconsolata|typewriter|^tt|beramono|menlo", re.I)
 _MATH_FONT = re.compile(r"cmmi|cmsy|cmex|msam|msbm|math|symbol|stix|rsfs|eufm|mnsymbol|esint", re.I)
+# A path starts with `m` or `re`; `Do` may draw a form, `sh` a shading. The operator follows its operands (after
+# white space, or a number as in "12m"; never a letter: "Tm", "cm", "/Fm0", "(m)") and ends its token. Each branch
+# starts with its letters so that the scan skips ahead fast; a false hit only costs the extraction it would save.
+_AFTER = rb"(?<=[\s\x00\d.]%s)(?=[\s\x00()<>\[\]{}/%%]|\Z)"
+_DRAWING_OPERATOR = re.compile(b"|".join(op + _AFTER % op for op in (b"m", b"re", b"Do", b"sh")))
 _RULE_PT = 3.0  # a drawing thinner than this is a rule or a border line, never a figure
 Box = tuple[float, float, float, float]
 # PyMuPDF 2's layout model labels -> our block labels.
@@ -110,19 +115,31 @@ def outline(path: str | Path) -> list[tuple[int, str, int]]:
     """The PDF outline (bookmarks) as (level, title, 1-based page); empty when there is none."""
     doc = open_pdf(path)
     try:
-        toc = doc.get_toc(simple=True)
-        return [(int(lvl), clean_metadata(str(title)), int(page)) for lvl, title, page, *_ in toc]
+        return _outline(doc)
     finally:
         doc.close()
+
+
+def _outline(doc: Any) -> list[tuple[int, str, int]]:
+    toc = doc.get_toc(simple=True)
+    return [(int(lvl), clean_metadata(str(title)), int(page)) for lvl, title, page, *_ in toc]
 
 
 def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = False) -> list[RawPage]:
     """Text lines with font size and weight, image boxes, ruled tables and optional model boxes, per page.
 
     Text is clean (text.clean) and end-of-line hyphenation is undone where the joined word occurs in the document."""
+    return raw_document(path, find_tables, layout_model)[0]
+
+
+def raw_document(
+    path: str | Path, find_tables: bool = True, layout_model: bool = False
+) -> tuple[list[RawPage], list[tuple[int, str, int]]]:
+    """`raw_pages` and `outline` of one PDF, opening it once."""
     doc = open_pdf(path)
     try:
         pages = [_raw_page(page, find_tables, layout_model) for page in doc]
+        toc = _outline(doc)
     finally:
         doc.close()
     words = vocabulary(line.text for page in pages for line in page.lines)
@@ -130,20 +147,15 @@ def raw_pages(path: str | Path, find_tables: bool = True, layout_model: bool = F
         texts = dehyphenate_lines([line.text for line in page.lines], words)
         page.lines = [line if t == line.text else replace(line, text=t)
                       for line, t in zip(page.lines, texts, strict=True) if t]  # fmt: skip
-    return pages
+    return pages, toc
 
 
 def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     pymupdf = _pymupdf()
     data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
-    lines: list[RawLine] = []
-    for block in data["blocks"]:
-        for line in block.get("lines", ()):
-            raw = _raw_line(line)
-            if raw is not None:
-                lines.append(raw)
+    lines = [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := _raw_line(line))]
     images = _image_boxes(page)
-    graphics, rules, grids = _drawings(page)
+    graphics, rules, grids = _drawings(page) if _may_draw(page) else ([], [], [])
     tables = _tables(page, grids) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
@@ -157,16 +169,19 @@ def _raw_line(line: dict[str, Any]) -> RawLine | None:
     spans = line["spans"]
     if len(spans) == 1:  # most lines: one font, no per-span counting
         main = spans[0]
-        text = clean(main["text"]).strip()
+        text = main["text"]
+        if not (text.isascii() and text.isprintable()):  # text.clean's own test, without the call
+            text = clean(text)
+        text = text.strip()
         if not text:
             return None
-        mono, math = _font_kind(main["font"], main["flags"])
+        mono, math, bold = _font_kind(main["font"], main["flags"])
     else:
         text = clean("".join(s["text"] for s in spans)).strip()
         if not text:
             return None
         main, mono, math = _main_span(spans)
-    bold = bool(main["flags"] & _BOLD_FLAG) or "bold" in main["font"].lower()
+        bold = _font_kind(main["font"], main["flags"])[2]
     x0, y0, x1, y1 = line["bbox"]
     return RawLine((round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text, round(main["size"], 2), bold,
                    mono, math)  # fmt: skip
@@ -179,7 +194,7 @@ def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]
         length = len(span["text"].strip())
         if not length:
             continue
-        is_mono, is_math = _font_kind(span["font"], span["flags"])
+        is_mono, is_math, _ = _font_kind(span["font"], span["flags"])
         chars, mono, math = chars + length, mono + length * is_mono, math + length * is_math
         if main is None or len(span["text"]) > len(main["text"]):
             main = span
@@ -188,9 +203,21 @@ def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]
 
 
 @functools.lru_cache(maxsize=4096)
-def _font_kind(font: str, flags: int) -> tuple[bool, bool]:
-    """(monospace, math font) for a span's font name and flags."""
-    return bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font)), bool(_MATH_FONT.search(font))
+def _font_kind(font: str, flags: int) -> tuple[bool, bool, bool]:
+    """(monospace, math font, bold) for a span's font name and flags."""
+    mono = bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font))
+    return mono, bool(_MATH_FONT.search(font)), bool(flags & _BOLD_FLAG) or "bold" in font.lower()
+
+
+def _may_draw(page: Any) -> bool:
+    """False only where `get_cdrawings` would find nothing, found at a fraction of its cost (it interprets the page
+    again; 2 of 3 pages of the shared PDFs draw no path): no path, form or shading operator in the content streams,
+    no annotation or form field (drawn too), no Type 3 font (its glyphs may be drawn as paths)."""
+    if page.first_annot is not None or page.first_widget is not None:
+        return True
+    if _DRAWING_OPERATOR.search(page.read_contents()) is not None:
+        return True
+    return any(font[2] == "Type3" for font in page.parent.get_page_fonts(page.number))
 
 
 def _image_boxes(page: Any) -> list[Box]:
