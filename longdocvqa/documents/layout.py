@@ -11,8 +11,9 @@ Two backends produce the same `LayoutDoc`:
 - `pymupdf-layout`: PyMuPDF 2's built-in ONNX layout model labels regions; the outline, when
   present, still confirms section titles.
 Image-only (scanned) pages are flagged, not dropped: their text comes later from an OCR backend.
-Owns: line pieces, running headers/footers and page numbers, footnotes, captions, lists, formulas, blocks and
-their reading order. Does not own: heading rules (headings.py) or figure grouping and box geometry (figures.py).
+Owns: line pieces, running headers/footers and page numbers, footnotes, captions, lists, blocks and their reading
+order. Does not own: heading rules (headings.py), figure grouping and box geometry (figures.py), formula rules
+(formulas.py) or tables without a grid (tables.py).
 """
 
 from __future__ import annotations
@@ -25,10 +26,8 @@ from dataclasses import dataclass
 from longdocvqa.core.recipe import LayoutConfig
 from longdocvqa.core.records import Block, LayoutDoc, OutlineEntry, Page, RawLine, RawPage
 from longdocvqa.documents.figures import Box, figure_boxes, overlaps, rounded, union, within
+from longdocvqa.documents.formulas import boxed_formula, is_formula, merge_formulas
 from longdocvqa.documents.headings import (
-    PRIVATE_USE,
-    PROSE_WORD,
-    TEX_MACRO,
     heading_continues,
     heading_level,
     is_toc_page,
@@ -37,6 +36,7 @@ from longdocvqa.documents.headings import (
     outline_titles,
     rank_levels,
 )
+from longdocvqa.documents.tables import aligned_tables
 
 _MARGIN_SHARE = 0.15  # top/bottom 15% of a page is where running headers and footers live
 _REPEAT_SHARE = 0.25  # a margin line seen on >= 25% of pages is a running header/footer
@@ -44,14 +44,6 @@ _CAPTION = re.compile(r"^(fig(ure)?\.?|table|listing|example)\s*[0-9ivx]+(\.[0-9
 _LIST_ITEM = re.compile(r"^([\u2022\u2023\u25e6\u2043\u2219•◦▪–-]\s|\(?([0-9]{1,2}|[a-z]|[ivx]{1,4})[.)]\s)")
 _PAGE_NUMBER = re.compile(r"^([-–—]\s*)?((page|seite)\s*)?[0-9ivxlc]{1,6}(\s*(/|of|von)\s*[0-9]+)?(\s*[-–—])?$", re.I)
 _FOOTNOTE_MARKER = re.compile(r"^[0-9*†‡§¶]")
-_EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
-_SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
-_MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
-_OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
-_BULLETS = set("•·∙◦⋆∗")  # marks of a list or a dot diagram, also set in math fonts
-_LEADER = re.compile(r"(\. ?){6,}")
-_RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
-_WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an equation has one-letter variables
 _FLOWING = ("paragraph", "list", "footnote", "formula")  # labels whose consecutive lines form one block
 
 
@@ -294,31 +286,9 @@ def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> t
         return "section", heading
     if _LIST_ITEM.match(line.text) and not line.mono:
         return "list", None
-    if _is_formula(line):
+    if is_formula(line):
         return "formula", None
     return "paragraph", None
-
-
-def _is_formula(line: RawLine) -> bool:
-    """Display maths: math fonts or math symbols dominate; never monospace and never TeX source."""
-    text = line.text
-    if line.mono or TEX_MACRO.search(text) or len(text) > 160 or _LEADER.search(text):
-        return False  # code, TeX source, or a contents/index entry (its dot leader is often set in a math font)
-    stripped = text.replace(" ", "")
-    if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
-        return True
-    if len(stripped) < 3:  # a lone bracket or operator glyph of a display is maths; a lone letter or digit is not
-        return line.math and not stripped.isalnum() and not _BULLETS.issuperset(stripped)
-    if (
-        line.math
-        and len(PROSE_WORD.findall(text)) < 2  # two words: text set in a math font
-        or len(text) <= 60
-        and _SHORT_EQUATION.match(text)
-        or _RELATION.search(text)
-        and not _WORD.search(text)
-    ):
-        return True
-    return sum(map(_MATH_CHARS.__contains__, stripped)) / len(stripped) > 0.25
 
 
 # ------------------------------------------------------------------------------------------ blocks
@@ -367,22 +337,11 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     _flush(current, current_label, blocks)
     for box in figures:
         label = "figure" if rounded(box) not in ctx.running_figures else "header"
-        label = "formula" if label == "figure" and _boxed_formula(box, lines) else label
+        label = "formula" if label == "figure" and boxed_formula(box, lines) else label
         blocks.append(Block(label=label, bbox=box, text=" ".join(figure_text[box]), order=0))  # type: ignore[arg-type]
     _promote_title(page, blocks)
     _follow_captions(blocks)  # aligned text is a table whatever its caption says: not passed in
-    return _ordered(_merge_formulas(blocks + unruled))
-
-
-def _boxed_formula(box: Box, lines: Sequence[RawLine]) -> bool:
-    """A drawing whose text is mostly display maths is a formula with a frame or arrows drawn round it."""
-    inside = [line for line in lines if within(line.bbox, box)]
-    if not inside or any(line.mono or TEX_MACRO.search(line.text) for line in inside):
-        return False
-    text = " ".join(line.text for line in inside)  # a tableau's cells, each a line, and the = between them
-    return (
-        sum(map(_is_formula, inside)) >= 0.5 * len(inside) or bool(_RELATION.search(text)) and not _WORD.search(text)
-    )
+    return _ordered(merge_formulas(blocks + unruled))
 
 
 def _unruled_tables(
@@ -409,32 +368,6 @@ def _follow_captions(blocks: list[Block]) -> None:
                  if c.text.lower().startswith(("fig", "table"))}  # fmt: skip
         if len(kinds) == 1:
             block.label = kinds.pop()  # type: ignore[assignment]
-
-
-def _merge_formulas(blocks: list[Block]) -> list[Block]:
-    """Pieces of a display formula (a limit, an exponent, the equation number) that came out as text are formula
-    pieces too. Each piece stays its own block, as the hand-labelled truth draws them: one box round a formula and
-    its number would span the empty gap between them."""
-    formulas = [b for b in blocks if b.label == "formula"]
-    if formulas:
-        for block in blocks:
-            if block.label in ("paragraph", "list") and (
-                len(block.text.strip()) <= 3 or block.text.lstrip()[:1] in "(["
-            ):
-                if any(_formula_part(block, f) for f in formulas):
-                    block.label = "formula"
-    return blocks
-
-
-def _formula_part(block: Block, formula: Block) -> bool:
-    """A tiny piece touching a formula (a limit, an exponent), or an equation number on the formula's row."""
-    if block.label not in ("paragraph", "list"):
-        return False
-    text = block.text.strip()
-    if len(text) <= 3 and overlaps(block.bbox, formula.bbox, 3):
-        return True
-    row = min(block.bbox[3], formula.bbox[3]) - max(block.bbox[1], formula.bbox[1]) > 0
-    return row and all(_EQUATION_NUMBER.match(part) for part in text.split())
 
 
 def _continues(prev: RawLine, line: RawLine, body_size: float, prev_label: str, label: str) -> bool:
@@ -504,98 +437,3 @@ def _model_blocks(page: RawPage, entries: Sequence[OutlineEntry]) -> list[Block]
             label = "section"
         blocks.append(Block(label=label, bbox=box.bbox, text=box.text, order=0, level=level))  # type: ignore[arg-type]
     return _ordered(blocks)
-
-
-# ------------------------------------------------------------------------------------------ unruled tables
-
-_LINE_NUMBER = re.compile(r"^(\d+)[A-Za-z]?$")
-_CODE_CELL = re.compile(r"[{}&;$]|\\\\")  # braces, alignment tabs, row ends: a table's source, not a table
-_COMMENT = re.compile(r"^(%|#|//|--\s|;)")  # a cell that starts a code comment: a listing, not a table
-
-
-def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) -> list[tuple[Box, str]]:
-    """Tables drawn without a grid: at least 3 rows of two or more cells (pieces on one baseline far apart, which
-    `merge_line_pieces` left apart), close below each other, whose cells start at the same 2+ column positions.
-    Not two columns of prose (every cell wide), aligned display maths, code with comments aligned, a log's
-    repeated prefix, nor notes in the margin beside the text."""
-    rows = _rows(lines)
-    if sum(len(row) >= 2 for row in rows) < 3:
-        return []  # most pages
-    text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0]
-    out: list[tuple[Box, str]] = []
-    start = 0
-    while start < len(rows):
-        end = start + 1
-        while end < len(rows) and _row_gap(rows[end - 1], rows[end]) <= body_size * 1.2:
-            end += 1
-        run = rows[start:end]
-        while run and len(run[-1]) < 2:  # a table ends on a row of cells
-            run.pop()
-        while run and len(run[0]) < 2:
-            run.pop(0)
-        if _is_table(run, page) and min(row[0].bbox[0] for row in run) > text_left - 12:  # not notes in the margin
-            cells = [ln for row in run for ln in row]
-            out.append((_union_lines(cells), " ".join(ln.text for ln in cells)))
-        start = end
-    return out
-
-
-def _rows(lines: Sequence[RawLine]) -> list[list[RawLine]]:
-    """Lines grouped into rows by vertical centre (3 pt), top to bottom, each row left to right."""
-    rows: list[list[RawLine]] = []
-    centre = -1e9
-    for line in sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2):
-        mid = (line.bbox[1] + line.bbox[3]) / 2
-        if rows and mid - centre <= 3:
-            rows[-1].append(line)
-        else:
-            rows.append([line])
-            centre = mid
-    return [sorted(row, key=lambda ln: ln.bbox[0]) for row in rows]
-
-
-def _is_table(run: Sequence[Sequence[RawLine]], page: RawPage) -> bool:
-    multi = [row for row in run if len(row) >= 2]
-    if len(multi) < 3 or len(multi) < 0.5 * len(run) or _row_gap(run[0], run[-1]) > 0.5 * page.height_pt:
-        return False  # too few rows of cells; or columns over most of the page: an index, not a table
-    cells = [ln for row in multi for ln in row]
-    if sum(ln.math for ln in cells) > 0.3 * len(cells) or any(_COMMENT.match(ln.text) for ln in cells):
-        return False
-    wide = sum(all(ln.bbox[2] - ln.bbox[0] > page.width_pt * 0.3 for ln in row) for row in multi)
-    if wide >= 0.5 * len(multi):  # two columns of prose
-        return False
-    if any(_CODE_CELL.search(ln.text) for ln in cells) or _numbered(multi, 0) or _numbered(multi, -1):
-        return False  # source code, or numbered lines of a listing or an edition
-    if len({row[0].text for row in multi}) < 0.5 * len(multi):
-        return False  # one prefix repeated down the rows ("(latexbug) ..."): a log, not a table's first column
-    left = min(row[0].bbox[0] for row in multi)
-    if sum(abs(row[0].bbox[0] - left) <= 3 for row in multi) < 0.6 * len(multi):
-        return False  # a table's first column starts at its left edge
-    edges = {(_edge(c, edge), edge) for row in multi for c in row[1:] for edge in (0, 1, 2)}
-    return any(_aligned(multi, x, edge) for x, edge in edges)
-
-
-def _row_gap(above: Sequence[RawLine], below: Sequence[RawLine]) -> float:
-    return min(ln.bbox[1] for ln in below) - max(ln.bbox[3] for ln in above)
-
-
-def _numbered(rows: Sequence[Sequence[RawLine]], cell: int) -> bool:
-    """Most rows' first (0) or last (-1) cell is a number, rising down the rows: line numbers."""
-    numbers = [int(m.group(1)) for row in rows if (m := _LINE_NUMBER.match(row[cell].text.strip()))]
-    rising = sum(b > a for a, b in zip(numbers, numbers[1:], strict=False))
-    return len(numbers) >= 0.5 * len(rows) and rising >= 0.8 * (len(numbers) - 1)
-
-
-def _edge(line: RawLine, edge: int) -> float:
-    """Left (0), centre (1) or right (2) x of a line."""
-    return line.bbox[0] if edge == 0 else line.bbox[2] if edge == 2 else (line.bbox[0] + line.bbox[2]) / 2
-
-
-def _aligned(rows: Sequence[Sequence[RawLine]], x: float, edge: int) -> bool:
-    """A column: most rows have a cell after their first whose `edge` sits at `x` (3 pt)."""
-    return sum(any(abs(_edge(c, edge) - x) <= 3 for c in row[1:]) for row in rows) >= 0.6 * len(rows)
-
-
-def _union_lines(lines: Sequence[RawLine]) -> Box:
-    x0s, y0s, x1s, y1s = zip(*(ln.bbox for ln in lines), strict=True)
-    return (min(x0s), min(y0s), max(x1s), max(y1s))
