@@ -7,7 +7,8 @@
 #            lint, mypy and the tests not marked `slow` (none that runs a build or starts a server). Further
 #            arguments go to pytest either way. CI (.ci/run) calls this script with no argument: everything runs.
 #   PYTEST_WORKERS  pytest-xdist workers (default 2, the CI machine's cores; 0 runs every test in one process).
-#                   Each test module runs on one worker (tests/conftest.py groups them; the Ray modules share one).
+#                   Each test module runs on one worker (--dist loadfile); tests/conftest.py orders them longest first
+#                   and lets one Ray cluster run at a time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FAST=0
@@ -18,7 +19,7 @@ lint() {
   .venv/bin/mypy longdocvqa
 }
 export TOKENIZERS_PARALLELISM=false
-XDIST=(-n "${PYTEST_WORKERS:-2}" --dist loadgroup)
+XDIST=(-n "${PYTEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 if [ "$FAST" = 1 ]; then
   [ -x .venv/bin/python ] || { echo "--fast needs a set-up .venv: run bash scripts/test.sh once" >&2; exit 2; }
   lint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,12 +103,9 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-# Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadgroup`) a test module runs on one worker, so its
-# module-scoped fixtures (servers, clusters) start once; the modules that start a Ray cluster share one group,
-# so two clusters never compete for the two cores and the object store at once.
-RAY_MODULES = {"test_ray.py", "test_ray_faults.py"}
-
-
+# Under pytest-xdist (scripts/test.sh runs `-n 2 --dist loadfile`) a test module runs on one worker, so its
+# module-scoped fixtures (servers, clusters, builds) start once. (`--dist loadgroup` would split a group here:
+# pytest-xdist 3.8 under pytest 9 leaves the group out of the node id.)
 # Fixtures that run a build or start a server: a test using one must be marked `slow`, so that
 # `scripts/test.sh --fast` stays the quick loop (checked at collection, not left to memory).
 HEAVY_FIXTURES = {"server", "serve", "demo_build", "built", "reference", "cluster", "base_url", "hub", "sample"}
@@ -121,7 +119,26 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     ]
     if unmarked:
         raise pytest.UsageError("mark these @pytest.mark.slow (they build or start a server):\n" + "\n".join(unmarked))
-    for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            name = item.path.name
-            item.add_marker(pytest.mark.xdist_group("ray" if name in RAY_MODULES else name))
+    # longest first, so no long module starts last (scripts/test.sh passes --no-loadscope-reorder to keep this order)
+    items.sort(key=lambda item: LONGEST_FIRST.get(item.path.name, len(LONGEST_FIRST)))
+
+
+@pytest.fixture(scope="module")
+def ray_turn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Ray cluster at a time on the machine: a module that starts one waits for the other worker's to end."""
+    from filelock import FileLock
+
+    shared = tmp_path_factory.getbasetemp()
+    shared = shared.parent if os.environ.get("PYTEST_XDIST_WORKER") else shared
+    with FileLock(str(shared / "ray.lock")):
+        yield
+
+
+# Modules by their measured time under xdist, longest first (pytest --durations=0, summed per module, at ccdc45b);
+# test_ray_faults.py is moved down so that it does not start while test_ray.py's cluster runs.
+LONGEST_FIRST = {name: rank for rank, name in enumerate((
+    "test_ray.py", "test_demo.py", "test_cli_features.py", "test_train_smoke.py", "test_ray_faults.py",
+    "test_hostile_input.py", "test_push.py", "test_run_dir_safety.py", "test_exits.py", "test_robust.py",
+    "test_plan.py", "test_build.py", "test_artifacts.py", "test_real_model.py", "test_isolated_reads.py",
+    "test_eval.py", "test_train_packing.py", "test_pool_shards.py", "test_package.py", "test_interrupt.py",
+))}  # fmt: skip

@@ -89,12 +89,12 @@ def test_reading_past_the_time_limit_at_decontamination_is_a_timeout(write_recip
     doomed = paths[0]
     monkeypatch.setattr(render, "page_texts", _failing_in_worker(render.page_texts, doomed, "hang"))
     recipe = load_recipe(write_recipe(
-        [str(p) for p in paths], decontaminate={"within_pool": True}, isolation={"seconds_per_document": 20},
+        [str(p) for p in paths], decontaminate={"within_pool": True}, isolation={"seconds_per_document": 8},
     ))  # fmt: skip
     out = tmp_path / "out"
     manifest = build(recipe, out, workers=2)
     (late,) = [r for r in _rejects(out) if r["stage"] == "decontaminate"]
-    assert late["reason"] == "timeout" and str(doomed) in late["detail"] and "20 s" in late["detail"]
+    assert late["reason"] == "timeout" and str(doomed) in late["detail"] and "8 s" in late["detail"]
     assert _published_docs(out) == {paths[1].name} and manifest["examples"] > 0
 
 

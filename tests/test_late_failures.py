@@ -87,10 +87,10 @@ def test_generation_over_the_per_document_limit_is_rejected_and_retried(server, 
     endpoint = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 120.0,
                 "max_retries": 0}  # fmt: skip
     recipe = load_recipe(write_recipe(
-        [str(p) for p in paths], decontaminate={"within_pool": False}, isolation={"seconds_per_document": 10},
+        [str(p) for p in paths], decontaminate={"within_pool": False}, isolation={"seconds_per_document": 5},
         generate={"generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "text"},
     ))  # fmt: skip
-    server.hang_s = 30.0  # longer than the document's limit, shorter than the endpoint's timeout
+    server.hang_s = 15.0  # longer than the document's limit, shorter than the endpoint's timeout
     server.policy = lambda _i, body: "hang" if "etoolbox" in json.dumps(body) else "ok"
     out = tmp_path / "out"
     first = build(recipe, out, workers=1)

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module", autouse=True)
-def local_ray() -> Iterator[None]:
+def local_ray(ray_turn: None) -> Iterator[None]:
     """One local Ray (2 CPUs, no dashboard) for the module; executors join it and leave it running."""
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="WARNING")
     yield

@@ -52,6 +52,11 @@ def jobs_running_on(node: object) -> int:
         return 0
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_cluster_at_a_time(ray_turn: None) -> None:
+    """Waits while another worker's module has a Ray cluster up (tests/conftest.py)."""
+
+
 @pytest.fixture(name="cluster")
 def two_node_cluster() -> Iterator[Cluster]:
     """A head node and one worker node, 1 CPU each, with the driver connected to the head."""
