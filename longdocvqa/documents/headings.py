@@ -129,7 +129,7 @@ def rank_levels(pages: Sequence[Page]) -> None:
     """Unnumbered headings get levels by font size across the document: largest 1, next 2, the rest 3 (an index
     letter stays at 3)."""
     unnumbered = [b for p in pages for b in p.blocks
-                  if b.label == "section" and not _NUMBERED.match(b.text) and not _index_letter(b.text)]  # fmt: skip
+                  if b.label == "section" and not _NUMBERED.match(b.text) and not index_letter(b.text)]  # fmt: skip
     sizes = sorted({round(b.font_size or 0, 1) for b in unnumbered}, reverse=True)
     numbered_top = any(b.label == "section" and b.level == 1 and _NUMBERED.match(b.text) for p in pages
                        for b in p.blocks)  # fmt: skip
@@ -138,7 +138,7 @@ def rank_levels(pages: Sequence[Page]) -> None:
         block.level = min(sizes.index(round(block.font_size or 0, 1)) + 1 + offset, 3)
 
 
-def _index_letter(text: str) -> bool:
+def index_letter(text: str) -> bool:
     """An index's letter ("C"): it keeps level 3 from `heading_level`, whatever its size ranks."""
     text = text.strip()
     return len(text) == 1 and text.isupper()

@@ -169,10 +169,7 @@ def _raw_line(line: dict[str, Any]) -> RawLine | None:
     spans = line["spans"]
     if len(spans) == 1:  # most lines: one font, no per-span counting
         main = spans[0]
-        text = main["text"]
-        if not (text.isascii() and text.isprintable()):  # text.clean's own test, without the call
-            text = clean(text)
-        text = text.strip()
+        text = clean(main["text"]).strip()
         if not text:
             return None
         mono, math, bold = _font_kind(main["font"], main["flags"])

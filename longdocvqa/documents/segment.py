@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from longdocvqa.core.fingerprint import content_hash
 from longdocvqa.core.recipe import SegmentConfig
 from longdocvqa.core.records import LayoutDoc, Section, Segment
+from longdocvqa.documents.headings import index_letter
 
 _CONTENTS = re.compile(r"^(table of )?contents$|^index$", re.IGNORECASE)  # navigation, not a section start
 _SENTENCE_END = re.compile(r"[.!?:;)\]]\s*$")
@@ -50,7 +51,7 @@ def _headings(layout: LayoutDoc) -> list[tuple[int, str, int]]:
 def _navigation(title: str) -> bool:
     """A table of contents, an index, or one of an index's letters ("C"): where a reader looks things up, not
     where a section of the text starts."""
-    return bool(_CONTENTS.match(title)) or len(title) == 1 and title.isupper()
+    return bool(_CONTENTS.match(title)) or index_letter(title)
 
 
 def top_pages(layout: LayoutDoc) -> set[int]:
