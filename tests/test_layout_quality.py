@@ -84,6 +84,7 @@ def test_lines_that_only_look_numbered_or_large_are_no_headings() -> None:
     assert level("M F") is None and level("N P") is None  # letters side by side: index columns, music glyphs
     assert index_letter("M F") and index_letter("C") and not index_letter("Q & A")
     assert level("long vector long vector", 20.0, bold=False) is None  # a typeset example, large and plain
+    assert level("1.100 dotted note", 14.4, bold=False) == 2  # a glossary's hundredth entry is numbered
     assert level("l3draw-state implementation", 14.4) == 2 and level("fontspec-code-load.dtx", 14.4, False) == 2
 
 

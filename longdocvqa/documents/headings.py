@@ -18,7 +18,7 @@ from longdocvqa.core.records import OutlineEntry, Page, RawLine
 _HEADING_SIZE_RATIO = 1.15
 _MAX_HEADING_CHARS = 120
 _NUMBERED = re.compile(
-    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
+    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,3}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
     r"\.?\s+\S"
 )
 _FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
