@@ -15,8 +15,10 @@ from typer.testing import CliRunner
 
 from longdocvqa.cli import app
 from longdocvqa.core.recipe import LayoutConfig, SegmentConfig
-from longdocvqa.core.records import Block
+from longdocvqa.core.records import Block, RawLine, RawPage
 from longdocvqa.documents import layoutview
+from longdocvqa.documents.headings import heading_level, index_letter
+from longdocvqa.documents.layout import parse_layout
 from longdocvqa.documents.layout_eval import LabelScores, score_page
 from longdocvqa.documents.parse import parse_document
 
@@ -68,6 +70,34 @@ def test_headings_and_segment_starts_with_the_outline_hidden() -> None:
     assert headings.predicted > 200 and headings.truth > 200
     assert headings.precision >= 0.90 and headings.recall >= 0.80, (headings.precision, headings.recall)
     assert total >= 60 and aligned / total >= 0.93, (aligned, total)
+
+
+def test_lines_that_only_look_numbered_or_large_are_no_headings() -> None:
+    def level(text: str, size: float = 12.0, bold: bool = True) -> int | None:
+        return heading_level(RawLine((72, 100, 400, 112), text, size, bold=bold), 10.0)
+
+    assert level("2.1 Installation") == 2 and level("4.1 draw") == 2 and level("1.4 Small primes l.") == 2
+    assert level("6 one , two , three ,") is None  # a numbered line of a listing's output, ending in a comma
+    date = RawLine((72, 100, 400, 112), "30 December 2018, v1.1", 12.0)
+    assert heading_level(date, 10.0, first_page=True) is None  # on a title page: a date, not section 30
+    assert level("4 and 10. This style is sometimes referred to as a range-frame graph.") is None
+    assert level("M F") is None and level("N P") is None  # letters side by side: index columns, music glyphs
+    assert index_letter("M F") and index_letter("C") and not index_letter("Q & A")
+    assert level("long vector long vector", 20.0, bold=False) is None  # a typeset example, large and plain
+    assert level("1.100 dotted note", 14.4, bold=False) == 2  # a glossary's hundredth entry is numbered
+    assert level("l3draw-state implementation", 14.4) == 2 and level("fontspec-code-load.dtx", 14.4, False) == 2
+
+
+def test_headings_inside_a_captioned_page_of_example_output_are_not_headings() -> None:
+    lines = [RawLine((100, 120, 300, 134), "1 First Steps", 14.4, bold=True),
+             RawLine((100, 150, 500, 160), "This is the example document, typeset and shown whole.", 10.0),
+             RawLine((300, 650, 305, 660), "1", 10.0),
+             RawLine((200, 680, 420, 690), "Figure 1: Output from example.tex.", 10.0)]  # fmt: skip
+    page = RawPage(index=2, width_pt=600, height_pt=800, lines=lines)
+    shown = parse_layout("x", [page], [], LayoutConfig()).pages[0]
+    assert [b.label for b in shown.blocks if b.text == "1 First Steps"] == ["paragraph"]
+    own = RawPage(index=2, width_pt=600, height_pt=800, lines=lines[:2])  # no caption below: its own heading
+    assert [b.label for b in parse_layout("x", [own], [], LayoutConfig()).pages[0].blocks][0] == "section"
 
 
 def test_section_numbers_join_titles_and_page_numbers_are_furniture(pdf_dir: Path) -> None:

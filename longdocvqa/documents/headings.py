@@ -18,7 +18,7 @@ from longdocvqa.core.records import OutlineEntry, Page, RawLine
 _HEADING_SIZE_RATIO = 1.15
 _MAX_HEADING_CHARS = 120
 _NUMBERED = re.compile(
-    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,2}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
+    r"^(?:(?:chapter|appendix|part|section)\s+)?([0-9]{1,2}(?:\.[0-9]{1,3}){0,3}|[A-Z](?:\.[0-9]{1,2}){1,3}|[IVX]{1,5})"
     r"\.?\s+\S"
 )
 _FRONT_MATTER = re.compile(r"^(table of )?contents$|^abstract$|^preface$|^introduction$|^overview$", re.I)
@@ -31,7 +31,10 @@ _SPACES = re.compile(r"\s+")
 _CODE = re.compile(r"\\[A-Za-z@]|[{}$=;]")  # a macro or code punctuation in a line
 _CODE_START = re.compile(r"[%#{}<>/;=]")  # what a line of code starts with, a title never
 _LETTERS = re.compile(r"[^\W\d_]{2,}")
-_SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]")  # "... as possible. In": prose, not a title
+_SENTENCE_BREAK = re.compile(r"[a-z]{3}\.\s+[A-Z]|\s[0-9]+\.\s+[A-Z][a-z]+\s")  # "... possible. In", "... 10. This "
+_DATE = re.compile(r"^[0-9]{1,2}\.?\s+[^\W\d_]{3,}\.?,?\s+(?:1[5-9]|20)[0-9]{2}\b")  # "30 December 2018": a day
+_SPACED_LETTERS = re.compile(r"^[^\W_](?:\s+[^\W_])+$")  # "M F": two index columns' letters on one baseline, or glyphs
+_INDEX_LETTERS = re.compile(r"^[A-Z](?:\s+[A-Z])*$")  # "C", "M F"
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
 
@@ -67,13 +70,15 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
     text = line.text.strip()
     if len(text) == 1 and text.isupper() and line.bold and not line.math:
         return 3  # an index letter
+    if _SPACED_LETTERS.match(text):
+        return None  # "M F", "N P": letters side by side (index columns, a music or symbol font), no title
     if len(text) > _MAX_HEADING_CHARS or len(text) < 3 or not any(c.isalpha() for c in text):
         return None
     if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
         return 1
     if line.math and not PROSE_WORD.search(text) or PRIVATE_USE.search(text):  # pieces of a display formula
         return None  # (a word of four letters is text, whatever its font: some documents set all in a math font)
-    numbered = _NUMBERED.match(text)
+    numbered = None if _DATE.match(text) else _NUMBERED.match(text)
     if not numbered and (line.mono or TEX_MACRO.search(text) or first_page or _is_prose(text)):
         return None
     if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
@@ -82,10 +87,12 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None  # "4 and 10. This style is ...": a wrapped sentence that starts with a number
     if numbered and _CODE_START.match(text[numbered.end() - 1 :]):
         return None  # "13 % <!COPYRIGHT>": a numbered comment line of a listing, in any font
-    if text.endswith((".", ",", ";", ":")) and not numbered or _DOT_LEADER.search(text):
-        return None
+    if text.endswith((",", ";")) or text.endswith((".", ":")) and not numbered or _DOT_LEADER.search(text):
+        return None  # a title may end in a full stop ("1.4 Fl2 field for small primes l."), never in a comma
     ratio = line.size / body_size
-    large = ratio >= 1.3 and len(text) < 60 and _has_word(text)  # "fontspec-code-load.dtx" as a part title
+    large = ratio >= 1.3 and len(text) < 60 and _has_word(text) and (line.bold or " " not in text)
+    # "fontspec-code-load.dtx" or a bold "l3draw-state implementation" as a title; several large, plain lower-case
+    # words ("long vector long vector", "violet Some beautiful flowers") are typeset examples
     if not (text[0].isupper() or text[0].isdigit() or large) or _lower_case_prose(text, numbered, large):
         return None
     if numbered and re.match(r"^\d+\.\s", text) and ratio < 1.3:
@@ -139,9 +146,9 @@ def rank_levels(pages: Sequence[Page]) -> None:
 
 
 def index_letter(text: str) -> bool:
-    """An index's letter ("C"): it keeps level 3 from `heading_level`, whatever its size ranks."""
-    text = text.strip()
-    return len(text) == 1 and text.isupper()
+    """An index's letter ("C"; "M F" when the letters of two index columns make one block): it keeps level 3 from
+    `heading_level`, whatever its size ranks."""
+    return bool(_INDEX_LETTERS.match(text.strip()))
 
 
 def heading_continues(prev: RawLine, line: RawLine) -> bool:

@@ -306,7 +306,7 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     taken += [b.bbox for b in unruled]
     footnote_top = _footnote_top(page, lines, ctx.body_size)
     levels = [None if ctx.has_outline else heading_level(ln, ctx.body_size, page.index == 1) for ln in lines]
-    if is_toc_page(levels):
+    if is_toc_page(levels) or _shows_a_page(lines, furniture, taken):
         levels = [None] * len(lines)
     toc_rows = _toc_rows(lines, page)
     current: list[RawLine] = []
@@ -342,6 +342,15 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     _promote_title(page, blocks)
     _follow_captions(blocks)  # aligned text is a table whatever its caption says: not passed in
     return _ordered(merge_formulas(blocks + unruled))
+
+
+def _shows_a_page(lines: Sequence[RawLine], furniture: dict[int, str], taken: Sequence[Box]) -> bool:
+    """The page's lowest line is a caption and nothing on it is a figure or table: the page shows another
+    document's page ("Figure 1: Output from ledeasy.tex", an example's typeset output), whose headings are
+    not this document's."""
+    below = [line for i, line in enumerate(lines) if furniture.get(i) != "header"]
+    lowest = max(below, key=lambda line: line.bbox[3], default=None)
+    return not taken and lowest is not None and bool(_CAPTION.match(lowest.text)) and not lowest.mono
 
 
 def _unruled_tables(
