@@ -105,6 +105,8 @@ class Seen:
     rows: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     task_counts: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     task_tokens: dict[str, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # page image digest -> decoded size: a document's pages recur in each of its rows and are decoded once (bounded)
+    image_sizes: dict[bytes, tuple[int, int]] = field(default_factory=dict)
 
 
 def validate_dataset(
@@ -373,7 +375,7 @@ def check_sft(
     elif row["num_pages"] != len(images):
         report.fail("image_count", f"{len(images)} images, num_pages {row['num_pages']}", **where)
     _check_messages(report, row, where)
-    sizes = _decoded_sizes(report, images, where)
+    sizes = _decoded_sizes(report, images, where, seen.image_sizes)
     if row.get("qa_id") is not None and seen.qa.get(row["qa_id"], row["doc_id"]) != row["doc_id"]:
         report.fail("qa_link", f"qa row {row['qa_id']} is about another document", **where)
     elif row.get("qa_id") is not None and row["qa_id"] not in seen.qa:
@@ -382,16 +384,32 @@ def check_sft(
         _check_tokens(report, row, sizes, meta, counter, where)
 
 
-def _decoded_sizes(report: ValidationReport, images: list[Any], where: dict[str, str]) -> list[tuple[int, int]] | None:
-    """Pixel sizes of the row's images, each decoded in full; None (and one `image` failure) when one does not."""
+def _decoded_sizes(
+    report: ValidationReport, images: list[Any], where: dict[str, str], known: dict[bytes, tuple[int, int]]
+) -> list[tuple[int, int]] | None:
+    """Pixel sizes of the row's images, each decoded in full (once per distinct image, remembered in `known`);
+    None (and one `image` failure) when one does not decode."""
     sizes = []
     for page, image in enumerate(images, start=1):
+        data = image.get("bytes") if isinstance(image, dict) else None
+        digest = hashlib.blake2b(data, digest_size=16).digest() if data else None
+        if digest is not None and digest in known:
+            sizes.append(known[digest])
+            continue
         try:
-            sizes.append(tokens.decoded_size_px(image))
+            size = tokens.decoded_size_px(image)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             report.fail("image", f"page {page}: {exc}", **where)
             return None
+        if digest is not None:
+            if len(known) >= _KNOWN_IMAGES:
+                known.clear()
+            known[digest] = size
+        sizes.append(size)
     return sizes
+
+
+_KNOWN_IMAGES = 200_000  # ~30 MB of digests and sizes: a few thousand documents' pages
 
 
 def _check_messages(report: ValidationReport, row: dict[str, Any], where: dict[str, str]) -> None:
