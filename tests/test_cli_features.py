@@ -123,7 +123,7 @@ def test_build_from_tar_shards_gives_the_demo_builds_rows(
     _shard(tmp_path / "tars" / "pool-000.tar", {p.name: p for p in pdfs[::2]})
     _shard(tmp_path / "tars" / "pool-001.tar", {f"docs/{p.name}": p for p in pdfs[1::2]})
     out = tmp_path / "out"
-    proc = cli("build", write_recipe([str(tmp_path / "tars")]), "--out", out, "--workers", "2")
+    proc = cli("build", write_recipe([str(tmp_path / "tars")], render={"dpi": 144}), "--out", out, "--workers", "2")
     assert proc.returncode == 0, proc.stderr
     for config in ("sft", "qa"):
         assert parquet_sha(out, config) == parquet_sha(demo_build, config), config

@@ -49,6 +49,7 @@ def test_image_only_pages_are_transcribed_by_the_vlm(server, write_recipe, pdf_d
         server.register_image(ImageInput(page, MAX_PIXELS).data_url, text)
     recipe = load_recipe(write_recipe(
         [str(path)], pool={"min_pages": 1}, layout={"ocr": "vlm"}, decontaminate={"within_pool": False},
+        render={"dpi": 144},  # the pages registered with the server above
         generate={"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "tasks": ["extract-single"],
                   "max_pixels": MAX_PIXELS},
         assemble={"min_tokens": 1, "mixture": {"extract-single": 1.0}},

@@ -28,6 +28,7 @@ LETTER, A4, POSTER = (612.0, 792.0), (595.0, 842.0), (2384.0, 3370.0)
 # The demo recipe is CPU-sized (64 tokens per page, 1K-4K window); the issue's figures are stated for the paper's
 # pages and window, which the shared PDFs' 32-50-page documents fill (70K-130K tokens).
 PAPER_WINDOW = {"min_pixels": 3136, "max_pixels": 12_845_056, "min_tokens": 32_768, "max_tokens": 131_072}
+PAPER_DPI = {"dpi": 144}  # the paper's pages (write_recipe renders at 72 DPI otherwise)
 
 
 def _recipe(**assemble: object) -> Recipe:
@@ -121,7 +122,7 @@ def test_dry_run_prints_calls_prompt_tokens_and_cost_per_task(write_recipe, pdf_
     endpoint = {"base_url": "http://127.0.0.1:9/v1", "api_key_env": None, "price_input_per_mtok": 0.5,
                 "price_output_per_mtok": 1.5}  # fmt: skip
     path = write_recipe([str(pdf_dir)], generate={"generator": {"kind": "openai", "endpoint": endpoint}},
-                        assemble={**PAPER_WINDOW, "budget_tokens": 400_000})  # fmt: skip
+                        render=PAPER_DPI, assemble={**PAPER_WINDOW, "budget_tokens": 400_000})  # fmt: skip
     command = ["build", str(path), "--dry-run", "--out", str(tmp_path / "o")]
     result = CliRunner().invoke(app, command, env={"COLUMNS": "220"})
     assert result.exit_code == 0, result.output
@@ -159,7 +160,7 @@ def test_requests_grow_with_the_dataset_not_with_the_pool(server, write_recipe, 
     def recipe(paths: list[str]):
         return load_recipe(write_recipe(
             paths, generate={"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text"},
-            assemble={**PAPER_WINDOW, "budget_tokens": 300_000},
+            render=PAPER_DPI, assemble={**PAPER_WINDOW, "budget_tokens": 300_000},
         ))  # fmt: skip
 
     out = tmp_path / "out"
@@ -186,7 +187,9 @@ def test_drops_beyond_the_margin_are_topped_up_in_rounds(server, write_recipe, p
 
     generate = {"generator": {"kind": "openai", "endpoint": _endpoint(server)}, "input_mode": "text"}
     recipe = load_recipe(
-        write_recipe([str(pdf_dir)], generate=generate, assemble={**PAPER_WINDOW, "budget_tokens": 400_000})
+        write_recipe(
+            [str(pdf_dir)], generate=generate, render=PAPER_DPI, assemble={**PAPER_WINDOW, "budget_tokens": 400_000}
+        )
     )
     _, planner, initial = plan_with_units(recipe)
     paths = {d.sha256: d.path for d in planner.docs}
@@ -222,7 +225,9 @@ def test_raising_the_budget_pays_only_for_new_units_and_lowering_it_pays_nothing
 
     def run(budget: int) -> tuple[int, set[tuple[str, str]]]:
         recipe = load_recipe(
-            write_recipe([str(pdf_dir)], generate=generate, assemble={**PAPER_WINDOW, "budget_tokens": budget})
+            write_recipe(
+                [str(pdf_dir)], generate=generate, render=PAPER_DPI, assemble={**PAPER_WINDOW, "budget_tokens": budget}
+            )
         )
         before = server.requests
         build(recipe, tmp_path / "out", workers=1)

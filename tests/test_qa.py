@@ -358,7 +358,7 @@ def test_build_with_the_loopback_server_then_rerun_makes_no_request(server, writ
 
     names = ["R-data.pdf", "etoolbox.pdf"]
     ep = {"base_url": server.base_url, "model": "scripted", "api_key_env": None, "timeout_s": 10.0, "max_retries": 2}
-    recipe = load_recipe(write_recipe([str(pdf_dir / n) for n in names], generate={
+    recipe = load_recipe(write_recipe([str(pdf_dir / n) for n in names], render={"dpi": 144}, generate={
         "generator": {"kind": "openai", "endpoint": ep}, "input_mode": "images", "max_pixels": 200_000}))  # fmt: skip
     for name in names:  # the server cannot read pixels: tell it what each page image that will be sent shows
         doc, layout, _ = real_document(name)
