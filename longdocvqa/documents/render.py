@@ -28,11 +28,6 @@ _BOLD_FLAG = 16
 _MONO_FLAG = 8
 _MONO_FONT = re.compile(r"mono|courier|cmtt|sfmono|consol|inconsolata|typewriter|^tt|beramono|menlo", re.I)
 _MATH_FONT = re.compile(r"cmmi|cmsy|cmex|msam|msbm|math|symbol|stix|rsfs|eufm|mnsymbol|esint", re.I)
-# A path starts with `m` or `re`; `Do` may draw a form, `sh` a shading. The operator follows its operands (after
-# white space, or a number as in "12m"; never a letter: "Tm", "cm", "/Fm0", "(m)") and ends its token. Each branch
-# starts with its letters so that the scan skips ahead fast; a false hit only costs the extraction it would save.
-_AFTER = rb"(?<=[\s\x00\d.]%s)(?=[\s\x00()<>\[\]{}/%%]|\Z)"
-_DRAWING_OPERATOR = re.compile(b"|".join(op + _AFTER % op for op in (b"m", b"re", b"Do", b"sh")))
 _RULE_PT = 3.0  # a drawing thinner than this is a rule or a border line, never a figure
 Box = tuple[float, float, float, float]
 # PyMuPDF 2's layout model labels -> our block labels.
@@ -150,12 +145,29 @@ def raw_document(
     return pages, toc
 
 
-def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
+@functools.cache
+def _text_flags() -> int:
+    """`get_text("dict")`'s flags without images, plus vector blocks: whether a page draws any path comes from the
+    text pass, so `get_cdrawings` (a second interpretation of the page) runs only where it finds something. On the
+    9241 pages of bench/layout_identity.py's PDFs, a page has a vector block exactly when `get_cdrawings` is not
+    empty, and TEXT_LAZY_VECTORS keeps the text lines and their order as they are without vectors (without it, a
+    vector drawn inside a line of text splits the line)."""
     pymupdf = _pymupdf()
-    data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
-    lines = [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := _raw_line(line))]
+    flags: int = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    return flags | pymupdf.TEXT_COLLECT_VECTORS | pymupdf.TEXT_LAZY_VECTORS
+
+
+def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
+    data = page.get_text("dict", flags=_text_flags())
+    lines = []
+    drawn = False  # a vector block: the page draws a path (text lines are the same with or without them)
+    for block in data["blocks"]:
+        if block["type"] == 0:
+            lines.extend(raw for line in block["lines"] if (raw := _raw_line(line)))
+        else:  # 3, a vector block (the only other kind these flags give)
+            drawn = True
     images = _image_boxes(page)
-    graphics, rules, grids = _drawings(page) if _may_draw(page) else ([], [], [])
+    graphics, rules, grids = _drawings(page) if drawn else ([], [], [])
     tables = _tables(page, grids) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
@@ -204,17 +216,6 @@ def _font_kind(font: str, flags: int) -> tuple[bool, bool, bool]:
     """(monospace, math font, bold) for a span's font name and flags."""
     mono = bool(flags & _MONO_FLAG) or bool(_MONO_FONT.search(font))
     return mono, bool(_MATH_FONT.search(font)), bool(flags & _BOLD_FLAG) or "bold" in font.lower()
-
-
-def _may_draw(page: Any) -> bool:
-    """False only where `get_cdrawings` would find nothing, found at a fraction of its cost (it interprets the page
-    again; 2 of 3 pages of the shared PDFs draw no path): no path, form or shading operator in the content streams,
-    no annotation or form field (drawn too), no Type 3 font (its glyphs may be drawn as paths)."""
-    if page.first_annot is not None or page.first_widget is not None:
-        return True
-    if _DRAWING_OPERATOR.search(page.read_contents()) is not None:
-        return True
-    return any(font[2] == "Type3" for font in page.parent.get_page_fonts(page.number))
 
 
 def _image_boxes(page: Any) -> list[Box]:
