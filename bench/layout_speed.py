@@ -38,9 +38,9 @@ def floor_seconds(path: Path) -> float:
         data = page.get_text("dict", flags=render._text_flags())
         render._image_boxes(page)
         if any(block["type"] == 3 for block in data["blocks"]):
-            grids = render._drawings(page)[2]
+            _, _, grids, paths = render._drawings(page)
             if grids:
-                render._tables(page, grids)
+                render._tables(page, grids, paths)
     doc.get_toc(simple=True)
     doc.close()
     return time.process_time() - start

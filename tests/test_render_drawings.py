@@ -33,3 +33,23 @@ def test_vector_blocks_mark_the_pages_that_draw_and_leave_text_lines_alone() -> 
             kept, skipped = kept + drawn, skipped + (not drawn)
         doc.close()
     assert skipped > 20 and kept > 20
+
+
+def test_paths_handed_to_the_table_finder_are_what_it_would_read_itself() -> None:
+    grids = 0
+    for name in ("GS9_Color_Management.pdf", "seminar-doc.pdf"):
+        doc = render.open_pdf(PDFS / name)
+        for page in doc:
+            page.get_text("dict", flags=render._text_flags())
+            _, _, found, paths = render._drawings(page)
+            assert render._as_drawings(paths) == page.get_drawings(), (name, page.number)
+            if found:
+                grids += 1
+                clip = (min(g[0] for g in found), min(g[1] for g in found),
+                        max(g[2] for g in found), max(g[3] for g in found))  # fmt: skip
+                alone = page.find_tables(clip=clip, use_layout=False)
+                given = page.find_tables(clip=clip, use_layout=False, paths=render._as_drawings(paths))
+                assert [t.extract() for t in given.tables] == [t.extract() for t in alone.tables]
+                assert [tuple(t.bbox) for t in given.tables] == [tuple(t.bbox) for t in alone.tables]
+        doc.close()
+    assert grids == 2

@@ -167,8 +167,8 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
         else:  # 3, a vector block (the only other kind these flags give)
             drawn = True
     images = _image_boxes(page)
-    graphics, rules, grids = _drawings(page) if drawn else ([], [], [])
-    tables = _tables(page, grids) if find_tables and grids else []
+    graphics, rules, grids, paths = _drawings(page) if drawn else ([], [], [], [])
+    tables = _tables(page, grids, paths) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
     return RawPage.model_construct(  # every field is built here, of the right type: no validation pass
@@ -226,14 +226,16 @@ def _image_boxes(page: Any) -> list[Box]:
     return [tuple(round(v, 2) for v in info["bbox"]) for info in page.get_image_info()]  # type: ignore[misc]
 
 
-def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box]]:
+def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box], list[dict[str, Any]]]:
     """Vector graphics in one pass: every path's box (layout groups them into figures), thin horizontal rules,
-    and ruled grids' boxes. A path covering most of the page is a background and is left out."""
+    and ruled grids' boxes. A path covering most of the page is a background and is left out. Last, the paths
+    themselves (`get_cdrawings`), for the table finder."""
     graphics: list[Box] = []
     rules: list[Box] = []
     segments: list[Box] = []
     page_area = page.rect.width * page.rect.height
-    for path in page.get_cdrawings():
+    paths = page.get_cdrawings()
+    for path in paths:
         x0, y0, x1, y1 = (round(v, 2) for v in path["rect"])
         width, height = x1 - x0, y1 - y0
         if height < _RULE_PT and width >= _RULE_PT:
@@ -244,7 +246,7 @@ def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box]]:
             segments.extend(_segments(path["items"]))
         if width * height < 0.6 * page_area:
             graphics.append((x0, y0, x1, y1))
-    return graphics, rules, _grids(segments)
+    return graphics, rules, _grids(segments), paths
 
 
 def _segments(items: list[Any]) -> list[Box]:
@@ -286,12 +288,14 @@ def _wide_gaps(values: set[int], min_gap: int) -> int:
     return sum(b - a >= min_gap for a, b in zip(ordered, ordered[1:], strict=False))
 
 
-def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
+def _tables(page: Any, grids: list[Box], paths: list[dict[str, Any]]) -> list[RawBox]:
     """Ruled tables only: `use_layout=False` keeps PyMuPDF 2 from running its ONNX layout model here (~90% of
-    the time it took); the `pymupdf-layout` backend runs that model deliberately and uses its labels."""
+    the time it took); the `pymupdf-layout` backend runs that model deliberately and uses its labels. The finder
+    is given the page's paths, read once already, in `get_drawings`' form (on a rotated page it turns the page
+    upright first and reads them itself)."""
     clip = (min(g[0] for g in grids), min(g[1] for g in grids), max(g[2] for g in grids), max(g[3] for g in grids))
     try:
-        found = page.find_tables(clip=clip, use_layout=False)
+        found = page.find_tables(clip=clip, use_layout=False, paths=None if page.rotation else _as_drawings(paths))
     except TypeError:  # PyMuPDF < 1.26 has no layout model and no such argument
         found = page.find_tables(clip=clip)
     boxes = []
@@ -304,6 +308,33 @@ def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
         if table.row_count >= 2 and full_rows >= 2 and filled >= 0.4 * len(cells):  # not a staff, not a frame
             boxes.append(RawBox(bbox=tuple(round(v, 2) for v in table.bbox), label="table", text=text))
     return boxes
+
+
+_PATH_KEYS = ("closePath", "fill", "color", "width", "lineCap", "lineJoin", "dashes", "stroke_opacity",
+              "fill_opacity", "even_odd")  # fmt: skip
+
+
+def _as_drawings(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`get_cdrawings` paths as `page.get_drawings()` gives them (Rect, Point and Quad objects, every key of a fill
+    or stroke path present), built on copies: the table finder edits the paths it is given."""
+    pymupdf = _pymupdf()
+    point, rect, quad = pymupdf.Point, pymupdf.Rect, pymupdf.Quad
+    out = []
+    for path in paths:
+        items = []
+        for item in path["items"]:
+            if item[0] == "re":
+                items.append(("re", rect(item[1]).normalize(), item[2]))
+            elif item[0] == "qu":
+                items.append(("qu", quad(item[1])))
+            else:
+                items.append((item[0], *(point(p) for p in item[1:])))
+        copy = dict(path, rect=rect(path["rect"]), items=items)
+        if copy["type"] in ("f", "s"):
+            for key in _PATH_KEYS:
+                copy.setdefault(key, None)
+        out.append(copy)
+    return out
 
 
 def _model_boxes(page: Any) -> list[RawBox]:
