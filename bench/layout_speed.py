@@ -6,7 +6,7 @@ For each PDF, in one run and one process (CPU time, time.process_time):
   page, close);
 - PyMuPDF floor: every PyMuPDF call parse_document makes (open, text, image boxes, the drawing test and drawings,
   ruled tables, outline) and none of our Python work on their results;
-- parse_document itself, and its parts: text lines (render._raw_line over the dict), de-hyphenation, labelling
+- parse_document itself, and its parts: text lines (render._text_lines over the dict), de-hyphenation, labelling
   (layout.parse_layout).
 The floor says how fast parse_document could be if our own Python cost nothing: the ratio the bench can reach.
 """
@@ -48,13 +48,12 @@ def floor_seconds(path: Path) -> float:
 
 def part_seconds(path: Path, parts: Counter[str]) -> None:
     """Add the CPU seconds of parse_document's Python parts on `path` to `parts`."""
-    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
     doc = render.open_pdf(path)
     for page in doc:
-        data = page.get_text("dict", flags=flags)
+        data = page.get_text("dict", flags=render._text_flags())
         start = time.process_time()
-        [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := render._raw_line(line))]
-        parts["text lines (render._raw_line)"] += time.process_time() - start
+        render._text_lines(data["blocks"])
+        parts["text lines (render._text_lines)"] += time.process_time() - start
     doc.close()
     start = time.process_time()
     pages, outline = render.raw_document(path)

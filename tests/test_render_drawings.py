@@ -53,3 +53,17 @@ def test_paths_handed_to_the_table_finder_are_what_it_would_read_itself() -> Non
                 assert [tuple(t.bbox) for t in given.tables] == [tuple(t.bbox) for t in alone.tables]
         doc.close()
     assert grids == 2
+
+
+def test_round2_is_round_to_hundredths_for_c_floats() -> None:
+    import random
+    import struct
+
+    rng = random.Random(0)
+    values = [struct.unpack("f", struct.pack("I", rng.getrandbits(32)))[0] for _ in range(200_000)]
+    values = [v for v in values if abs(v) < 1e30]  # not inf or nan
+    values += [k / 100 + 0.005 for k in range(-2000, 2000)] + [0.0, -0.0, -0.004, 0.004, 0.125, -0.125, 612.0]
+    values = [struct.unpack("f", struct.pack("f", v))[0] for v in values]  # as MuPDF's floats arrive
+    for value in values + [float("inf"), -float("inf")]:
+        assert struct.pack("d", render._round2(value)) == struct.pack("d", round(value, 2)), value
+    assert render._round2(float("nan")) != render._round2(float("nan"))

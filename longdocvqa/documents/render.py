@@ -158,14 +158,7 @@ def _text_flags() -> int:
 
 
 def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
-    data = page.get_text("dict", flags=_text_flags())
-    lines = []
-    drawn = False  # a vector block: the page draws a path (text lines are the same with or without them)
-    for block in data["blocks"]:
-        if block["type"] == 0:
-            lines.extend(raw for line in block["lines"] if (raw := _raw_line(line)))
-        else:  # 3, a vector block (the only other kind these flags give)
-            drawn = True
+    lines, drawn = _text_lines(page.get_text("dict", flags=_text_flags())["blocks"])
     images = _image_boxes(page)
     graphics, rules, grids, paths = _drawings(page) if drawn else ([], [], [], [])
     tables = _tables(page, grids, paths) if find_tables and grids else []
@@ -177,37 +170,63 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     )  # fmt: skip
 
 
-def _raw_line(line: dict[str, Any]) -> RawLine | None:
-    spans = line["spans"]
-    if len(spans) == 1:  # most lines: one font, no per-span counting
-        main = spans[0]
-        text = clean(main["text"]).strip()
-        if not text:
-            return None
-        mono, math, bold = _font_kind(main["font"], main["flags"])
-    else:
-        text = clean("".join(s["text"] for s in spans)).strip()
-        if not text:
-            return None
-        main, mono, math = _main_span(spans)
-        bold = _font_kind(main["font"], main["flags"])[2]
-    x0, y0, x1, y1 = line["bbox"]
-    return RawLine((round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text, round(main["size"], 2), bold,
-                   mono, math)  # fmt: skip
+def _text_lines(blocks: list[dict[str, Any]]) -> tuple[list[RawLine], bool]:
+    """The non-blank text lines of a page's `get_text("dict")` blocks, and whether there is a vector block."""
+    lines: list[RawLine] = []
+    drawn = False
+    append = lines.append
+    for block in blocks:
+        if block["type"]:  # 3, a vector block (the only other kind _text_flags gives)
+            drawn = True
+            continue
+        for line in block["lines"]:
+            spans = line["spans"]
+            if len(spans) == 1:  # most lines: one font, no per-span counting
+                main = spans[0]
+                text = clean(main["text"]).strip()
+                if not text:
+                    continue
+                mono, math, bold = _font_kind(main["font"], main["flags"])
+            else:
+                text = clean("".join([s["text"] for s in spans])).strip()
+                if not text:
+                    continue
+                main, mono, math = _main_span(spans)
+                bold = _font_kind(main["font"], main["flags"])[2]
+            x0, y0, x1, y1 = line["bbox"]
+            append(RawLine((_round2(x0), _round2(y0), _round2(x1), _round2(y1)), text, _round2(main["size"]), bold,
+                           mono, math))  # fmt: skip
+    return lines, drawn
+
+
+def _round2(value: float) -> float:
+    """`round(value, 2)` for a value MuPDF gives (a C float): `value * 100` is then exact in a double, so rounding
+    it half to even is what `round(value, 2)` does, at half its cost (it formats the number in decimal). A zero keeps
+    the value's sign, as `round` does (-0.0 for -0.004)."""
+    try:
+        hundredths = round(value * 100)
+    except (OverflowError, ValueError):  # inf, nan: as round(value, 2) gives them
+        return value
+    return hundredths / 100 if hundredths else value * 0.0
 
 
 def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]:
-    """The longest span, and whether most characters are monospace / over 40% are in a math font."""
-    main, chars, mono, math = None, 0, 0, 0
+    """The longest span (the first of the longest), and whether most characters are monospace / over 40% are in
+    a math font."""
+    main, longest, chars, mono, math = spans[0], -1, 0, 0, 0
     for span in spans:
-        length = len(span["text"].strip())
+        text = span["text"]
+        length = len(text.strip())
         if not length:
             continue
         is_mono, is_math, _ = _font_kind(span["font"], span["flags"])
-        chars, mono, math = chars + length, mono + length * is_mono, math + length * is_math
-        if main is None or len(span["text"]) > len(main["text"]):
-            main = span
-    assert main is not None
+        chars += length
+        if is_mono:
+            mono += length
+        if is_math:
+            math += length
+        if len(text) > longest:
+            main, longest = span, len(text)
     return main, mono > chars / 2, math > chars * 0.4
 
 
@@ -236,7 +255,8 @@ def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box], list[dict[str
     page_area = page.rect.width * page.rect.height
     paths = page.get_cdrawings()
     for path in paths:
-        x0, y0, x1, y1 = (round(v, 2) for v in path["rect"])
+        x0, y0, x1, y1 = path["rect"]
+        x0, y0, x1, y1 = _round2(x0), _round2(y0), _round2(x1), _round2(y1)
         width, height = x1 - x0, y1 - y0
         if height < _RULE_PT and width >= _RULE_PT:
             rules.append((x0, y0, x1, y1))
