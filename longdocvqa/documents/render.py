@@ -341,7 +341,7 @@ def _as_drawings(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:
     point, rect, quad = pymupdf.Point, pymupdf.Rect, pymupdf.Quad
     out = []
     for path in paths:
-        items = []
+        items: list[tuple[Any, ...]] = []
         for item in path["items"]:
             if item[0] == "re":
                 items.append(("re", rect(item[1]).normalize(), item[2]))
