@@ -2,10 +2,11 @@
 
 Usage: python bench/layout_speed.py [--pool DIR] [--drawings]   (default ../shared/pdfs)
 For each PDF, in one run and one process (CPU time, time.process_time):
-- bare: bench/layout.py's loop (open, get_text("dict") with raw_pages' flags on every page, close);
+- bare: bench/layout.py's loop (open, get_text("dict") with raw_pages' text flags, without its vector blocks, on every
+  page, close);
 - PyMuPDF floor: every PyMuPDF call parse_document makes (open, text, image boxes, the drawing test and drawings,
   ruled tables, outline) and none of our Python work on their results;
-- parse_document itself, and its parts: text lines (render._raw_line over the dict), de-hyphenation, labelling
+- parse_document itself, and its parts: text lines (render._text_lines over the dict), de-hyphenation, labelling
   (layout.parse_layout).
 The floor says how fast parse_document could be if our own Python cost nothing: the ratio the bench can reach.
 """
@@ -31,16 +32,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def floor_seconds(path: Path) -> float:
     """CPU seconds of the PyMuPDF calls parse_document makes, their results dropped."""
-    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
     start = time.process_time()
     doc = render.open_pdf(path)
     for page in doc:
-        page.get_text("dict", flags=flags)
+        data = page.get_text("dict", flags=render._text_flags())
         render._image_boxes(page)
-        if render._may_draw(page):
-            grids = render._drawings(page)[2]
+        if any(block["type"] == 3 for block in data["blocks"]):
+            _, _, grids, paths = render._drawings(page)
             if grids:
-                render._tables(page, grids)
+                render._tables(page, grids, paths)
     doc.get_toc(simple=True)
     doc.close()
     return time.process_time() - start
@@ -48,13 +48,12 @@ def floor_seconds(path: Path) -> float:
 
 def part_seconds(path: Path, parts: Counter[str]) -> None:
     """Add the CPU seconds of parse_document's Python parts on `path` to `parts`."""
-    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
     doc = render.open_pdf(path)
     for page in doc:
-        data = page.get_text("dict", flags=flags)
+        data = page.get_text("dict", flags=render._text_flags())
         start = time.process_time()
-        [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := render._raw_line(line))]
-        parts["text lines (render._raw_line)"] += time.process_time() - start
+        render._text_lines(data["blocks"])
+        parts["text lines (render._text_lines)"] += time.process_time() - start
     doc.close()
     start = time.process_time()
     pages, outline = render.raw_document(path)
@@ -71,16 +70,22 @@ def part_seconds(path: Path, parts: Counter[str]) -> None:
 
 
 def drawing_seconds(path: Path, steps: Counter[str]) -> None:
-    """The drawing step of each page both ways, back to back: always `get_cdrawings`, or `_may_draw` first."""
-    flags = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    """The drawing step of each page both ways: always `get_cdrawings`, or only where the text pass found a vector
+    block (raw_pages' way); and the text pass with and without vector blocks, back to back."""
+    plain = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
     doc = render.open_pdf(path)
     for page in doc:
-        page.get_text("dict", flags=flags)  # as in raw_pages: fonts are loaded before the drawings are read
+        start = time.process_time()
+        page.get_text("dict", flags=plain)
+        steps["text"] += time.process_time() - start
+        start = time.process_time()
+        data = page.get_text("dict", flags=render._text_flags())
+        steps["text with vectors"] += time.process_time() - start
         start = time.process_time()
         render._drawings(page)
         steps["always"] += time.process_time() - start
         start = time.process_time()
-        if render._may_draw(page):
+        if any(block["type"] == 3 for block in data["blocks"]):
             render._drawings(page)
         else:
             steps["skipped"] += 1
@@ -120,8 +125,9 @@ def main() -> None:
         steps: Counter[str] = Counter()
         for pdf in pdfs:
             drawing_seconds(pdf, steps)
-        print(f"  drawing step: always {steps['always']:.2f} s, tested first "
-              f"{steps['tested']:.2f} s ({steps['skipped']:.0f} pages skipped)")  # fmt: skip
+        print(f"  drawing step: always {steps['always']:.2f} s, only on pages with a vector block "
+              f"{steps['tested']:.2f} s ({steps['skipped']:.0f} pages skipped); text pass without vectors "
+              f"{steps['text']:.2f} s, with {steps['text with vectors']:.2f} s")  # fmt: skip
     allowed = bare / 0.6 - totals["floor"]
     print(f"  at 0.60x, our Python may take {allowed:.2f} s in all; it takes {totals['ours'] - totals['floor']:.2f} s")
 

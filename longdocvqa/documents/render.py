@@ -28,11 +28,6 @@ _BOLD_FLAG = 16
 _MONO_FLAG = 8
 _MONO_FONT = re.compile(r"mono|courier|cmtt|sfmono|consol|inconsolata|typewriter|^tt|beramono|menlo", re.I)
 _MATH_FONT = re.compile(r"cmmi|cmsy|cmex|msam|msbm|math|symbol|stix|rsfs|eufm|mnsymbol|esint", re.I)
-# A path starts with `m` or `re`; `Do` may draw a form, `sh` a shading. The operator follows its operands (after
-# white space, or a number as in "12m"; never a letter: "Tm", "cm", "/Fm0", "(m)") and ends its token. Each branch
-# starts with its letters so that the scan skips ahead fast; a false hit only costs the extraction it would save.
-_AFTER = rb"(?<=[\s\x00\d.]%s)(?=[\s\x00()<>\[\]{}/%%]|\Z)"
-_DRAWING_OPERATOR = re.compile(b"|".join(op + _AFTER % op for op in (b"m", b"re", b"Do", b"sh")))
 _RULE_PT = 3.0  # a drawing thinner than this is a rule or a border line, never a figure
 Box = tuple[float, float, float, float]
 # PyMuPDF 2's layout model labels -> our block labels.
@@ -150,13 +145,23 @@ def raw_document(
     return pages, toc
 
 
-def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
+@functools.cache
+def _text_flags() -> int:
+    """`get_text("dict")`'s flags without images, plus vector blocks: whether a page draws any path comes from the
+    text pass, so `get_cdrawings` (a second interpretation of the page) runs only where it finds something. On the
+    9241 pages of bench/layout_identity.py's PDFs, a page has a vector block exactly when `get_cdrawings` is not
+    empty, and TEXT_LAZY_VECTORS keeps the text lines and their order as they are without vectors (without it, a
+    vector drawn inside a line of text splits the line)."""
     pymupdf = _pymupdf()
-    data = page.get_text("dict", flags=pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES)
-    lines = [raw for block in data["blocks"] for line in block.get("lines", ()) if (raw := _raw_line(line))]
+    flags: int = pymupdf.TEXTFLAGS_DICT & ~pymupdf.TEXT_PRESERVE_IMAGES
+    return flags | pymupdf.TEXT_COLLECT_VECTORS | pymupdf.TEXT_LAZY_VECTORS
+
+
+def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
+    lines, drawn = _text_lines(page.get_text("dict", flags=_text_flags())["blocks"])
     images = _image_boxes(page)
-    graphics, rules, grids = _drawings(page) if _may_draw(page) else ([], [], [])
-    tables = _tables(page, grids) if find_tables and grids else []
+    graphics, rules, grids, paths = _drawings(page) if drawn else ([], [], [], [])
+    tables = _tables(page, grids, paths) if find_tables and grids else []
     boxes = _model_boxes(page) if layout_model else None
     rect = page.rect
     return RawPage.model_construct(  # every field is built here, of the right type: no validation pass
@@ -165,37 +170,63 @@ def _raw_page(page: Any, find_tables: bool, layout_model: bool) -> RawPage:
     )  # fmt: skip
 
 
-def _raw_line(line: dict[str, Any]) -> RawLine | None:
-    spans = line["spans"]
-    if len(spans) == 1:  # most lines: one font, no per-span counting
-        main = spans[0]
-        text = clean(main["text"]).strip()
-        if not text:
-            return None
-        mono, math, bold = _font_kind(main["font"], main["flags"])
-    else:
-        text = clean("".join(s["text"] for s in spans)).strip()
-        if not text:
-            return None
-        main, mono, math = _main_span(spans)
-        bold = _font_kind(main["font"], main["flags"])[2]
-    x0, y0, x1, y1 = line["bbox"]
-    return RawLine((round(x0, 2), round(y0, 2), round(x1, 2), round(y1, 2)), text, round(main["size"], 2), bold,
-                   mono, math)  # fmt: skip
+def _text_lines(blocks: list[dict[str, Any]]) -> tuple[list[RawLine], bool]:
+    """The non-blank text lines of a page's `get_text("dict")` blocks, and whether there is a vector block."""
+    lines: list[RawLine] = []
+    drawn = False
+    append = lines.append
+    for block in blocks:
+        if block["type"]:  # 3, a vector block (the only other kind _text_flags gives)
+            drawn = True
+            continue
+        for line in block["lines"]:
+            spans = line["spans"]
+            if len(spans) == 1:  # most lines: one font, no per-span counting
+                main = spans[0]
+                text = clean(main["text"]).strip()
+                if not text:
+                    continue
+                mono, math, bold = _font_kind(main["font"], main["flags"])
+            else:
+                text = clean("".join([s["text"] for s in spans])).strip()
+                if not text:
+                    continue
+                main, mono, math = _main_span(spans)
+                bold = _font_kind(main["font"], main["flags"])[2]
+            x0, y0, x1, y1 = line["bbox"]
+            append(RawLine((_round2(x0), _round2(y0), _round2(x1), _round2(y1)), text, _round2(main["size"]), bold,
+                           mono, math))  # fmt: skip
+    return lines, drawn
+
+
+def _round2(value: float) -> float:
+    """`round(value, 2)` for a value MuPDF gives (a C float): `value * 100` is then exact in a double, so rounding
+    it half to even is what `round(value, 2)` does, at half its cost (it formats the number in decimal). A zero keeps
+    the value's sign, as `round` does (-0.0 for -0.004)."""
+    try:
+        hundredths = round(value * 100)
+    except (OverflowError, ValueError):  # inf, nan: as round(value, 2) gives them
+        return value
+    return hundredths / 100 if hundredths else value * 0.0
 
 
 def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]:
-    """The longest span, and whether most characters are monospace / over 40% are in a math font."""
-    main, chars, mono, math = None, 0, 0, 0
+    """The longest span (the first of the longest), and whether most characters are monospace / over 40% are in
+    a math font."""
+    main, longest, chars, mono, math = spans[0], -1, 0, 0, 0
     for span in spans:
-        length = len(span["text"].strip())
+        text = span["text"]
+        length = len(text.strip())
         if not length:
             continue
         is_mono, is_math, _ = _font_kind(span["font"], span["flags"])
-        chars, mono, math = chars + length, mono + length * is_mono, math + length * is_math
-        if main is None or len(span["text"]) > len(main["text"]):
-            main = span
-    assert main is not None
+        chars += length
+        if is_mono:
+            mono += length
+        if is_math:
+            math += length
+        if len(text) > longest:
+            main, longest = span, len(text)
     return main, mono > chars / 2, math > chars * 0.4
 
 
@@ -206,17 +237,6 @@ def _font_kind(font: str, flags: int) -> tuple[bool, bool, bool]:
     return mono, bool(_MATH_FONT.search(font)), bool(flags & _BOLD_FLAG) or "bold" in font.lower()
 
 
-def _may_draw(page: Any) -> bool:
-    """False only where `get_cdrawings` would find nothing, found at a fraction of its cost (it interprets the page
-    again; 2 of 3 pages of the shared PDFs draw no path): no path, form or shading operator in the content streams,
-    no annotation or form field (drawn too), no Type 3 font (its glyphs may be drawn as paths)."""
-    if page.first_annot is not None or page.first_widget is not None:
-        return True
-    if _DRAWING_OPERATOR.search(page.read_contents()) is not None:
-        return True
-    return any(font[2] == "Type3" for font in page.parent.get_page_fonts(page.number))
-
-
 def _image_boxes(page: Any) -> list[Box]:
     """Where images are drawn; the resource list is checked first because `get_image_info` builds a second
     text page (as slow as the text extraction itself) and most pages have no image."""
@@ -225,15 +245,18 @@ def _image_boxes(page: Any) -> list[Box]:
     return [tuple(round(v, 2) for v in info["bbox"]) for info in page.get_image_info()]  # type: ignore[misc]
 
 
-def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box]]:
+def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box], list[dict[str, Any]]]:
     """Vector graphics in one pass: every path's box (layout groups them into figures), thin horizontal rules,
-    and ruled grids' boxes. A path covering most of the page is a background and is left out."""
+    and ruled grids' boxes. A path covering most of the page is a background and is left out. Last, the paths
+    themselves (`get_cdrawings`), for the table finder."""
     graphics: list[Box] = []
     rules: list[Box] = []
     segments: list[Box] = []
     page_area = page.rect.width * page.rect.height
-    for path in page.get_cdrawings():
-        x0, y0, x1, y1 = (round(v, 2) for v in path["rect"])
+    paths = page.get_cdrawings()
+    for path in paths:
+        x0, y0, x1, y1 = path["rect"]
+        x0, y0, x1, y1 = _round2(x0), _round2(y0), _round2(x1), _round2(y1)
         width, height = x1 - x0, y1 - y0
         if height < _RULE_PT and width >= _RULE_PT:
             rules.append((x0, y0, x1, y1))
@@ -243,7 +266,7 @@ def _drawings(page: Any) -> tuple[list[Box], list[Box], list[Box]]:
             segments.extend(_segments(path["items"]))
         if width * height < 0.6 * page_area:
             graphics.append((x0, y0, x1, y1))
-    return graphics, rules, _grids(segments)
+    return graphics, rules, _grids(segments), paths
 
 
 def _segments(items: list[Any]) -> list[Box]:
@@ -285,12 +308,14 @@ def _wide_gaps(values: set[int], min_gap: int) -> int:
     return sum(b - a >= min_gap for a, b in zip(ordered, ordered[1:], strict=False))
 
 
-def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
+def _tables(page: Any, grids: list[Box], paths: list[dict[str, Any]]) -> list[RawBox]:
     """Ruled tables only: `use_layout=False` keeps PyMuPDF 2 from running its ONNX layout model here (~90% of
-    the time it took); the `pymupdf-layout` backend runs that model deliberately and uses its labels."""
+    the time it took); the `pymupdf-layout` backend runs that model deliberately and uses its labels. The finder
+    is given the page's paths, read once already, in `get_drawings`' form (on a rotated page it turns the page
+    upright first and reads them itself)."""
     clip = (min(g[0] for g in grids), min(g[1] for g in grids), max(g[2] for g in grids), max(g[3] for g in grids))
     try:
-        found = page.find_tables(clip=clip, use_layout=False)
+        found = page.find_tables(clip=clip, use_layout=False, paths=None if page.rotation else _as_drawings(paths))
     except TypeError:  # PyMuPDF < 1.26 has no layout model and no such argument
         found = page.find_tables(clip=clip)
     boxes = []
@@ -303,6 +328,33 @@ def _tables(page: Any, grids: list[Box]) -> list[RawBox]:
         if table.row_count >= 2 and full_rows >= 2 and filled >= 0.4 * len(cells):  # not a staff, not a frame
             boxes.append(RawBox(bbox=tuple(round(v, 2) for v in table.bbox), label="table", text=text))
     return boxes
+
+
+_PATH_KEYS = ("closePath", "fill", "color", "width", "lineCap", "lineJoin", "dashes", "stroke_opacity",
+              "fill_opacity", "even_odd")  # fmt: skip
+
+
+def _as_drawings(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`get_cdrawings` paths as `page.get_drawings()` gives them (Rect, Point and Quad objects, every key of a fill
+    or stroke path present), built on copies: the table finder edits the paths it is given."""
+    pymupdf = _pymupdf()
+    point, rect, quad = pymupdf.Point, pymupdf.Rect, pymupdf.Quad
+    out = []
+    for path in paths:
+        items: list[tuple[Any, ...]] = []
+        for item in path["items"]:
+            if item[0] == "re":
+                items.append(("re", rect(item[1]).normalize(), item[2]))
+            elif item[0] == "qu":
+                items.append(("qu", quad(item[1])))
+            else:
+                items.append((item[0], *(point(p) for p in item[1:])))
+        copy = dict(path, rect=rect(path["rect"]), items=items)
+        if copy["type"] in ("f", "s"):
+            for key in _PATH_KEYS:
+                copy.setdefault(key, None)
+        out.append(copy)
+    return out
 
 
 def _model_boxes(page: Any) -> list[RawBox]:
