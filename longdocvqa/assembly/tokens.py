@@ -169,9 +169,8 @@ def image_size_px(image: Any) -> tuple[int, int]:
 
 
 def decoded_size_px(image: Any) -> tuple[int, int]:
-    """(width, height) of a datasets Image dict ({"bytes"|"path"}) after decoding all of its data, not just the
-    header: ValueError naming the cause when it does not decode (a JPEG cut short has a whole header). A JPEG is
-    decoded at 1/8 scale (DCT scaling: the same bytes read, a third of the time; the size is the header's)."""
+    """(width, height) of a datasets Image dict ({"bytes"|"path"}) after decoding all its data, not just the header
+    (a JPEG cut short has a whole header): ValueError naming the cause when it does not decode."""
     from PIL import Image, ImageFile
 
     if ImageFile.LOAD_TRUNCATED_IMAGES:  # another library's global would let a cut-short JPEG decode as grey
@@ -179,9 +178,8 @@ def decoded_size_px(image: Any) -> tuple[int, int]:
     try:
         source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
         with Image.open(source) as img:
-            size = img.size
-            if img.format == "JPEG":  # every byte is still entropy-decoded (a cut-short scan raises), at 1/8 scale
-                img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
+            size = img.size  # a JPEG at 1/8 scale (DCT scaling): every byte is still decoded, in a third of the time
+            img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8))) if img.format == "JPEG" else None
             img.load()
             return size
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, DecompressionBombError...
