@@ -80,7 +80,10 @@ def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
     at_kill: dict[str, int] = {}
 
     def kill_at_first_layout() -> None:  # once a layout job is in flight on the worker: that job is lost with it
-        while not any((out / "stages" / "layout").glob("*/*/*.json")) or not jobs_running_on(worker):
+        # plan.json is written just before layout starts, and pool and decontamination's jobs have all ended by
+        # then, so a job on the worker is a layout job. (Waiting for a first layout record instead could see all
+        # eight done first on a loaded machine.)
+        while not (out / "plan.json").is_file() or not jobs_running_on(worker):
             time.sleep(0.02)
         at_kill["in_flight"] = jobs_running_on(worker)
         at_kill["done"] = len(list((out / "stages" / "layout").glob("*/*/*.json")))
