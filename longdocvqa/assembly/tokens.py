@@ -156,13 +156,10 @@ def image_size_px(image: Any) -> tuple[int, int]:
     if isinstance(image, Mapping):
         from PIL import Image
 
-        if image.get("bytes"):
-            with Image.open(io.BytesIO(image["bytes"])) as img:
-                return img.size
-        if image.get("path"):
-            with Image.open(image["path"]) as img:
-                return img.size
-        raise ValueError("image dict has neither bytes nor path")
+        if not image.get("bytes") and not image.get("path"):
+            raise ValueError("image dict has neither bytes nor path")
+        with Image.open(io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]) as img:
+            return img.size
     if isinstance(image, Sequence) and len(image) == 2:
         return int(image[0]), int(image[1])
     raise ValueError(f"cannot tell the size of an image of type {type(image).__name__}")
@@ -178,8 +175,9 @@ def decoded_size_px(image: Any) -> tuple[int, int]:
     try:
         source = io.BytesIO(image["bytes"]) if image.get("bytes") else image["path"]
         with Image.open(source) as img:
-            size = img.size  # a JPEG at 1/8 scale (DCT scaling): every byte is still decoded, in a third of the time
-            img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8))) if img.format == "JPEG" else None
+            size = img.size
+            if img.format == "JPEG":  # at 1/8 scale (DCT scaling): every byte is still decoded, in a third of the time
+                img.draft(img.mode, (max(1, size[0] // 8), max(1, size[1] // 8)))
             img.load()
             return size
     except Exception as exc:  # Pillow raises OSError, SyntaxError, struct.error, DecompressionBombError...
