@@ -7,6 +7,7 @@ through the model's own position computation; dropping the text-position row mus
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -84,6 +85,50 @@ def test_packed_loss_equals_per_example_losses(processor, examples, attn: str, a
     assert "attention_mask" not in batch
     reference = reference_loss(model, processor, collator, examples)
     assert packed_loss(model, batch) == pytest.approx(reference, abs=1e-5)
+
+
+def test_fused_head_on_cpu_scores_only_labelled_positions_with_the_same_loss_and_gradients(
+    processor, examples, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """train/sft.py's `score_supervised_positions_on_cpu`: TRL's fused LM head, as the trainer calls it on a packed
+    row, projects only the positions that carry a label, and gives the loss, gradients and metrics it gave when it
+    projected every position; the loss is also the model's own (unfused) cross-entropy."""
+    from trl.trainer import utils as trl_utils
+
+    from train.trainer import score_supervised_positions_on_cpu
+
+    monkeypatch.setattr(trl_utils, "_use_triton", trl_utils._use_triton)  # put back after the test
+    kernel, projected = trl_utils._ChunkedLogProbFunction, []
+    apply = kernel.apply
+
+    def counting_apply(hidden: torch.Tensor, *args):
+        projected.append(hidden.shape[0])
+        return apply(hidden, *args)
+
+    monkeypatch.setattr(kernel, "apply", staticmethod(counting_apply))
+    model = tiny_model(processor, "sdpa")
+    batch = PackedVLMCollator(processor, model.model.get_rope_index, assistant_only_loss=True)(examples)
+    unfused = packed_loss(model, batch)
+    trl_utils.add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+
+    def step() -> tuple[Any, list[torch.Tensor]]:
+        model.zero_grad()
+        out = model(**batch, use_cache=False, fused_lm_head=True)
+        out.loss.backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    every, every_grads = step()
+    assert score_supervised_positions_on_cpu()
+    labelled, labelled_grads = step()
+    supervised = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert projected == [batch["input_ids"].shape[1] - 1, supervised] and 0 < supervised < projected[0] / 10
+    assert float(labelled.loss.detach()) == pytest.approx(float(every.loss.detach()), rel=1e-6)
+    assert float(labelled.loss.detach()) == pytest.approx(unfused, rel=1e-5)
+    assert float(labelled.entropy.sum()) == pytest.approx(float(every.entropy.sum()), rel=1e-5)
+    assert int(labelled.is_top1.sum()) == int(every.is_top1.sum())
+    assert len(labelled_grads) == len(every_grads) > 0
+    for new, old in zip(labelled_grads, every_grads, strict=True):
+        torch.testing.assert_close(new, old, rtol=1e-4, atol=1e-6)
 
 
 def test_three_row_positions_leak_across_documents(processor, examples) -> None:

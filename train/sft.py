@@ -211,8 +211,10 @@ def make_trainer(args: ScriptArguments, training_args: Any, model_args: Any, dat
 
     from train.collator import PackedVLMCollator
     from train.sampler import PackedBatchSampler
-    from train.trainer import PackedSFTTrainer
+    from train.trainer import PackedSFTTrainer, score_supervised_positions_on_cpu
 
+    if not score_supervised_positions_on_cpu():
+        logger.warning("this TRL scores every position on CPU: training on CPU is slow")
     processor, model = build_processor_and_model(args, training_args, model_args)
     peft_config = get_peft_config(model_args)
     if not args.packing_vlm:

@@ -1,8 +1,9 @@
 """`SFTTrainer` fed by a packing batch sampler: one row of several examples per device and step.
 
-Owns: the training DataLoader built on `PackedBatchSampler` (accelerate shards its bins across ranks), and the
+Owns: the training DataLoader built on `PackedBatchSampler` (accelerate shards its bins across ranks), the
 `num_tokens` metric for (4, 1, L) position ids (TRL counts `position_ids.size(1)`, which is 1 for packed
-Qwen2.5-VL rows). Everything else, the loss included, is TRL's.
+Qwen2.5-VL rows), and which positions TRL's fused LM head scores on CPU (`score_supervised_positions_on_cpu`).
+Everything else, the loss included, is TRL's.
 Does not own: the collator (train/collator.py) or the bins (train/sampler.py).
 """
 
@@ -13,6 +14,30 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 from trl import SFTTrainer
+
+
+def score_supervised_positions_on_cpu() -> bool:
+    """Make TRL's fused LM head score only the positions that have a label on CPU, as it already does on CUDA.
+
+    TRL 1.x scores only supervised positions where it runs Triton, and every position elsewhere, so that a compiler
+    (Neuron) sees fixed shapes. On CPU nothing is compiled, and every position costs a projection onto the whole
+    vocabulary (151,665 entries for Qwen2.5-VL) and its backward, though a document QA row supervises only its
+    answer: that was most of a CPU step. The loss, gradients, entropy and accuracy stay the same
+    (tests/test_train_packing.py).
+    Returns False, changing nothing, where this TRL has no such switch."""
+    from trl.trainer import utils
+
+    scores_all = getattr(utils, "_use_triton", None)
+    if scores_all is None:
+        return False
+    if not getattr(scores_all, "compacts_cpu", False):
+
+        def compact(device: torch.device) -> bool:
+            return device.type == "cpu" or bool(scores_all(device))
+
+        compact.compacts_cpu = True  # type: ignore[attr-defined]
+        utils._use_triton = compact
+    return True
 
 
 class PackedSFTTrainer(SFTTrainer):
