@@ -13,6 +13,7 @@ import functools
 import io
 import os
 import re
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,15 +40,31 @@ _MODEL_LABELS = {
 
 
 def _pymupdf() -> Any:
-    # PyMuPDF imports onnxruntime (its layout model), whose telemetry writes a persistent device id and an event
-    # queue under ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ on import; this opt-out keeps it off (a user's
-    # own ORT_DISABLE_TELEMETRY wins). docs/safety.md.
+    # PyMuPDF 2 loads its ONNX layout model (pymupdf.layout, with onnxruntime) whenever it is imported: about
+    # 0.6 s of CPU in every process that opens a PDF (each CLI command, each Ray worker), for a model only the
+    # pymupdf-layout backend uses. It is kept out of that import and loaded by `layout_model()` when wanted.
+    # onnxruntime's telemetry writes a persistent device id and an event queue under
+    # ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ on import; this opt-out keeps it off when it is loaded (a
+    # user's own ORT_DISABLE_TELEMETRY wins). docs/safety.md.
     os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    if "pymupdf" not in sys.modules:
+        sys.modules["pymupdf.layout"] = None  # type: ignore[assignment]  # PyMuPDF's own `import` then fails quietly
+        try:
+            import pymupdf
+        finally:
+            if "pymupdf.layout" in sys.modules and sys.modules["pymupdf.layout"] is None:
+                del sys.modules["pymupdf.layout"]  # importable again, by `layout_model()` or anyone
     import pymupdf
 
     pymupdf.TOOLS.mupdf_display_errors(False)
     pymupdf.TOOLS.mupdf_display_warnings(False)
     return pymupdf
+
+
+def layout_model() -> None:
+    """Load PyMuPDF 2's ONNX layout model (the pymupdf-layout backend); once per process."""
+    _pymupdf()
+    import pymupdf.layout  # noqa: F401  (its import activates the model: pymupdf._get_layout)
 
 
 def preload() -> None:
@@ -358,8 +375,7 @@ def _as_drawings(paths: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _model_boxes(page: Any) -> list[RawBox]:
-    import pymupdf.layout  # noqa: F401  (activates PyMuPDF 2's ONNX layout model)
-
+    layout_model()
     page.get_layout()
     boxes = []
     for x0, y0, x1, y1, label in page.layout_information or []:

@@ -16,6 +16,7 @@ from longdocvqa.core.fingerprint import stage_fingerprint
 from longdocvqa.core.recipe import LayoutConfig, Recipe
 from longdocvqa.core.records import LayoutDoc, PdfDoc, Reject
 from longdocvqa.core.store import RunDir, StageOutput
+from longdocvqa.documents import render
 from longdocvqa.documents.parse import parse_document
 from longdocvqa.runner import isolate
 from longdocvqa.runner.executor import Job
@@ -84,6 +85,8 @@ def run_layout(ctx: BuildContext, docs: list[PdfDoc]) -> StageResult[LaidOut]:
     layouts = layouts_of(ctx.recipe, ctx.run)
     with timed(ctx, "layout") as stats:
         jobs = [Job(d.sha256, d.path, (LayoutJob(d.path, d.sha256, ctx.recipe.layout, layouts.stored),)) for d in docs]
+        if ctx.recipe.layout.backend == "pymupdf-layout" and jobs:
+            render.layout_model()  # once here: the per-document processes forked from this one inherit it
         run_jobs(ctx, "layout", layouts.stored, layout_worker, jobs)
         parsed = frozenset(job.key for job, _ in collect(ctx, "layout", layouts.stored, jobs))
         stats.kept = len(parsed)
