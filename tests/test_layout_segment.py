@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pymupdf
@@ -103,3 +105,15 @@ def test_layout_model_backend_labels_sections(pdf_dir: Path, tmp_path: Path) -> 
     heads = [normalise_title(b.text) for b in layout.pages[0].blocks if b.label in ("section", "title")]
     assert any("introduction" in h for h in heads), heads
     assert {"paragraph"} <= {b.label for b in layout.pages[0].blocks}
+
+
+def test_pymupdf_loads_its_layout_model_only_for_the_model_backend() -> None:
+    """PyMuPDF 2 activates its ONNX layout model on import; render.py's import leaves it out until asked for."""
+    script = (
+        "import sys; from longdocvqa.documents import render; pymupdf = render._pymupdf(); "
+        "print('pymupdf.layout' in sys.modules, pymupdf._get_layout is None); "
+        "render.layout_model(); print(callable(pymupdf._get_layout))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "True", "True"]
