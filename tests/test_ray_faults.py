@@ -41,15 +41,15 @@ def _recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path) -> Recipe:
     ))  # fmt: skip
 
 
-def jobs_running_on(node: object) -> int:
-    """Per-document jobs in flight on a Ray node: processes its Ray workers forked (isolate.py forks one per job)."""
+def jobs_on(node: object) -> list:
+    """Per-document jobs in flight on a Ray node: the processes its Ray workers forked (isolate.py forks one per
+    job), found in one scan of the process table (a walk per worker process took as long as a layout job)."""
     import psutil
 
-    raylet = psutil.Process(node.all_processes["raylet"][0].process.pid)  # type: ignore[attr-defined]
-    try:
-        return sum(len(worker.children(recursive=True)) for worker in raylet.children())
-    except psutil.NoSuchProcess:
-        return 0
+    raylet = node.all_processes["raylet"][0].process.pid  # type: ignore[attr-defined]
+    parents = {p.info["pid"]: p.info["ppid"] for p in psutil.process_iter(["pid", "ppid"])}
+    workers = {pid for pid, ppid in parents.items() if ppid == raylet}
+    return [psutil.Process(pid) for pid, ppid in parents.items() if ppid in workers]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -81,11 +81,13 @@ def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
 
     def kill_at_first_layout() -> None:  # once a layout job is in flight on the worker: that job is lost with it
         # plan.json is written just before layout starts, and pool and decontamination's jobs have all ended by
-        # then, so a job on the worker is a layout job. (Waiting for a first layout record instead could see all
-        # eight done first on a loaded machine.)
-        while not (out / "plan.json").is_file() or not jobs_running_on(worker):
-            time.sleep(0.02)
-        at_kill["in_flight"] = jobs_running_on(worker)
+        # then, so a job on the worker is a layout job. It is suspended before anything is counted, so it cannot
+        # finish between this check and the node's death.
+        while not (out / "plan.json").is_file() or not (jobs := jobs_on(worker)):
+            time.sleep(0.01)
+        for job in jobs:
+            job.suspend()
+        at_kill["in_flight"] = len(jobs)
         at_kill["done"] = len(list((out / "stages" / "layout").glob("*/*/*.json")))
         cluster.remove_node(worker)
 
