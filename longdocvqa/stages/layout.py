@@ -86,7 +86,7 @@ def run_layout(ctx: BuildContext, docs: list[PdfDoc]) -> StageResult[LaidOut]:
     with timed(ctx, "layout") as stats:
         jobs = [Job(d.sha256, d.path, (LayoutJob(d.path, d.sha256, ctx.recipe.layout, layouts.stored),)) for d in docs]
         if ctx.recipe.layout.backend == "pymupdf-layout" and jobs:
-            render.layout_model()  # once here: the per-document processes forked from this one inherit it
+            render.layout_model()  # once here: the local executor's per-document processes fork from this one
         run_jobs(ctx, "layout", layouts.stored, layout_worker, jobs)
         parsed = frozenset(job.key for job, _ in collect(ctx, "layout", layouts.stored, jobs))
         stats.kept = len(parsed)
