@@ -41,7 +41,7 @@ _MODEL_LABELS = {
 
 def _pymupdf() -> Any:
     # PyMuPDF 2 loads its ONNX layout model (pymupdf.layout, with onnxruntime) whenever it is imported: about
-    # 0.6 s of CPU in every process that opens a PDF (each CLI command, each Ray worker), for a model only the
+    # 0.4 s of CPU in every process that opens a PDF (each CLI command, each Ray worker), for a model only the
     # pymupdf-layout backend uses. It is kept out of that import and loaded by `layout_model()` when wanted.
     # onnxruntime's telemetry writes a persistent device id and an event queue under
     # ~/.cache/Microsoft/DeveloperTools/.onnxruntime/ on import; this opt-out keeps it off when it is loaded (a
