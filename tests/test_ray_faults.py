@@ -7,6 +7,7 @@ running cluster, which the build leaves running."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -41,15 +42,21 @@ def _recipe(server: ScriptedOpenAI, write_recipe, pdf_dir: Path) -> Recipe:
     ))  # fmt: skip
 
 
-def jobs_on(node: object) -> list:
-    """Per-document jobs in flight on a Ray node: the processes its Ray workers forked (isolate.py forks one per
-    job), found in one scan of the process table (a walk per worker process took as long as a layout job)."""
+def suspend_jobs_on(node: object) -> int:
+    """Suspend the per-document jobs in flight on a Ray node (the processes its Ray workers forked: isolate.py forks
+    one per job), found in one scan of the process table (a walk per worker process took as long as a layout job);
+    returns how many. A job that ends before it is reached is not counted."""
     import psutil
 
     raylet = node.all_processes["raylet"][0].process.pid  # type: ignore[attr-defined]
     parents = {p.info["pid"]: p.info["ppid"] for p in psutil.process_iter(["pid", "ppid"])}
     workers = {pid for pid, ppid in parents.items() if ppid == raylet}
-    return [psutil.Process(pid) for pid, ppid in parents.items() if ppid in workers]
+    suspended = 0
+    for pid in [pid for pid, ppid in parents.items() if ppid in workers]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            psutil.Process(pid).suspend()
+            suspended += 1
+    return suspended
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -83,11 +90,9 @@ def test_a_node_killed_mid_layout_still_gives_the_local_parquet(
         # plan.json is written just before layout starts, and pool and decontamination's jobs have all ended by
         # then, so a job on the worker is a layout job. It is suspended before anything is counted, so it cannot
         # finish between this check and the node's death.
-        while not (out / "plan.json").is_file() or not (jobs := jobs_on(worker)):
+        while not (out / "plan.json").is_file() or not (suspended := suspend_jobs_on(worker)):
             time.sleep(0.01)
-        for job in jobs:
-            job.suspend()
-        at_kill["in_flight"] = len(jobs)
+        at_kill["in_flight"] = suspended
         at_kill["done"] = len(list((out / "stages" / "layout").glob("*/*/*.json")))
         cluster.remove_node(worker)
 
