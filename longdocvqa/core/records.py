@@ -6,8 +6,7 @@ absolute and 1-based everywhere ("Page 10" is `index == 10`), matching the label
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -172,13 +171,12 @@ class Reject(Record):
     extra: dict[str, object] = Field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class RawLine:
+class RawLine(NamedTuple):
     """One text line as the PDF draws it (documents/render.py's output, documents/layout.py's input).
 
-    A plain slotted dataclass, not a Record: layout makes ~100 of them per page and never stores them, and
-    pydantic construction was a tenth of the layout stage's CPU time. `math`: most characters are in a math font
-    (CMMI, CMSY, STIX Math, ...)."""
+    A named tuple, not a Record: layout makes ~100 of them per page and never stores them. Pydantic construction
+    was a tenth of the layout stage's CPU time, and a frozen dataclass's (one `object.__setattr__` per field) still
+    cost four times a tuple's. `math`: most characters are in a math font (CMMI, CMSY, STIX Math, ...)."""
 
     bbox: tuple[float, float, float, float]
     text: str

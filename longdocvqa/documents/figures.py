@@ -31,7 +31,7 @@ def figure_boxes(page: RawPage, lines: Sequence[RawLine]) -> list[Box]:
         if box[2] - box[0] < _MIN_FIGURE_PT or box[3] - box[1] < _MIN_FIGURE_PT or _inline(box, lines):
             continue
         has_image = any(overlaps(img, box) for img in page.image_boxes)
-        inner = sum(within(c, box) and not _on_border(c, box) for c in candidates)
+        inner = sum(not _on_border(c, box) for c in _inside(candidates, box))
         share = _text_share(box, lines)
         if has_image or inner >= 3 and share < 0.5 or inner >= 1 and share < 0.1:
             figures.append(box)
@@ -63,13 +63,22 @@ def overlaps(a: Box, b: Box, slack: float = 0.0) -> bool:
     return a[0] - slack <= b[2] and b[0] - slack <= a[2] and a[1] - slack <= b[3] and b[1] - slack <= a[3]
 
 
+def _inside(parts: Sequence[Box], box: Box, slack: float = 2.0) -> list[Box]:
+    """The parts whose centre lies within `box` (`within`, over a list)."""
+    x0, y0, x1, y1 = box[0] - slack, box[1] - slack, box[2] + slack, box[3] + slack
+    return [p for p in parts if x0 <= (p[0] + p[2]) / 2 <= x1 and y0 <= (p[1] + p[3]) / 2 <= y1]
+
+
 def _group_boxes(boxes: Sequence[Box]) -> list[Box]:
     """Union boxes that touch or lie within `_FIGURE_GAP_PT` of each other, until nothing changes."""
     groups = sorted(boxes, key=lambda b: b[1])
+    gap = _FIGURE_GAP_PT
     while True:
         out: list[Box] = []
         for box in groups:
-            near = [i for i, other in enumerate(out) if overlaps(box, other, _FIGURE_GAP_PT)]
+            x0, y0, x1, y1 = box  # `overlaps(box, other, gap)`, inlined: this is quadratic in the page's paths
+            near = [i for i, (a0, b0, a1, b1) in enumerate(out)
+                    if x0 - gap <= a1 and a0 - gap <= x1 and y0 - gap <= b1 and b0 - gap <= y1]  # fmt: skip
             for i in reversed(near):
                 box = union(box, out.pop(i))
             out.append(box)

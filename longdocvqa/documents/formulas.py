@@ -10,12 +10,13 @@ from collections.abc import Sequence
 
 from longdocvqa.core.records import Block, RawLine
 from longdocvqa.documents.figures import Box, overlaps, within
-from longdocvqa.documents.headings import PRIVATE_USE, PROSE_WORD, TEX_MACRO
+from longdocvqa.documents.headings import PROSE_WORD, TEX_MACRO
 
 _EQUATION_NUMBER = re.compile(r"^[(\[][0-9*.a-z]{1,6}[)\]]$")
 _SHORT_EQUATION = re.compile(r"^[^\s=<>≤≥≠≈∈]{1,6}(?: ?[=<>≤≥≠≈∈] ?[^\s=<>≤≥≠≈∈]{1,8})+$")  # linear: no backtracking
-_MATH_CHARS = set("=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ")
-_OLDSTYLE_DIGITS = re.compile("[\uf730-\uf739]")  # Adobe's private-use old-style figures: a number, not maths
+_MATH_CHARS = re.compile("[=+−×÷∑∏∫∂√≤≥≠≈∞∈∉⊂⊆∪∩→←⇒⇔∀∃πλμσαβγδεθφψωΓΔΘΛΣΦΨΩ]")
+# Private-use glyphs but Adobe's old-style figures (U+F730-F739: a number, not maths).
+_PRIVATE_NOT_DIGIT = re.compile("[\ue000-\uf72f\uf73a-\uf8ff]")
 _BULLETS = set("•·∙◦⋆∗")  # marks of a list or a dot diagram, also set in math fonts
 _LEADER = re.compile(r"(\. ?){6,}")
 _RELATION = re.compile("[=<>≤≥≠≈∈⇐⇒⇔]")
@@ -25,23 +26,23 @@ _WORD = re.compile(r"[^\W\d_]{3,}")  # three letters in a row: a word, where an 
 def is_formula(line: RawLine) -> bool:
     """Display maths: math fonts or math symbols dominate; never monospace and never TeX source."""
     text = line.text
-    if line.mono or TEX_MACRO.search(text) or len(text) > 160 or _LEADER.search(text):
+    # Each regex runs only where what it looks for can be there (a backslash, two dots, a non-ASCII character).
+    macro = "\\" in text and TEX_MACRO.search(text)
+    if line.mono or len(text) > 160 or macro or (".." in text or ". ." in text) and _LEADER.search(text):
         return False  # code, TeX source, or a contents/index entry (its dot leader is often set in a math font)
     stripped = text.replace(" ", "")
-    if PRIVATE_USE.search(_OLDSTYLE_DIGITS.sub("", stripped)):  # math-extension glyphs (big braces, radicals)
+    plain = stripped.isascii()  # most lines: no private-use glyph, and "=<>" are the only relations
+    if not plain and _PRIVATE_NOT_DIGIT.search(stripped):  # math-extension glyphs (big braces, radicals)
         return True
     if len(stripped) < 3:  # a lone bracket or operator glyph of a display is maths; a lone letter or digit is not
         return line.math and not stripped.isalnum() and not _BULLETS.issuperset(stripped)
-    if (
-        line.math
-        and len(PROSE_WORD.findall(text)) < 2  # two words: text set in a math font
-        or len(text) <= 60
-        and _SHORT_EQUATION.match(text)
-        or _RELATION.search(text)
-        and not _WORD.search(text)
-    ):
+    if line.math and len(PROSE_WORD.findall(text)) < 2:  # two words: text set in a math font
         return True
-    return sum(map(_MATH_CHARS.__contains__, stripped)) / len(stripped) > 0.25
+    if plain and "=" not in text and "<" not in text and ">" not in text:  # no relation: no equation
+        return stripped.count("+") / len(stripped) > 0.25  # "+" is the only other math character in ASCII
+    if len(text) <= 60 and _SHORT_EQUATION.match(text) or _RELATION.search(text) and not _WORD.search(text):
+        return True
+    return len(_MATH_CHARS.findall(stripped)) / len(stripped) > 0.25
 
 
 def boxed_formula(box: Box, lines: Sequence[RawLine]) -> bool:

@@ -38,15 +38,25 @@ _INDEX_LETTERS = re.compile(r"^[A-Z](?:\s+[A-Z])*$")  # "C", "M F"
 _PUNCTUATION = re.compile(r"[^\w ]+")
 
 
+_ASCII_PUNCTUATION = {c: None for c in range(128) if not (chr(c).isalnum() or chr(c) in "_ ")}  # what it removes
+
+
 def normalise_title(text: str) -> str:
     """Fold case, ligatures (NFKC), punctuation and whitespace, for matching outline titles to lines."""
+    if text.isascii():  # most lines: NFKC changes nothing, and the regexes come down to str methods
+        return " ".join(text.split()).lower().translate(_ASCII_PUNCTUATION)
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip().lower()
     return _PUNCTUATION.sub("", text)
 
 
-def outline_titles(entries: Sequence[OutlineEntry], page: int) -> dict[str, int]:
-    """{normalised title: level} of the outline entries that point at `page`."""
-    return {normalise_title(e.title): e.level for e in entries if e.page == page and normalise_title(e.title)}
+def outline_titles(entries: Sequence[OutlineEntry]) -> dict[int, dict[str, int]]:
+    """{page: {normalised title: level}} of the outline entries, by the page they point at (a later entry with the
+    same title on a page gives the level)."""
+    out: dict[int, dict[str, int]] = {}
+    for entry in entries:
+        if title := normalise_title(entry.title):
+            out.setdefault(entry.page, {})[title] = entry.level
+    return out
 
 
 def match_outline(text: str, titles: dict[str, int]) -> int | None:
@@ -76,10 +86,12 @@ def heading_level(line: RawLine, body_size: float, first_page: bool = False) -> 
         return None
     if first_page and _FRONT_MATTER.match(text) and (line.bold or line.size >= body_size * _HEADING_SIZE_RATIO):
         return 1
-    if line.math and not PROSE_WORD.search(text) or PRIVATE_USE.search(text):  # pieces of a display formula
-        return None  # (a word of four letters is text, whatever its font: some documents set all in a math font)
+    # Pieces of a display formula (a word of four letters is text, whatever its font: some documents set all in a
+    # math font). Each regex runs only where what it looks for can be there (here and below).
+    if line.math and not PROSE_WORD.search(text) or not text.isascii() and PRIVATE_USE.search(text):
+        return None
     numbered = None if _DATE.match(text) else _NUMBERED.match(text)
-    if not numbered and (line.mono or TEX_MACRO.search(text) or first_page or _is_prose(text)):
+    if not numbered and (line.mono or "\\" in text and TEX_MACRO.search(text) or first_page or _is_prose(text)):
         return None
     if numbered and line.mono and numbered.group(1).isdigit() and _CODE.search(text):
         return None  # "24 \DeclareOption{...}": a numbered line of a code listing

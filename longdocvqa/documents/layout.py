@@ -60,6 +60,7 @@ class _Context:
     has_outline: bool
     figures: dict[int, list[Box]]
     running_figures: set[Box]
+    titles: dict[int, dict[str, int]]  # the outline's normalised titles by page
 
 
 def parse_layout(
@@ -70,11 +71,11 @@ def parse_layout(
     merged = {raw.index: merge_line_pieces(raw.lines) for raw in pages}
     figures = {raw.index: figure_boxes(raw, merged[raw.index]) for raw in pages}
     ctx = _Context(_running_margins(pages, merged), _body_font_size(pages), entries, bool(entries), figures,
-                   _running_figures(figures, pages))  # fmt: skip
+                   _running_figures(figures, pages), outline_titles(entries))  # fmt: skip
     parsed = []
     for raw in pages:
         if raw.model_boxes is not None:
-            blocks = _model_blocks(raw, entries)
+            blocks = _model_blocks(raw, ctx.titles.get(raw.index, {}))
         else:
             blocks = _heuristic_blocks(raw, merged[raw.index], ctx)
         num_chars = sum(len(line.text) for line in raw.lines)
@@ -96,23 +97,34 @@ _DIGITS = re.compile(r"\d+")
 def merge_line_pieces(lines: Sequence[RawLine]) -> list[RawLine]:
     """Pieces the PDF draws separately on one baseline, close together, become one line ("1.2" + "Scope")."""
     out: list[RawLine] = []
-    for line in sorted(lines, key=lambda ln: (round((ln.bbox[1] + ln.bbox[3]) / 2), ln.bbox[0])):
-        host = next((i for i in range(len(out) - 1, max(len(out) - 5, -1), -1) if _same_line(out[i], line)), None)
+    for line in sorted(lines, key=_centre_key):
+        # a piece joins one of the last four lines kept when it starts close after it (gap -1 pt to 2.5 font
+        # sizes) and they overlap by more than half the lower one's height; inlined, it runs ~200 times per page
+        rx0, ry0, _, ry1 = line.bbox
+        size, height = line.size, ry1 - ry0
+        host = None
+        for i in range(len(out) - 1, max(len(out) - 5, -1), -1):
+            left = out[i]
+            _, ly0, lx1, ly1 = left.bbox
+            gap = rx0 - lx1  # checked first: most candidates are far apart
+            if gap < -1.0 or gap > 2.5 * (left.size if left.size > size else size):
+                continue
+            if (ly1 if ly1 < ry1 else ry1) - (ly0 if ly0 > ry0 else ry0) > 0.5 * min(ly1 - ly0, height):
+                host = i
+                break
         if host is None:
             out.append(line)
         else:
             out[host] = _join_pieces(out[host], line)
-    return sorted(out, key=lambda ln: (round(ln.bbox[1]), ln.bbox[0]))
+    return sorted(out, key=_top_key)
 
 
-def _same_line(left: RawLine, right: RawLine) -> bool:
-    _, ly0, lx1, ly1 = left.bbox
-    rx0, ry0, _, ry1 = right.bbox
-    gap = rx0 - lx1  # checked first: most candidates are far apart (this runs ~200 times per page)
-    if gap < -1.0 or gap > 2.5 * (left.size if left.size > right.size else right.size):
-        return False
-    overlap = (ly1 if ly1 < ry1 else ry1) - (ly0 if ly0 > ry0 else ry0)
-    return overlap > 0.5 * min(ly1 - ly0, ry1 - ry0)
+def _centre_key(line: RawLine) -> tuple[int, float]:
+    return round((line.bbox[1] + line.bbox[3]) / 2), line.bbox[0]
+
+
+def _top_key(line: RawLine) -> tuple[int, float]:
+    return round(line.bbox[1]), line.bbox[0]
 
 
 def _join_pieces(left: RawLine, right: RawLine) -> RawLine:
@@ -193,7 +205,7 @@ def _toc_rows(lines: Sequence[RawLine], page: RawPage) -> set[int]:
 def _footnote_top(page: RawPage, lines: Sequence[RawLine], body_size: float) -> float | None:
     """The y of a footnote rule: a short thin line at the left text edge in the lower part of the page, with
     only smaller-than-body lines below it (footer aside), the first of them led by a marker ("1", "*", "†")."""
-    if not lines:
+    if not lines or not page.rules:
         return None
     left = Counter(round(ln.bbox[0]) for ln in lines).most_common(1)[0][0]  # the text column's left edge
     for rule in sorted(page.rules, key=lambda r: r[1]):
@@ -210,21 +222,23 @@ def _footnote_top(page: RawPage, lines: Sequence[RawLine], body_size: float) -> 
     return None
 
 
-def _margin_label(line: RawLine, page: RawPage, margins: set[str]) -> str | None:
-    margin = _in_margin(line, page)
-    if not margin:
-        return None
-    key = _margin_key(line.text)
-    numeric = not key.replace("#", "").strip()
-    if _PAGE_NUMBER.match(line.text.strip()) or key in margins and not numeric:
-        return margin
-    return None
-
-
 def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) -> dict[int, str]:
     """Header/footer label by line position: repeated margin lines, bare page numbers (also a first or last line
     a little further in), and lines on the same baseline as a page number in the margin band."""
-    out = {i: label for i, ln in enumerate(lines) if (label := _margin_label(ln, page, margins))}
+    top, bottom = page.height_pt * _MARGIN_SHARE, page.height_pt * (1 - _MARGIN_SHARE)  # as `_in_margin` has them
+    out: dict[int, str] = {}
+    banded: list[int] = []  # the lines in a margin band
+    for i, line in enumerate(lines):
+        if line.bbox[3] <= top:
+            band = "header"
+        elif line.bbox[1] >= bottom:
+            band = "footer"
+        else:
+            continue
+        banded.append(i)
+        key = _margin_key(line.text)
+        if _PAGE_NUMBER.match(line.text.strip()) or key in margins and key.replace("#", "").strip():
+            out[i] = band
     for i in (0, len(lines) - 1) if lines else ():
         line = lines[i]
         centre = (line.bbox[1] + line.bbox[3]) / 2
@@ -233,9 +247,10 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
     _drop_line_numbers(lines, out)
     rows = [(lines[i].bbox[1] + lines[i].bbox[3]) / 2 for i in out if _PAGE_NUMBER.match(lines[i].text.strip())]
-    for i, line in enumerate(lines):
+    for i in banded if rows else ():
+        line = lines[i]
         centre = (line.bbox[1] + line.bbox[3]) / 2
-        if i not in out and _in_margin(line, page) and any(abs(centre - row) < 3 for row in rows):
+        if i not in out and any(abs(centre - row) < 3 for row in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
     _furniture_rows(lines, page, out)
     return out
@@ -251,11 +266,13 @@ def _furniture_rows(lines: Sequence[RawLine], page: RawPage, out: dict[int, str]
     centres = [(line.bbox[1] + line.bbox[3]) / 2 for line in lines]
     edges = (min(centres), max(centres))  # only the page's first and last rows: a data listing repeats words too
     rows = [(centres[i], lines[i].size) for i in out if any(abs(centres[i] - edge) < 3 for edge in edges)]
+    if not rows:
+        return
     common = sorted(line.size for line in lines)[len(lines) // 2] * 1.15  # no larger than most text: no part title
+    upper, lower = page.height_pt * _PAGE_NUMBER_SHARE, page.height_pt * (1 - _PAGE_NUMBER_SHARE)
     for i, line in enumerate(lines):
         centre = centres[i]
-        near = centre < page.height_pt * _PAGE_NUMBER_SHARE or centre > page.height_pt * (1 - _PAGE_NUMBER_SHARE)
-        if i in out or not near or line.size > common:
+        if i in out or line.size > common or not (centre < upper or centre > lower):  # not near an edge
             continue
         if any(abs(centre - y) < 3 and line.size <= size * 1.3 for y, size in rows):
             out[i] = "header" if centre < page.height_pt / 2 else "footer"
@@ -295,7 +312,7 @@ def _line_label(line: RawLine, titles: dict[str, int], heading: int | None) -> t
 
 
 def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> list[Block]:
-    titles = outline_titles(ctx.entries, page.index)
+    titles = ctx.titles.get(page.index, {})
     figures = ctx.figures[page.index]
     blocks: list[Block] = [Block(label="table", bbox=t.bbox, text=t.text, order=0) for t in page.tables]
     taken = [t.bbox for t in page.tables] + figures
@@ -313,7 +330,7 @@ def _heuristic_blocks(page: RawPage, lines: list[RawLine], ctx: _Context) -> lis
     current_label = ""
     last_head: RawLine | None = None
     for i, line in enumerate(lines):
-        home = next((box for box in taken if within(line.bbox, box)), None)
+        home = next((box for box in taken if within(line.bbox, box)), None) if taken else None
         if home is not None:
             figure_text.get(home, []).append(line.text)
             continue
@@ -361,7 +378,7 @@ def _unruled_tables(
         line
         for i, line in enumerate(lines)
         if not (i in furniture and _PAGE_NUMBER.match(line.text.strip()))
-        and not any(within(line.bbox, box) for box in taken)
+        and not (taken and any(within(line.bbox, box) for box in taken))
     ]
     return aligned_tables(free, page, body_size)
 
@@ -396,7 +413,26 @@ def _block(label: str, lines: list[RawLine], level: int | None = None) -> Block:
     else:
         x0s, y0s, x1s, y1s = zip(*(ln.bbox for ln in lines), strict=True)
         bbox, text = (min(x0s), min(y0s), max(x1s), max(y1s)), _join_lines([ln.text for ln in lines])
-    return Block(label=label, bbox=bbox, text=text, order=0, font_size=lines[0].size, level=level)  # type: ignore[arg-type]
+    x0, y0, x1, y1 = bbox
+    return _line_block(label, (float(x0), float(y0), float(x1), float(y1)), text, float(lines[0].size), level)
+
+
+_BLOCK_FIELDS = frozenset(("label", "bbox", "text", "order", "font_size", "level"))
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _line_block(label: str, bbox: Box, text: str, font_size: float, level: int | None) -> Block:
+    """`Block(label=..., bbox=..., text=..., order=0, font_size=..., level=...)` without pydantic's validation pass
+    (a third of the cost of labelling a line): every value here is of its field's type already. The same record,
+    field for field and in its JSON (tests/test_layout_segment.py checks it against the validated one)."""
+    block = _new(Block)
+    _set(block, "__dict__", {"label": label, "bbox": bbox, "text": text, "order": 0, "font_size": font_size,
+                             "level": level})  # fmt: skip
+    _set(block, "__pydantic_fields_set__", set(_BLOCK_FIELDS))
+    _set(block, "__pydantic_extra__", None)
+    _set(block, "__pydantic_private__", None)
+    return block
 
 
 def _flush(lines: list[RawLine], label: str, blocks: list[Block]) -> None:
@@ -436,8 +472,7 @@ def _ordered(blocks: list[Block]) -> list[Block]:
     return blocks
 
 
-def _model_blocks(page: RawPage, entries: Sequence[OutlineEntry]) -> list[Block]:
-    titles = outline_titles(entries, page.index)
+def _model_blocks(page: RawPage, titles: dict[str, int]) -> list[Block]:
     blocks = []
     for box in page.model_boxes or []:
         label = box.label

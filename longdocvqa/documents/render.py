@@ -14,7 +14,6 @@ import io
 import os
 import re
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +156,7 @@ def raw_document(
     words = vocabulary(line.text for page in pages for line in page.lines)
     for page in pages:
         texts = dehyphenate_lines([line.text for line in page.lines], words)
-        page.lines = [line if t == line.text else replace(line, text=t)
+        page.lines = [line if t == line.text else line._replace(text=t)
                       for line, t in zip(page.lines, texts, strict=True) if t]  # fmt: skip
     return pages, toc
 
@@ -198,17 +197,20 @@ def _text_lines(blocks: list[dict[str, Any]]) -> tuple[list[RawLine], bool]:
             continue
         for line in block["lines"]:
             spans = line["spans"]
-            if len(spans) == 1:  # most lines: one font, no per-span counting
+            if len(spans) == 1:  # one font: no per-span counting
                 main = spans[0]
-                text = clean(main["text"]).strip()
+                text = main["text"]
+                text = (text if text.isascii() and text.isprintable() else clean(text)).strip()  # `clean`'s test
                 if not text:
                     continue
                 mono, math, bold = _font_kind(main["font"], main["flags"])
             else:
-                text = clean("".join([s["text"] for s in spans])).strip()
+                texts = [s["text"] for s in spans]
+                text = "".join(texts)
+                text = (text if text.isascii() and text.isprintable() else clean(text)).strip()
                 if not text:
                     continue
-                main, mono, math = _main_span(spans)
+                main, mono, math = _main_span(spans, texts)
                 bold = _font_kind(main["font"], main["flags"])[2]
             x0, y0, x1, y1 = line["bbox"]
             append(RawLine((_round2(x0), _round2(y0), _round2(x1), _round2(y1)), text, _round2(main["size"]), bold,
@@ -227,24 +229,39 @@ def _round2(value: float) -> float:
     return hundredths / 100 if hundredths else value * 0.0
 
 
-def _main_span(spans: list[dict[str, Any]]) -> tuple[dict[str, Any], bool, bool]:
+def _main_span(spans: list[dict[str, Any]], texts: list[str]) -> tuple[dict[str, Any], bool, bool]:
     """The longest span (the first of the longest), and whether most characters are monospace / over 40% are in
-    a math font."""
-    main, longest, chars, mono, math = spans[0], -1, 0, 0, 0
+    a math font. Blank spans do not count. `texts` holds the spans' texts.
+
+    A line has 13 spans on average where it has more than one (every space between words is a span of its own), and
+    half of such lines are in one font throughout: that font's kind is then the line's, without counting."""
+    first = spans[0]
+    font, flags = first["font"], first["flags"]
     for span in spans:
-        text = span["text"]
+        if span["font"] != font or span["flags"] != flags:
+            break
+    else:
+        lengths = [len(text) for text in texts]
+        i = lengths.index(max(lengths))
+        if texts[i].strip():  # the first of the longest is not blank: the main span
+            mono, math, _ = _font_kind(font, flags)
+            return spans[i], mono, math
+    main, longest, chars, mono_chars, math_chars = first, -1, 0, 0, 0
+    for span, text in zip(spans, texts, strict=True):
+        if text == " ":  # most blank spans
+            continue
         length = len(text.strip())
         if not length:
             continue
         is_mono, is_math, _ = _font_kind(span["font"], span["flags"])
         chars += length
         if is_mono:
-            mono += length
+            mono_chars += length
         if is_math:
-            math += length
+            math_chars += length
         if len(text) > longest:
             main, longest = span, len(text)
-    return main, mono > chars / 2, math > chars * 0.4
+    return main, mono_chars > chars / 2, math_chars > chars * 0.4
 
 
 @functools.lru_cache(maxsize=4096)

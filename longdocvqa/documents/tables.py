@@ -27,12 +27,17 @@ def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) ->
     rows = _rows(lines)
     if sum(len(row) >= 2 for row in rows) < 3:
         return []  # most pages
+    for row in rows:
+        if len(row) > 1:
+            row.sort(key=_left)  # each row left to right
     text_left = Counter(round(line.bbox[0]) for line in lines).most_common(1)[0][0]
     out: list[tuple[Box, str]] = []
+    tops = [row[0].bbox[1] if len(row) == 1 else min(ln.bbox[1] for ln in row) for row in rows]
+    bottoms = [row[0].bbox[3] if len(row) == 1 else max(ln.bbox[3] for ln in row) for row in rows]
     start = 0
     while start < len(rows):
         end = start + 1
-        while end < len(rows) and _row_gap(rows[end - 1], rows[end]) <= body_size * 1.2:
+        while end < len(rows) and tops[end] - bottoms[end - 1] <= body_size * 1.2:  # `_row_gap`
             end += 1
         run = rows[start:end]
         while run and len(run[-1]) < 2:  # a table ends on a row of cells
@@ -47,17 +52,22 @@ def aligned_tables(lines: Sequence[RawLine], page: RawPage, body_size: float) ->
 
 
 def _rows(lines: Sequence[RawLine]) -> list[list[RawLine]]:
-    """Lines grouped into rows by vertical centre (3 pt), top to bottom, each row left to right."""
+    """Lines grouped into rows by vertical centre (3 pt), top to bottom (each row in the lines' order)."""
     rows: list[list[RawLine]] = []
     centre = -1e9
-    for line in sorted(lines, key=lambda ln: (ln.bbox[1] + ln.bbox[3]) / 2):
-        mid = (line.bbox[1] + line.bbox[3]) / 2
+    mids = [(line.bbox[1] + line.bbox[3]) / 2 for line in lines]
+    for i in sorted(range(len(lines)), key=mids.__getitem__):
+        mid = mids[i]
         if rows and mid - centre <= 3:
-            rows[-1].append(line)
+            rows[-1].append(lines[i])
         else:
-            rows.append([line])
+            rows.append([lines[i]])
             centre = mid
-    return [sorted(row, key=lambda ln: ln.bbox[0]) for row in rows]
+    return rows
+
+
+def _left(line: RawLine) -> float:
+    return line.bbox[0]
 
 
 def _is_table(run: Sequence[Sequence[RawLine]], page: RawPage) -> bool:
