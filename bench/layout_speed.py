@@ -7,13 +7,14 @@ For each PDF, in one run and one process (CPU time, time.process_time):
 - PyMuPDF floor: every PyMuPDF call parse_document makes (open, text, image boxes, the drawing test and drawings,
   ruled tables, outline) and none of our Python work on their results;
 - parse_document itself, and its parts: text lines (render._text_lines over the dict), de-hyphenation, labelling
-  (layout.parse_layout).
+  (layout.parse_layout), each with the cycle collector paused as parse_document has it.
 The floor says how fast parse_document could be if our own Python cost nothing: the ratio the bench can reach.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import time
 from collections import Counter
 from pathlib import Path
@@ -47,7 +48,16 @@ def floor_seconds(path: Path) -> float:
 
 
 def part_seconds(path: Path, parts: Counter[str]) -> None:
-    """Add the CPU seconds of parse_document's Python parts on `path` to `parts`."""
+    """Add the CPU seconds of parse_document's Python parts on `path` to `parts`, with the cycle collector paused as
+    parse_document pauses it (with it running, the parts would also pay for collections parse_document never makes)."""
+    gc.disable()
+    try:
+        _parts(path, parts)
+    finally:
+        gc.enable()
+
+
+def _parts(path: Path, parts: Counter[str]) -> None:
     doc = render.open_pdf(path)
     for page in doc:
         data = page.get_text("dict", flags=render._text_flags())
