@@ -56,7 +56,6 @@ class _Context:
 
     margins: set[str]
     body_size: float
-    entries: Sequence[OutlineEntry]
     has_outline: bool
     figures: dict[int, list[Box]]
     running_figures: set[Box]
@@ -70,7 +69,7 @@ def parse_layout(
     entries = [OutlineEntry(level=lvl, title=title, page=page) for lvl, title, page in outline if title]
     merged = {raw.index: merge_line_pieces(raw.lines) for raw in pages}
     figures = {raw.index: figure_boxes(raw, merged[raw.index]) for raw in pages}
-    ctx = _Context(_running_margins(pages, merged), _body_font_size(pages), entries, bool(entries), figures,
+    ctx = _Context(_running_margins(pages, merged), _body_font_size(pages), bool(entries), figures,
                    _running_figures(figures, pages), outline_titles(entries))  # fmt: skip
     parsed = []
     for raw in pages:
@@ -236,8 +235,8 @@ def _page_furniture(lines: Sequence[RawLine], page: RawPage, margins: set[str]) 
         else:
             continue
         banded.append(i)
-        key = _margin_key(line.text)
-        if _PAGE_NUMBER.match(line.text.strip()) or key in margins and key.replace("#", "").strip():
+        numbered = _PAGE_NUMBER.match(line.text.strip())  # a page number: no repeated-text key needed
+        if numbered or (key := _margin_key(line.text)) in margins and key.replace("#", "").strip():
             out[i] = band
     for i in (0, len(lines) - 1) if lines else ():
         line = lines[i]
@@ -425,7 +424,7 @@ _set = object.__setattr__
 def _line_block(label: str, bbox: Box, text: str, font_size: float, level: int | None) -> Block:
     """`Block(label=..., bbox=..., text=..., order=0, font_size=..., level=...)` without pydantic's validation pass
     (a third of the cost of labelling a line): every value here is of its field's type already. The same record,
-    field for field and in its JSON (tests/test_layout_segment.py checks it against the validated one)."""
+    field for field and in its JSON (tests/test_layout_speed.py checks it against the validated one)."""
     block = _new(Block)
     _set(block, "__dict__", {"label": label, "bbox": bbox, "text": text, "order": 0, "font_size": font_size,
                              "level": level})  # fmt: skip
