@@ -116,12 +116,15 @@ def _corrupt(qa: dict[str, Any], kind: str, texts: dict[int, str], rng: random.R
     return None
 
 
-def recipe_for(pdfs: str, server: ScriptedOpenAI, review: dict[str, Any], per_document: int, questions: int) -> Any:
+def recipe_for(
+    pdfs: str, server: ScriptedOpenAI, review: dict[str, Any], per_document: int, questions: int,
+    input_mode: str = "text",
+) -> Any:  # fmt: skip
     endpoint = {"base_url": server.base_url, "model": "scripted-vlm", "api_key_env": None, "timeout_s": 30.0,
                 "max_concurrency": 16}  # fmt: skip
     judge_endpoint = {**endpoint, "model": "scripted-judge"}
     generate: dict[str, Any] = {
-        "generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": "text",
+        "generator": {"kind": "openai", "endpoint": endpoint}, "input_mode": input_mode,
         "questions_per_segment": questions,
         "verify": review["verify"], "judge": {**review["judge"], "endpoint": judge_endpoint},
     }  # fmt: skip
@@ -143,7 +146,10 @@ def published_items(out: Path, server: PlantingServer) -> set[str]:
     return {server.questions[key][0] for key in keys if key in server.questions}
 
 
-def run_bench(pdfs: str, out: Path, share: float, seed: int = 0, per_document: int = 4, questions: int = 1) -> dict:
+def run_bench(
+    pdfs: str, out: Path, share: float, seed: int = 0, per_document: int = 4, questions: int = 1,
+    input_mode: str = "text",
+) -> dict:  # fmt: skip
     """Build the pool three times through one planting server; per error kind, the share published per config."""
     from longdocvqa.pipeline import build
 
@@ -154,7 +160,8 @@ def run_bench(pdfs: str, out: Path, share: float, seed: int = 0, per_document: i
     try:
         for name, review in CONFIGS.items():
             started = time.perf_counter()
-            manifests[name] = build(recipe_for(pdfs, server, review, per_document, questions), out, workers=2)
+            recipe = recipe_for(pdfs, server, review, per_document, questions, input_mode)
+            manifests[name] = build(recipe, out, workers=2)
             seconds[name] = round(time.perf_counter() - started, 1)
             published[name] = published_items(out, server)
             shutil.copyfile(out / "rejects.jsonl", out / f"rejects-{name}.jsonl")
@@ -215,8 +222,15 @@ def main() -> None:
         help="questions per segment and task (above 1, a later "
         "question's prompt lists the earlier ones kept, so the builds no longer ask the same QA)",
     )
+    parser.add_argument(
+        "--input-mode",
+        choices=("text", "images+text"),
+        default="text",
+        help="what the generator, verifier and judge are sent: page texts, or rendered "
+        "page images with their texts (pages rendered; the loopback server reads the texts)",
+    )
     args = parser.parse_args()
-    result = run_bench(args.pdfs, args.out, args.share, args.seed, args.per_document, args.questions)
+    result = run_bench(args.pdfs, args.out, args.share, args.seed, args.per_document, args.questions, args.input_mode)
     (args.out / "quality.json").write_text(json.dumps(result, indent=1))
     print(markdown(result))
     print(json.dumps({"totals": result["totals"], "seconds": result["seconds"]}, indent=1))

@@ -28,7 +28,9 @@ from longdocvqa.pipeline import build
 
 ROOT = Path(__file__).resolve().parents[1]
 MARKER = "secret-marker-XYZ"
-KEY = "sk-marker0123456789abcdefghij"  # an API key value: must appear nowhere the build writes
+# A fake API key, key-shaped on purpose (core/history.py redacts the sk-... form): it must appear nowhere the
+# build writes.
+KEY = "sk-marker0123456789abcdefghij"
 
 
 def _rows(dataset: Path, config: str) -> list[dict]:
