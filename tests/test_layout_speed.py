@@ -55,6 +55,23 @@ def test_blocks_built_without_validation_are_the_validated_records() -> None:
     assert made.model_fields_set == validated.model_fields_set
 
 
+def test_the_shortcut_is_checked_at_import_and_dropped_where_it_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the installed pydantic the unvalidated blocks hold (so labelling keeps its speed); a pydantic whose internals
+    changed (here: the fields-set attribute no longer written) makes the import-time check fail, and blocks are then
+    validated."""
+    assert layout_rules._fast_blocks_hold() and layout_rules._make_line_block is layout_rules._line_block
+    real_set = layout_rules._set
+
+    def set_without_fields_set(obj: object, name: str, value: object) -> None:
+        if name != "__pydantic_fields_set__":
+            real_set(obj, name, value)
+
+    monkeypatch.setattr(layout_rules, "_set", set_without_fields_set)
+    assert not layout_rules._fast_blocks_hold()
+    block = layout_rules._validated_line_block("section", (1.0, 2.0, 3.0, 4.0), "1 Scope", 10.0, 1)
+    assert block.model_fields_set == {"label", "bbox", "text", "order", "font_size", "level"}
+
+
 def test_text_lines_round_to_hundredths_and_find_the_main_span() -> None:
     """render._text_lines rounds with `_round2` and counts spans only where fonts differ: the values of the rule."""
     values = [0.125, 0.135, -0.004, 72.0049999, 1e300, float("inf"), float("-inf"), 3.14159]
