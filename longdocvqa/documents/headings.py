@@ -36,9 +36,7 @@ _DATE = re.compile(r"^[0-9]{1,2}\.?\s+[^\W\d_]{3,}\.?,?\s+(?:1[5-9]|20)[0-9]{2}\
 _SPACED_LETTERS = re.compile(r"^[^\W_](?:\s+[^\W_])+$")  # "M F": two index columns' letters on one baseline, or glyphs
 _INDEX_LETTERS = re.compile(r"^[A-Z](?:\s+[A-Z])*$")  # "C", "M F"
 _PUNCTUATION = re.compile(r"[^\w ]+")
-
-
-_ASCII_PUNCTUATION = {c: None for c in range(128) if not (chr(c).isalnum() or chr(c) in "_ ")}  # what it removes
+_ASCII_PUNCTUATION = {c: None for c in range(128) if not (chr(c).isalnum() or chr(c) in "_ ")}  # _PUNCTUATION's
 
 
 def normalise_title(text: str) -> str:
