@@ -1,6 +1,6 @@
 """Where the heuristic layout backend's CPU time goes, against the bare `get_text("dict")` loop of bench/layout.py.
 
-Usage: python bench/layout_speed.py [--pool DIR] [--drawings]   (default ../shared/pdfs)
+Usage: python bench/layout_speed.py [--pool DIR] [--drawings] [--upper-bound]   (default ../shared/pdfs)
 For each PDF, in one run and one process (CPU time, time.process_time):
 - bare: bench/layout.py's loop (open, get_text("dict") with raw_pages' text flags, without its vector blocks, on every
   page, close);
@@ -9,6 +9,8 @@ For each PDF, in one run and one process (CPU time, time.process_time):
 - parse_document itself, and its parts: text lines (render._text_lines over the dict), de-hyphenation, labelling
   (layout.parse_layout), each with the cycle collector paused as parse_document has it.
 The floor says how fast parse_document could be if our own Python cost nothing: the ratio the bench can reach.
+--upper-bound also times parse_document without the ruled-table finder, and without it and the image boxes: how fast
+the backend would be if those two were dropped (they are not; the output would change), in the same run.
 """
 
 from __future__ import annotations
@@ -79,6 +81,24 @@ def _parts(path: Path, parts: Counter[str]) -> None:
     parts["(render.raw_document, all of it)"] += whole
 
 
+def stripped_seconds(path: Path, totals: Counter[str]) -> None:
+    """parse_document's CPU seconds without the table finder, then also without image boxes: an upper bound for
+    a backend that dropped them, not a mode of the product (the image boxes are switched off by replacing
+    render._image_boxes for the one call, and put back)."""
+    no_tables = LayoutConfig(find_tables=False)
+    start = time.process_time()
+    parse_document(str(path), path.name, no_tables)
+    totals["without tables"] += time.process_time() - start
+    image_boxes = render._image_boxes
+    render._image_boxes = lambda page: []
+    try:
+        start = time.process_time()
+        parse_document(str(path), path.name, no_tables)
+        totals["without tables and image boxes"] += time.process_time() - start
+    finally:
+        render._image_boxes = image_boxes
+
+
 def drawing_seconds(path: Path, steps: Counter[str]) -> None:
     """The drawing step of each page both ways: always `get_cdrawings`, or only where the text pass found a vector
     block (raw_pages' way); and the text pass with and without vector blocks, back to back."""
@@ -107,6 +127,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pool", type=Path, default=ROOT.parent / "shared/pdfs")
     parser.add_argument("--drawings", action="store_true", help="also time the drawing step with and without the test")
+    bound = "also time parse_document without the table finder, and without it and image boxes"
+    parser.add_argument("--upper-bound", action="store_true", help=bound)
     args = parser.parse_args()
     pdfs = sorted(args.pool.rglob("*.pdf"))
     parse_document(str(ROOT / "tests/data/pdfs/brief.pdf"), "warm-up", LayoutConfig())
@@ -122,6 +144,8 @@ def main() -> None:
         parse_document(str(pdf), pdf.name, LayoutConfig())
         totals["ours"] += time.process_time() - start
         part_seconds(pdf, parts)
+        if args.upper_bound:
+            stripped_seconds(pdf, totals)
     bare = totals["bare"]
     print(f"{len(pdfs)} PDFs, {pages} pages, one core (CPU s):")
     print(f"  bare get_text('dict') loop     {bare:6.2f} s  {pages / bare:4.0f} pages/s")
@@ -131,6 +155,8 @@ def main() -> None:
           f" = {bare / totals['ours']:.2f}x")  # fmt: skip
     for name, seconds in parts.items():
         print(f"    {name:<36} {seconds:6.2f} s")
+    for name in ("without tables", "without tables and image boxes") if args.upper_bound else ():
+        print(f"  parse_document {name:<31} {totals[name]:6.2f} s = {bare / totals[name]:.2f}x (output changed)")
     if args.drawings:
         steps: Counter[str] = Counter()
         for pdf in pdfs:
