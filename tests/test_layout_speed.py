@@ -5,6 +5,7 @@ when the document is rejected; blocks built without validation and lines read wi
 from __future__ import annotations
 
 import gc
+import random
 import struct
 from pathlib import Path
 
@@ -13,8 +14,8 @@ import pytest
 from longdocvqa.core.errors import RejectedInput
 from longdocvqa.core.recipe import LayoutConfig
 from longdocvqa.core.records import Block, RawLine
+from longdocvqa.documents import figures, render
 from longdocvqa.documents import layout as layout_rules
-from longdocvqa.documents import render
 from longdocvqa.documents.parse import parse_document
 
 PDF = Path(__file__).resolve().parents[1] / "tests/data/pdfs/latexbug.pdf"
@@ -105,3 +106,16 @@ def _main_span_by_counting(spans: list[dict]) -> tuple[dict, bool, bool]:
             if len(span["text"]) > longest:
                 main, longest = span, len(span["text"])
     return main, mono > chars / 2, math > chars * 0.4
+
+
+def test_parts_inside_a_box_are_those_within_it() -> None:
+    """figures._inside is `within` over a list, written out for speed: both must keep the same rule and slack."""
+    rng = random.Random(7)
+    for _ in range(200):
+        x, y = rng.uniform(0, 500), rng.uniform(0, 700)
+        box = (x, y, x + rng.uniform(0, 200), y + rng.uniform(0, 200))
+        parts = []
+        for _ in range(30):
+            px, py = rng.uniform(x - 20, box[2] + 20), rng.uniform(y - 20, box[3] + 20)
+            parts.append((px, py, px + rng.choice([0.0, 1.0, 4.0, rng.uniform(0, 30)]), py + rng.uniform(0, 30)))
+        assert figures._inside(parts, box) == [p for p in parts if figures.within(p, box)]

@@ -18,6 +18,7 @@ Box = tuple[float, float, float, float]
 _FIGURE_GAP_PT = 6.0
 _RULE_PT = 3.0  # a drawing thinner than this is a line (a rule or a frame edge)
 _MIN_FIGURE_PT = 12.0
+_CENTRE_SLACK_PT = 2.0  # how far outside a box a part's centre may lie and still be within it
 
 
 def figure_boxes(page: RawPage, lines: Sequence[RawLine]) -> list[Box]:
@@ -63,7 +64,7 @@ def overlaps(a: Box, b: Box, slack: float = 0.0) -> bool:
     return a[0] - slack <= b[2] and b[0] - slack <= a[2] and a[1] - slack <= b[3] and b[1] - slack <= a[3]
 
 
-def _inside(parts: Sequence[Box], box: Box, slack: float = 2.0) -> list[Box]:
+def _inside(parts: Sequence[Box], box: Box, slack: float = _CENTRE_SLACK_PT) -> list[Box]:
     """The parts whose centre lies within `box` (`within`, over a list)."""
     x0, y0, x1, y1 = box[0] - slack, box[1] - slack, box[2] + slack, box[3] + slack
     return [p for p in parts if x0 <= (p[0] + p[2]) / 2 <= x1 and y0 <= (p[1] + p[3]) / 2 <= y1]
@@ -93,7 +94,7 @@ def _text_share(box: Box, lines: Sequence[RawLine]) -> float:
     return sum((b[2] - b[0]) * (b[3] - b[1]) for b in inside) / area
 
 
-def within(inner: Sequence[float], outer: Sequence[float], slack: float = 2.0) -> bool:
+def within(inner: Sequence[float], outer: Sequence[float], slack: float = _CENTRE_SLACK_PT) -> bool:
     cx, cy = (inner[0] + inner[2]) / 2, (inner[1] + inner[3]) / 2
     return outer[0] - slack <= cx <= outer[2] + slack and outer[1] - slack <= cy <= outer[3] + slack
 
